@@ -1,0 +1,356 @@
+"""Study configuration: typed, frozen dataclasses that hold names and numbers only.
+
+Standard library only, so a config file loads and validates in milliseconds, before Ray or torch
+are imported. A study file is plain Python that defines ``study = Study(...)``; every trial of the
+study is ``study.base`` with one variant's dotted overrides (and the CLI's ``--set`` ones) applied.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib.util
+import math
+import traceback
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A problem the user can fix: the CLI prints it as one line and exits with code 2."""
+
+
+# --------------------------------------------------------------------------- trial config
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "builtin:lesions"  # image folder (ROOT/train/CLASS, ROOT/val/CLASS or ROOT/CLASS), or builtin:lesions / builtin:digits
+    image_size: int = 64  # pixels; every image is decoded and resized to image_size x image_size once per study
+    val_fraction: float = 0.2  # share of each class held out for val when the source has no val split
+    split_seed: int = 0  # seeds the val split and the built-in generators; the same for every trial of a study
+
+
+# The course's training augmentation. Each entry: an albumentations transform name and its arguments.
+COURSE_AUGMENT = ({"name": "HorizontalFlip", "p": 0.5}, {"name": "RandomBrightnessContrast", "p": 0.2})
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    train: tuple[dict, ...] = COURSE_AUGMENT  # random transforms applied to training batches, in order
+    mean: tuple[float, ...] = IMAGENET_MEAN  # Normalize, per RGB channel, pixel values scaled to 0..1
+    std: tuple[float, ...] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = (512, 128)  # widths of the hidden layers: Flatten -> 512 -> ReLU -> 128 -> ReLU -> classes
+    dropout: float = 0.0  # dropout probability after each hidden ReLU (0 = none)
+    batchnorm: bool = False  # BatchNorm1d after each hidden Linear, before the ReLU
+    init: str = "default"  # default | xavier_uniform | kaiming_normal | uniform (biases zeroed unless default)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3  # learning rate, per step
+    weight_decay: float = 0.0  # L2 penalty coefficient
+    momentum: float = 0.9  # sgd only
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # maximum number of passes over the training set
+    batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
+    patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
+    seed: int = 0  # set per trial from the study's seeds
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    workers_per_trial: int = 0  # 0 = train inside the trial's own process (fastest on one node); N >= 1 = N DDP workers
+    cpus_per_worker: float = 1.0  # CPUs reserved per worker (also torch threads); lowered to fit small machines
+    gpus_per_worker: float = 0.0  # GPUs per worker; fractions pack several trials on one GPU
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrialConfig":
+        return apply_overrides(cls(), flatten(d))
+
+
+INITS = ("default", "xavier_uniform", "kaiming_normal", "uniform")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+# --------------------------------------------------------------------------- study
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str  # results land in STORAGE/name
+    base: TrialConfig = field(default_factory=TrialConfig)
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"base": {}})  # name -> dotted overrides
+    seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
+    reference: str | None = None  # the variant others are compared against; default: the first
+
+    def trials(self) -> list[tuple[str, int, TrialConfig]]:
+        """(variant, seed, config) for every trial: the base with the variant's overrides and the seed."""
+        out = []
+        for variant, changes in self.variants.items():
+            for seed in self.seeds:
+                cfg = apply_overrides(self.base, {**changes, "train.seed": seed})
+                out.append((variant, seed, cfg))
+        return out
+
+    @property
+    def reference_variant(self) -> str:
+        return self.reference or next(iter(self.variants))
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"dropout": 0.1}} -> {"model.dropout": 0.1}; values that are lists stay whole."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and key.count(".") == 0 and key in _SECTIONS:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(TrialConfig)
+    return {name: hints[name] for name in _SECTIONS}
+
+
+def known_keys() -> dict[str, Any]:
+    """Every dotted key a trial config accepts, with its type annotation."""
+    keys = {}
+    for section, cls in _section_types().items():
+        for name, tp in typing.get_type_hints(cls).items():
+            keys[f"{section}.{name}"] = tp
+    return keys
+
+
+def apply_overrides(cfg: TrialConfig, overrides: Mapping[str, Any]) -> TrialConfig:
+    """Return ``cfg`` with dotted overrides applied; raises ConfigError naming every bad key/value."""
+    keys = known_keys()
+    problems, by_section = [], {}
+    for key, value in overrides.items():
+        if key not in keys:
+            problems.append(_unknown_key(key, keys))
+            continue
+        try:
+            coerced = coerce(value, keys[key])
+        except ValueError as e:
+            problems.append(f"{key}={value!r}: {e}")
+            continue
+        section, name = key.split(".", 1)
+        by_section.setdefault(section, {})[name] = coerced
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return dataclasses.replace(
+        cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()}
+    )
+
+
+def _unknown_key(key: str, keys: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+    if not close:  # a right name in the wrong section, e.g. "train.lr"
+        leaf = key.rsplit(".", 1)[-1]
+        close = [k for k in keys if k.endswith("." + leaf)][:1]
+    hint = f"did you mean '{close[0]}'?" if close else f"known sections: {', '.join(_SECTIONS)}"
+    return f"unknown key '{key}' ({hint})"
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: a Python/JSON literal when it parses as one, else the plain string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """['model.dropout=0.1', ...] -> {'model.dropout': 0.1}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set model.dropout=0.1")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Coerce ``value`` to the annotated type ``tp`` or raise ValueError saying what was expected."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError("expected true or false")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError("expected a whole number")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ValueError("expected a list, e.g. [512, 128]")
+        return tuple(coerce(v, args[0]) for v in value)
+    if tp is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError('expected a dict, e.g. {"name": "VerticalFlip", "p": 0.5}')
+        return dict(value)
+    raise AssertionError(f"unsupported config type {tp}")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: TrialConfig, where: str = "") -> list[str]:
+    """Every out-of-range value in ``cfg``, as 'key=value: what is allowed' strings."""
+    p = []
+    at = f" ({where})" if where else ""
+
+    def need(ok: bool, key: str, value: Any, allowed: str) -> None:
+        if not ok:
+            p.append(f"{key}={value!r}{at}: {allowed}")
+
+    d, a, m, o, t, r = cfg.data, cfg.augment, cfg.model, cfg.optim, cfg.train, cfg.resources
+    need(bool(d.path.strip()), "data.path", d.path, "give an image folder or builtin:lesions / builtin:digits")
+    need(8 <= d.image_size <= 512, "data.image_size", d.image_size, "must be between 8 and 512 pixels")
+    need(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be a fraction in (0, 1)")
+    need(len(a.mean) == 3 and len(a.std) == 3, "augment.mean/std", (a.mean, a.std), "need 3 values each (R, G, B)")
+    need(all(s > 0 for s in a.std), "augment.std", a.std, "must be > 0")
+    for i, spec in enumerate(a.train):
+        need(isinstance(spec.get("name"), str), f"augment.train[{i}]", spec, 'each entry needs a "name", e.g. {"name": "VerticalFlip", "p": 0.5}')
+    need(len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", m.hidden, "need one or more positive widths, e.g. [512, 128]")
+    need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
+    need(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")
+    need(o.name in OPTIMIZERS, "optim.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
+    need(o.lr > 0 and math.isfinite(o.lr), "optim.lr", o.lr, "must be > 0")
+    need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
+    need(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
+    need(t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
+    need(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
+    need(t.patience >= 0, "train.patience", t.patience, "must be >= 0 (0 turns early stopping off)")
+    need(r.workers_per_trial >= 0, "resources.workers_per_trial", r.workers_per_trial, "must be >= 0 (0 trains in the trial process)")
+    need(r.cpus_per_worker > 0, "resources.cpus_per_worker", r.cpus_per_worker, "must be > 0")
+    need(r.gpus_per_worker >= 0, "resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")
+    return p
+
+
+def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialConfig]]:
+    """Validate a whole study in one pass; return its trials or raise one ConfigError listing every problem."""
+    if not isinstance(study, Study):
+        raise ConfigError(f"{where}: `study` must be a runner.config.Study, got {type(study).__name__}")
+    problems = []
+    if not isinstance(study.name, str) or not study.name or any(c in study.name for c in '/\\:*?"<>| '):
+        problems.append(f"{where}: name={study.name!r} must be a non-empty name without spaces or /\\:*?\"<>|")
+    if not isinstance(study.base, TrialConfig):
+        problems.append(f"{where}: base must be a TrialConfig")
+    if not study.variants or not isinstance(study.variants, Mapping):
+        problems.append(f"{where}: variants must be a non-empty dict of name -> overrides")
+    if not study.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in study.seeds):
+        problems.append(f"{where}: seeds={study.seeds!r} must be a non-empty list of integers")
+    elif len(set(study.seeds)) != len(study.seeds):
+        problems.append(f"{where}: seeds={study.seeds!r} has duplicates")
+    if study.reference is not None and study.reference not in (study.variants or {}):
+        problems.append(f"{where}: reference={study.reference!r} is not one of the variants {list(study.variants)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    for variant, changes in study.variants.items():
+        if not isinstance(changes, Mapping):
+            problems.append(f"{where}: variant {variant!r} must be a dict of dotted overrides")
+            continue
+        try:
+            cfg = apply_overrides(study.base, changes)
+        except ConfigError as e:
+            problems.append(f"variant {variant!r}: {e}")
+            continue
+        problems += validate(cfg, f"variant {variant!r}")
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
+    return study.trials()
+
+
+def with_overrides(study: Study, overrides: Mapping[str, Any]) -> Study:
+    """The study with ``overrides`` (from --set) applied to its base and on top of every variant."""
+    if not overrides:
+        return study
+    base = apply_overrides(study.base, overrides)
+    variants = {name: {**changes, **overrides} for name, changes in study.variants.items()}
+    return dataclasses.replace(study, base=base, variants=variants)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_study(path: str | Path) -> Study:
+    """Import a study file and return its ``study``; every failure is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (try configs/init_study.py)")
+    if path.suffix != ".py":
+        raise ConfigError(f"{path}: a study config is a Python file that defines `study = Study(...)`")
+    spec = importlib.util.spec_from_file_location(f"runner_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code; report where it failed
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+        line = f":{frames[-1].lineno}" if frames else ""
+        raise ConfigError(f"{path}{line}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, "study"):
+        raise ConfigError(f"{path}: defines no `study`; add `study = Study(name=..., base=TrialConfig(...), variants={{...}})`")
+    return module.study
+
+
+def _to_plain(x: Any) -> Any:
+    """Tuples to lists, recursively, so configs serialize to JSON and Tune's param_space unchanged."""
+    if isinstance(x, dict):
+        return {k: _to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_to_plain(v) for v in x]
+    return x

@@ -1,0 +1,77 @@
+"""Augmentation built from config: albumentations' random transforms on uint8 batches, then Normalize.
+
+``augment.train`` is a list of ``{"name": <albumentations transform>, **arguments}``. Random
+transforms run per image on uint8 (albumentations' own kernels); Normalize runs once per batch as
+a tensor op, with the config's mean/std (the same arithmetic as ``A.Normalize(max_pixel_value=255)``).
+Validation uses no random transform, so its normalized tensor is computed once per trial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from runner.config import AugmentConfig, ConfigError
+
+# Transforms that keep the image size (so the MLP input stays fixed), by lowercase name.
+TRANSFORMS = {n.lower(): n for n in (
+    "HorizontalFlip", "VerticalFlip", "RandomRotate90", "Transpose", "Affine", "ShiftScaleRotate", "Rotate",
+    "SafeRotate", "Perspective", "ElasticTransform", "GridDistortion", "OpticalDistortion", "RandomResizedCrop",
+    "RandomBrightnessContrast", "ColorJitter", "HueSaturationValue", "RGBShift", "RandomGamma", "CLAHE",
+    "ToGray", "ChannelShuffle", "Equalize", "Posterize", "Solarize", "GaussNoise", "ISONoise", "GaussianBlur",
+    "MotionBlur", "MedianBlur", "Blur", "Defocus", "Sharpen", "Emboss", "Downscale", "ImageCompression",
+    "CoarseDropout", "RandomShadow",
+)}
+
+
+class Augment:
+    """Callable: uint8 batch (B, H, W, 3) -> augmented uint8 batch, deterministic from ``seed``."""
+
+    def __init__(self, cfg: AugmentConfig, image_size: int, seed: int):
+        self.pipeline = _compose(cfg, image_size, seed)
+        self.image_size = image_size
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            return batch
+        out = np.empty_like(batch)
+        for i, img in enumerate(batch):
+            aug = self.pipeline(image=img)["image"]
+            if aug.shape != img.shape:
+                raise ConfigError(f"augment.train changes the image shape {img.shape} -> {aug.shape}; use size-preserving transforms (RandomResizedCrop needs size=[{self.image_size}, {self.image_size}])")
+            out[i] = aug
+        return out
+
+
+def _compose(cfg: AugmentConfig, image_size: int, seed: int):
+    if not cfg.train:
+        return None
+    import albumentations as A
+
+    transforms = []
+    for i, spec in enumerate(cfg.train):
+        spec = dict(spec)
+        name = str(spec.pop("name", ""))
+        if name.lower() not in TRANSFORMS:
+            raise ConfigError(f"augment.train[{i}]: unknown transform {name!r}; choose from {', '.join(sorted(TRANSFORMS.values()))}")
+        cls = getattr(A, TRANSFORMS[name.lower()])
+        if cls.__name__ == "RandomResizedCrop":
+            spec.setdefault("size", (image_size, image_size))
+        try:
+            transforms.append(cls(**spec))
+        except Exception as e:  # noqa: BLE001 - albumentations raises TypeError/ValueError/pydantic errors
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"augment.train[{i}] {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in spec.items())}): {first}") from None
+    return A.Compose(transforms, seed=seed)
+
+
+def check_augment(cfg: AugmentConfig, image_size: int) -> None:
+    """Build the pipeline and run it on one image: raises ConfigError before any trial starts."""
+    Augment(cfg, image_size, seed=0)(np.zeros((1, image_size, image_size, 3), np.uint8))
+
+
+def normalize(batch: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """uint8 (B, H, W, 3) tensor -> float32, (x / 255 - mean) / std, on the batch's device."""
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=batch.device) * 255
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=batch.device) * 255
+    return (batch.float() - mean) / std

@@ -1,0 +1,40 @@
+"""The study's images as Ray Datasets: built once on the driver, materialized, handed to every trial.
+
+Each dataset holds decoded uint8 images (column ``image``, a tensor column) and ``label``. A worker
+reads its shard once per trial and keeps it in memory (a few MB at 64x64); augmentation then runs
+per batch in the worker (runner.data.augment), so no Ray Data task runs per epoch or per trial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runner.data.source import ImageSet
+
+
+def to_ray_datasets(images: ImageSet) -> dict:
+    import pyarrow as pa
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the CLI owns the console
+
+    def table(x: np.ndarray, y: np.ndarray):
+        return pa.table({"image": ArrowTensorArray.from_numpy(x), "label": pa.array(y, type=pa.int64())})
+
+    return {
+        "train": ray.data.from_arrow(table(images.train_x, images.train_y)).materialize(),
+        "val": ray.data.from_arrow(table(images.val_x, images.val_y)).materialize(),
+    }
+
+
+def read_all(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """All rows of a Dataset or DataIterator (a worker's shard) as (uint8 images, int64 labels)."""
+    xs, ys = [], []
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        xs.append(batch["image"])
+        ys.append(batch["label"])
+    if not xs:
+        return np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.int64)
+    return np.ascontiguousarray(np.concatenate(xs), dtype=np.uint8), np.concatenate(ys).astype(np.int64)

@@ -1,0 +1,91 @@
+"""One epoch of training, one pass of evaluation, early stopping: plain torch, no Ray.
+
+Sums stay on the device during an epoch (no per-step ``.item()`` sync); the caller reads them once,
+after an all-reduce when there are several workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from runner.config import AugmentConfig, ConfigError, OptimConfig
+from runner.data.augment import normalize
+
+EVAL_BATCH = 256  # images per forward pass when evaluating; memory only, results do not depend on it
+
+
+def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optim.name={cfg.name!r}: choose one of adam, adamw, sgd")
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, batch_size: int,
+                augment, norm: AugmentConfig, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+    """Train on (x uint8, y) in shuffled batches; returns [loss sum, correct, images] as a float64 tensor."""
+    model.train()
+    perm = rng.permutation(len(y))
+    if len(perm) % batch_size == 1 and len(perm) > 1:
+        perm = perm[:-1]  # a last batch of one image breaks BatchNorm; drop it (reshuffled every epoch)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for i in range(0, len(perm), batch_size):
+        idx = np.sort(perm[i:i + batch_size])  # sorted gather is faster; order within a batch does not matter
+        xb = normalize(torch.from_numpy(augment(x[idx])).to(device, non_blocking=True), norm)
+        yb = torch.from_numpy(y[idx]).to(device, non_blocking=True)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == yb).sum().double(),
+                             torch.tensor(float(len(idx)), dtype=torch.float64, device=device)])
+    return sums
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, norm: AugmentConfig,
+             device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """Returns ([loss sum, correct, images] float64 tensor, predicted labels)."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    preds = []
+    for i in range(0, len(y), EVAL_BATCH):
+        xb = normalize(torch.from_numpy(x[i:i + EVAL_BATCH]).to(device), norm)
+        yb = torch.from_numpy(y[i:i + EVAL_BATCH]).to(device)
+        logits = model(xb)
+        pred = logits.argmax(1)
+        sums += torch.stack([F.cross_entropy(logits, yb, reduction="sum").double(), (pred == yb).sum().double(),
+                             torch.tensor(float(len(yb)), dtype=torch.float64, device=device)])
+        preds.append(pred.cpu().numpy())
+    return sums, np.concatenate(preds) if preds else np.zeros(0, np.int64)
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the best val accuracy; ``should_stop`` after ``patience`` epochs without a new best (0 = never)."""
+
+    patience: int
+    best: float = -1.0
+    best_epoch: int = 0
+    epochs_since_best: int = 0
+
+    def update(self, accuracy: float, epoch: int) -> bool:
+        """Record an epoch's val accuracy (epochs count from 1); True when it is a new best."""
+        if accuracy > self.best:
+            self.best, self.best_epoch, self.epochs_since_best = accuracy, epoch, 0
+            return True
+        self.epochs_since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.epochs_since_best >= self.patience

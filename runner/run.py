@@ -1,0 +1,166 @@
+"""Orchestration: start or join Ray, hand the study's datasets to Ray Tune, run one trial per (variant, seed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.config import ConfigError, TrialConfig, apply_overrides
+from runner.resources import TRIAL_DRIVER_CPU, Cluster, Fit, fit_trial, max_concurrent
+
+log = logging.getLogger(__name__)
+
+# Ray Train settings that cut a worker group's fixed cost (DESIGN §4); a user's own values win.
+TRAIN_ENV = {
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # we add Tune's CSV/JSON loggers ourselves; its TBX one would duplicate our tags
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
+    "RAY_DEDUP_LOGS": "1",
+}
+
+
+@dataclass
+class TrialSpec:
+    variant: str
+    seed: int
+    config: TrialConfig
+    data_key: str  # which of the study's datasets this trial reads
+    fit: Fit
+    order: int  # the variant's position in the study, for tables
+
+    def to_param(self) -> dict:
+        return {"variant": self.variant, "seed": self.seed, "data": self.data_key, "order": self.order,
+                "trial": self.config.to_dict()}
+
+
+def init_ray(address: str | None, verbose: bool) -> Cluster:
+    """Start a local Ray (all this machine's cores) or join ``address``; return what the cluster has."""
+    for k, v in TRAIN_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    if not verbose:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    kwargs = dict(
+        log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
+        runtime_env={"env_vars": {k: os.environ[k] for k in TRAIN_ENV}},
+    )
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({first}); start one with `ray start --head` or `ray up cluster.yaml`") from None
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    res = [n.get("Resources", {}) for n in nodes]
+    return Cluster(
+        cpus=sum(r.get("CPU", 0) for r in res), gpus=sum(r.get("GPU", 0) for r in res),
+        node_cpus=max(r.get("CPU", 0) for r in res), node_gpus=max(r.get("GPU", 0) for r in res), nodes=len(nodes),
+    )
+
+
+def plan(trials: list[tuple[str, int, TrialConfig]], data_keys: list[str], cluster: Cluster,
+         user_limit: int | None) -> tuple[list[TrialSpec], int, list[str]]:
+    """Fit every trial to the cluster; returns (specs, trials at once, notes for the console)."""
+    specs, notes = [], []
+    order = {v: i for i, v in enumerate(dict.fromkeys(t[0] for t in trials))}
+    for (variant, seed, cfg), key in zip(trials, data_keys):
+        f = fit_trial(cfg.resources, cluster)
+        if f.note:
+            notes.append(f.note)
+            cfg = apply_overrides(cfg, {"resources.cpus_per_worker": f.cpus_per_worker})
+        specs.append(TrialSpec(variant, seed, cfg, key, f, order[variant]))
+    return specs, max_concurrent([s.fit for s in specs], cluster, len(specs), user_limit), list(dict.fromkeys(notes))
+
+
+def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: str, name: str, concurrent: int,
+              printer, spread: bool = False):
+    """Run every trial with Ray Tune; returns Tune's ResultGrid. ``datasets[data_key]`` -> {"train", "val"}."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from runner.trial import run_trial
+
+    def trial_fn(config: dict, datasets: dict) -> None:
+        spec = config["spec"]
+        run_trial({**config, "classes": config["classes"][spec["data"]], "cpus_per_worker": spec["trial"]["resources"]["cpus_per_worker"]},
+                  datasets[spec["data"]])
+
+    by_id = {f"{s.variant}/{s.seed}": s for s in specs}
+
+    def resources(config: dict) -> dict:
+        s = by_id[f"{config['spec']['variant']}/{config['spec']['seed']}"]
+        # In-process trials hold their worker's CPUs; a worker-group trial holds a token CPU and Ray Train
+        # reserves its workers in a placement group of their own.
+        return {"cpu": s.fit.trial_cpus, "gpu": s.config.resources.gpus_per_worker} if s.config.resources.workers_per_trial == 0 \
+            else {"cpu": TRIAL_DRIVER_CPU}
+
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, datasets=datasets), resources)
+    param_space = {
+        "spec": tune.grid_search([s.to_param() for s in specs]),
+        "classes": classes,
+        "placement_strategy": "SPREAD" if spread else "PACK",
+    }
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, verbose=0,
+            callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), printer],
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    return tuner.fit()
+
+
+def _trial_name(trial) -> str:
+    spec = trial.config["spec"]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec["variant"])
+    return f"{safe}_seed{spec['seed']}_{trial.trial_id}"
+
+
+def make_printer(total: int, out=sys.stdout):
+    """A Tune callback that prints one fixed-column line as each trial ends."""
+    from ray.tune import Callback
+
+    class Printer(Callback):
+        def __init__(self):
+            self.done = 0
+            self.t0 = time.time()
+            self.last: dict[str, dict] = {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.last[trial.trial_id] = result
+
+        def _line(self, trial, status: str, extra: str = "") -> None:
+            self.done += 1
+            spec = trial.config["spec"]
+            r = self.last.get(trial.trial_id, {})
+            acc = r.get("best_val_accuracy")
+            acc_s = f"{acc:6.3f}" if isinstance(acc, float) else "     -"
+            ep = f"{r.get('best_epoch', '-')}/{r.get('epoch', '-')}"
+            out.write(f"[{self.done:>{len(str(total))}}/{total}] {time.time() - self.t0:6.0f}s  {spec['variant'][:28]:<28} "
+                      f"seed {spec['seed']:<4} {status:<13} best val acc {acc_s}  epoch {ep:<7}{extra}\n")
+            out.flush()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trial, self.last.get(trial.trial_id, {}).get("status", "completed"))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, "error")
+
+    return Printer()

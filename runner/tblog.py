@@ -1,0 +1,83 @@
+"""TensorBoard for one trial, with the course's tags. Only rank 0 writes.
+
+Scalars: train/loss, train/accuracy, val/loss, val/accuracy (per epoch, step = epoch), plus
+time/epoch_seconds and time/images_per_second. At the end, for the best epoch: image
+val/confusion_matrix, image val/images (predicted / true labels), text val/classification_report,
+weight histograms, and hparams with best/val_accuracy so the HParams tab compares trials.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class TrialLogger:
+    def __init__(self, logdir: str):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=logdir)
+
+    def epoch(self, epoch: int, metrics: dict) -> None:
+        for tag in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "time/epoch_seconds", "time/images_per_second"):
+            if tag in metrics:
+                self.writer.add_scalar(tag, metrics[tag], epoch)
+
+    def histograms(self, model, epoch: int) -> None:
+        for name, p in model.named_parameters():
+            if p.dim() > 1:  # weights only; biases add noise to the tab
+                self.writer.add_histogram(f"weights/{name}", p.detach().cpu(), epoch)
+
+    def best(self, epoch: int, cm: np.ndarray, report: str, images: np.ndarray, y_true: np.ndarray,
+             y_pred: np.ndarray, classes: list[str]) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        self.writer.add_figure("val/confusion_matrix", confusion_figure(cm, classes, epoch), epoch)
+        self.writer.add_figure("val/images", image_grid_figure(images, y_true, y_pred, classes), epoch)
+        self.writer.add_text("val/classification_report", "    " + report.replace("\n", "\n    "), epoch)
+
+    def hparams(self, hparams: dict, metrics: dict) -> None:
+        """Write hparams into this run (not a timestamped sub-run, as SummaryWriter.add_hparams would)."""
+        from torch.utils.tensorboard.summary import hparams as hp_summary
+
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, 0)
+        for s in hp_summary(hparams, metrics):
+            self.writer.file_writer.add_summary(s)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n), dpi=90)
+    ax.imshow(cm, cmap="Blues")
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=f"confusion matrix, epoch {epoch}")
+    ax.set_xticklabels([c[:14] for c in classes], rotation=45, ha="right", fontsize=7)
+    ax.set_yticklabels([c[:14] for c in classes], fontsize=7)
+    high = cm.max() / 2 if cm.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if cm[i, j] > high else "black")
+    fig.tight_layout()
+    return fig
+
+
+def image_grid_figure(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], n: int = 16):
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(images))
+    cols = 4
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0, rows * 2.2), dpi=80)
+    for k, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(images[k])
+            ok = y_true[k] == y_pred[k]
+            ax.set_title(f"pred {classes[y_pred[k]][:12]}\ntrue {classes[y_true[k]][:12]}", fontsize=7, color="green" if ok else "red")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,249 @@
+"""A trial: the Tune function that builds a TorchTrainer, and the loop each Train worker runs.
+
+``resources.workers_per_trial = 0`` runs the loop inside the Tune trial's own process (Ray Train's
+local mode: no extra processes, the fastest choice for small trials on one node); N >= 1 starts a
+worker group of N DDP processes (gloo on CPU, nccl on GPU), each fed its shard of the train set.
+The only Ray calls of the loop live in ``_RaySession``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runner.config import TrialConfig
+from runner.data.augment import Augment
+from runner.data.ray_data import read_all
+from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
+from runner.metrics import classification_report, confusion
+from runner.model import build_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "model.pt"
+
+
+def run_trial(config: dict, datasets: dict) -> None:
+    """Tune function trainable: one (variant, seed) of the study as a Ray Train TorchTrainer."""
+    import ray.train
+    import ray.tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    cfg = TrialConfig.from_dict(config["spec"]["trial"])
+    res = cfg.resources
+    local = res.workers_per_trial == 0
+    trial_dir = ray.tune.get_context().get_trial_dir()
+    loop_config = {**config["spec"], "classes": config["classes"], "logdir": trial_dir, "local": local,
+                   "cpus": config["cpus_per_worker"]}
+    use_gpu = res.gpus_per_worker > 0
+    scaling = ray.train.ScalingConfig(
+        num_workers=res.workers_per_trial, use_gpu=use_gpu,
+        resources_per_worker={"CPU": config["cpus_per_worker"], **({"GPU": res.gpus_per_worker} if use_gpu else {})},
+        placement_strategy=config.get("placement_strategy", "PACK"),
+    )
+    if local:  # the loop runs here; it reads the datasets directly and reports to Tune itself
+        trainer = TorchTrainer(functools.partial(train_loop, datasets=datasets), train_loop_config=loop_config,
+                               scaling_config=scaling)
+    else:  # a worker group: Train shards the train set per worker; metrics reach Tune via the callback
+        trainer = TorchTrainer(
+            train_loop, train_loop_config=loop_config, scaling_config=scaling, datasets=datasets,
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+            run_config=ray.train.RunConfig(
+                name="train", storage_path=trial_dir, callbacks=[TuneReportCallback()],
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+                failure_config=ray.train.FailureConfig(max_failures=0),
+            ),
+        )
+    trainer.fit()
+
+
+def train_loop(config: dict, datasets: dict | None = None) -> None:
+    """Each worker: config -> seed -> data -> model -> optimizer -> epochs {train, validate, report, stop?}."""
+    t_start = time.time()
+    cfg = TrialConfig.from_dict(config["trial"])
+    session = _RaySession(config["local"], datasets)
+    rank, world = session.rank, session.world
+    torch.set_num_threads(max(1, round(config["cpus"])))
+    seed = _seed(cfg.train.seed, config["variant"], rank)
+    device = session.device
+
+    # Data: this worker's shard of train (uint8, in memory), the whole val set.
+    train_x, train_y = session.shard("train")
+    val_x, val_y = session.shard("val")
+    train_x, train_y = session.equalize(train_x, train_y)  # every rank runs the same number of steps
+    classes = config["classes"]
+    augment = Augment(cfg.augment, cfg.data.image_size, seed)
+    batch = max(1, cfg.train.batch_size // world)  # train.batch_size is global
+    rng = np.random.default_rng(seed)
+
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    model = session.prepare(build_model(cfg.model, int(np.prod(train_x.shape[1:])), len(classes)).to(device))
+    opt = build_optimizer(cfg.optim, model.parameters())
+    stopper = EarlyStopping(cfg.train.patience)
+    tb = _TBLogger(config["logdir"]) if rank == 0 else None
+    best_preds = None
+    status = "completed"
+    setup_seconds = time.time() - t_start
+
+    for epoch in range(1, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, device))
+        train_seconds = time.perf_counter() - t0
+        va, preds = evaluate(model, val_x, val_y, cfg.augment, device)
+        va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
+        train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
+        val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
+        improved = stopper.update(val_acc, epoch)
+        if improved:
+            best_preds = preds
+        diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
+        last = diverged or epoch == cfg.train.epochs or stopper.should_stop
+        if diverged:
+            status = "diverged"
+        elif stopper.should_stop and epoch < cfg.train.epochs:
+            status = "early_stopped"
+        metrics = {
+            "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+            "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
+            "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
+            "setup_seconds": setup_seconds, "trial_start": t_start, "status": status if last else "running",
+        }
+        if tb:
+            tb.epoch(epoch, metrics, model)
+        ckpt_dir = None
+        if improved and rank == 0:
+            ckpt_dir = _save_checkpoint(model, cfg, classes, epoch, val_acc)
+        session.report(metrics, ckpt_dir)
+        if last:
+            break
+
+    if tb:
+        tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes, train_acc)
+
+
+def _seed(study_seed: int, variant: str, rank: int) -> int:
+    """A seed per (study seed, variant, worker rank), stable across runs and machines."""
+    import zlib
+
+    seed = (study_seed * 1_000_003 + zlib.crc32(variant.encode()) + rank * 7919) % (2**31)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    return seed
+
+
+def _save_checkpoint(model, cfg: TrialConfig, classes: list[str], epoch: int, val_acc: float) -> str:
+    d = tempfile.mkdtemp(prefix="runner-ckpt-")
+    state = getattr(model, "module", model).state_dict()
+    torch.save({"model": state, "config": cfg.to_dict(), "classes": classes, "epoch": epoch, "val_accuracy": val_acc},
+               os.path.join(d, CHECKPOINT_FILE))
+    return d
+
+
+class _RaySession:
+    """Every place the loop touches Ray: rank, data shards, DDP, collectives, reporting."""
+
+    def __init__(self, local: bool, datasets: dict | None):
+        self.local, self.datasets = local, datasets
+        if local:
+            self.rank, self.world = 0, 1
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            import ray.train
+            import ray.train.torch
+
+            ctx = ray.train.get_context()
+            self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+            self.device = ray.train.torch.get_device()
+
+    def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.local:
+            return read_all(self.datasets[name])
+        import ray.train
+
+        return read_all(ray.train.get_dataset_shard(name))
+
+    def equalize(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.world == 1:
+            return x, y
+        n = torch.tensor([len(y)], dtype=torch.int64)
+        torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MIN)
+        return x[: n.item()], y[: n.item()]
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return model
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        return t
+
+    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            torch.distributed.broadcast(t, src=0)
+        return t
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        from ray.train import Checkpoint
+
+        ckpt = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        if self.local:
+            import ray.tune
+
+            ray.tune.report(metrics, checkpoint=ckpt)
+        else:
+            import ray.train
+
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+class _TBLogger:
+    """Rank 0's TensorBoard run for the trial, written into the trial's directory."""
+
+    def __init__(self, logdir: str):
+        from runner.tblog import TrialLogger
+
+        Path(logdir).mkdir(parents=True, exist_ok=True)
+        self.log = TrialLogger(logdir)
+
+    def epoch(self, epoch: int, metrics: dict, model) -> None:
+        self.log.epoch(epoch, {
+            "train/loss": metrics["train_loss"], "train/accuracy": metrics["train_accuracy"],
+            "val/loss": metrics["val_loss"], "val/accuracy": metrics["val_accuracy"],
+            "time/epoch_seconds": metrics["epoch_seconds"], "time/images_per_second": metrics["images_per_second"],
+        })
+        self.log.histograms(getattr(model, "module", model), epoch)
+
+    def finish(self, config: dict, cfg: TrialConfig, stopper: EarlyStopping, val_x, val_y, best_preds, classes,
+               last_train_acc: float) -> None:
+        if best_preds is not None:
+            cm = confusion(val_y, best_preds, len(classes))
+            report = classification_report(val_y, best_preds, classes)
+            self.log.best(stopper.best_epoch, cm, report, val_x, val_y, best_preds, classes)
+        self.log.hparams(hparams(config["variant"], cfg), {"best/val_accuracy": max(stopper.best, 0.0),
+                                                           "best/epoch": stopper.best_epoch})
+        self.log.close()
+
+
+def hparams(variant: str, cfg: TrialConfig) -> dict:
+    """The trial's hyper-parameters as TensorBoard HParams values (numbers, strings, bools)."""
+    m, o, t = cfg.model, cfg.optim, cfg.train
+    return {
+        "variant": variant, "seed": t.seed, "hidden": "-".join(map(str, m.hidden)), "dropout": m.dropout,
+        "batchnorm": m.batchnorm, "init": m.init, "optimizer": o.name, "lr": o.lr, "weight_decay": o.weight_decay,
+        "batch_size": t.batch_size, "epochs": t.epochs, "patience": t.patience,
+        "augment": ",".join(str(a.get("name")) for a in cfg.augment.train) or "none",
+    }

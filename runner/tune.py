@@ -1,0 +1,183 @@
+"""CLI: ``python -m runner.tune CONFIG [--set KEY=VALUE ...] [--storage DIR] [--name NAME] [--address ADDR]
+[--max-concurrent N] [--dry-run]``.
+
+Runs every (variant, seed) of a study as a Ray Tune trial, then writes the summary tables. Exit
+codes: 0 all trials finished, 1 some trial failed (named on the console), 2 a problem with the
+input (one line saying what, where and how to fix it), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from runner.config import ConfigError, DataConfig, check_study, load_study, parse_set, with_overrides
+
+DEFAULT_STORAGE = "~/ray_results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m runner.tune", description="Run a study: every variant x seed as a Ray Tune trial.")
+    p.add_argument("config", help="study file defining `study = Study(...)`, e.g. configs/init_study.py")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a trial setting for every trial, e.g. --set train.epochs=3 --set data.path=~/images")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"where results dirs go (default {DEFAULT_STORAGE})")
+    p.add_argument("--name", help="results dir name under --storage (default: the study's name, numbered if taken)")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once (default: as many as fit)")
+    p.add_argument("--dry-run", action="store_true", help="print the trial plan, resources and data summary; start nothing")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own logs")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.getLogger("runner").addHandler(handler)
+    logging.getLogger("runner").setLevel(logging.WARNING)
+    try:
+        return run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.time()
+    study = with_overrides(load_study(args.config), parse_set(args.set))
+    if args.name:
+        study = dataclasses.replace(study, name=args.name)
+    trials = check_study(study, where=args.config)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
+
+    # Data: decoded once per distinct data config, shared by every trial that uses it.
+    from runner.data.augment import check_augment
+    from runner.data.source import load_images
+
+    data_cfgs: dict[DataConfig, str] = {}
+    for _, _, cfg in trials:
+        data_cfgs.setdefault(cfg.data, f"d{len(data_cfgs)}")
+    for aug, size in {(repr(c.augment), c.data.image_size): (c.augment, c.data.image_size) for _, _, c in trials}.values():
+        check_augment(aug, size)
+    images = {key: load_images(d) for d, key in data_cfgs.items()}
+    for im in images.values():
+        print(_data_line(im.summary()))
+    data_keys = [data_cfgs[cfg.data] for _, _, cfg in trials]
+
+    storage = _storage(args.storage)
+    if args.dry_run:
+        return _dry_run(study, trials, data_keys, args, storage)
+
+    from runner import run as orchestrate
+    from runner import summary
+    from runner.data.ray_data import to_ray_datasets
+    from runner.provenance import write_study_json
+
+    results_dir = _results_dir(storage, study.name, explicit=bool(args.name))
+    cluster = orchestrate.init_ray(args.address, args.verbose)
+    specs, concurrent, notes = orchestrate.plan(trials, data_keys, cluster, args.max_concurrent)
+    for n in notes:
+        print(f"note   {n}")
+    print(f"study  {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(specs)} trials, "
+          f"{concurrent} at a time on {cluster.cpus:g} CPUs" + (f" / {cluster.gpus:g} GPUs" if cluster.gpus else "")
+          + f" ({cluster.nodes} node{'s' if cluster.nodes > 1 else ''})")
+    print(f"output {results_dir}")
+    datasets = {key: to_ray_datasets(im) for key, im in images.items()}
+    classes = {key: im.classes for key, im in images.items()}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    order = list(study.variants)
+    write_study_json(results_dir / "study.json", study=study.name, reference=study.reference_variant, seeds=list(study.seeds),
+                     variants={v: dict(c) for v, c in study.variants.items()},
+                     trials=[s.to_param() for s in specs], data={k: im.summary() for k, im in images.items()},
+                     cluster=dataclasses.asdict(cluster), max_concurrent=concurrent)
+    printer = orchestrate.make_printer(len(specs))
+    t_fit = time.time()
+    orchestrate.run_study(specs, datasets, classes, str(storage), results_dir.name, concurrent, printer)
+    fit_seconds = time.time() - t_fit
+
+    rows = summary.write(results_dir, order)
+    print()
+    print(summary.console_table(summary.variant_rows(rows, order)))
+    print()
+    print(f"done in {time.time() - t0:.0f} s ({fit_seconds:.0f} s running trials)")
+    print(f"results     {results_dir}")
+    print(f"summary     {results_dir / 'summary.md'}")
+    print(f"tensorboard tensorboard --logdir {results_dir}")
+    failed = [r for r in rows if r["status"] not in ("completed", "early_stopped")]
+    if failed:
+        print("failed trials: " + ", ".join(f"{r['variant']} seed {r['seed']} ({r['status']}: {r['error'][:120]})" for r in failed),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _data_line(s: dict) -> str:
+    when = "from cache" if s["from_cache"] else f"loaded in {s['load_seconds']:.1f} s"
+    line = (f"data   {s['source']}: {s['train_images']} train / {s['val_images']} val images, {len(s['classes'])} classes, "
+            f"{s['image_size']}x{s['image_size']}, {when}")
+    if s["skipped_files"]:
+        line += f", {len(s['skipped_files'])} unreadable files skipped"
+    if s["ignored_files"]:
+        line += f", {s['ignored_files']} non-image files ignored"
+    return line
+
+
+def _storage(storage: str) -> Path:
+    path = Path(os.path.expanduser(storage)).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".runner-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--storage {storage}: cannot write there ({e.strerror}); pass --storage with a writable directory") from None
+    return path
+
+
+def _results_dir(storage: Path, name: str, explicit: bool) -> Path:
+    """STORAGE/NAME; a study run again without --name gets NAME-2, NAME-3, ... so no result is overwritten."""
+    d = storage / name
+    if not d.exists() or not any(d.iterdir()):
+        return d
+    if explicit:
+        raise ConfigError(f"--name {name}: {d} already holds results; pick another --name or remove that directory")
+    i = 2
+    while (storage / f"{name}-{i}").exists():
+        i += 1
+    return storage / f"{name}-{i}"
+
+
+def _dry_run(study, trials, data_keys, args, storage: Path) -> int:
+    from runner.resources import Cluster, fit_trial, max_concurrent
+
+    cpus = float(os.cpu_count() or 1)
+    cluster = Cluster(cpus=cpus, gpus=0.0, node_cpus=cpus, node_gpus=0.0)
+    where = "this machine" if not args.address else f"this machine (the cluster at {args.address} is not contacted in a dry run)"
+    fits = [fit_trial(c.resources, cluster) for _, _, c in trials]
+    at_once = max_concurrent(fits, cluster, len(trials), args.max_concurrent)
+    print(f"study  {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials, "
+          f"{at_once} at a time on {where} ({cpus:g} CPUs)")
+    print(f"output {storage / study.name}")
+    print()
+    w = max(7, *(len(v) for v, _, _ in trials))
+    print(f"{'variant':<{w}}  seed  epochs  batch  workers  cpus/worker  gpus/worker  changes")
+    for (variant, seed, cfg), f in zip(trials, fits):
+        changes = ", ".join(f"{k}={v}" for k, v in study.variants[variant].items()) or "(base)"
+        print(f"{variant:<{w}}  {seed:>4}  {cfg.train.epochs:>6}  {cfg.train.batch_size:>5}  {cfg.resources.workers_per_trial:>7}  "
+              f"{f.cpus_per_worker:>11g}  {cfg.resources.gpus_per_worker:>11g}  {changes}")
+    print("\ndry run: nothing started")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
