@@ -47,7 +47,8 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         os.environ.setdefault(k, v)
     import ray
 
-    if not verbose:
+    if not verbose:  # the CLI reports trial failures itself, in one line each
+        logging.getLogger("ray").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     kwargs = dict(
@@ -111,6 +112,7 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
         "spec": tune.grid_search([s.to_param() for s in specs]),
         "classes": classes,
         "placement_strategy": "SPREAD" if spread else "PACK",
+        "results_dir": str(Path(storage) / name),
     }
     tuner = tune.Tuner(
         trainable,

@@ -24,8 +24,9 @@ class TrialLogger:
 
     def histograms(self, model, epoch: int) -> None:
         for name, p in model.named_parameters():
-            if p.dim() > 1:  # weights only; biases add noise to the tab
-                self.writer.add_histogram(f"weights/{name}", p.detach().cpu(), epoch)
+            w = p.detach().cpu()
+            if w.dim() > 1 and bool(w.isfinite().all()):  # weights only; a diverged trial has none to draw
+                self.writer.add_histogram(f"weights/{name}", w, epoch)
 
     def best(self, epoch: int, cm: np.ndarray, report: str, images: np.ndarray, y_true: np.ndarray,
              y_pred: np.ndarray, classes: list[str]) -> None:

@@ -42,7 +42,8 @@ def run_trial(config: dict, datasets: dict) -> None:
     cfg = TrialConfig.from_dict(config["spec"]["trial"])
     res = cfg.resources
     local = res.workers_per_trial == 0
-    trial_dir = ray.tune.get_context().get_trial_dir()
+    # The trial's dir in the results dir (Tune's get_trial_dir() is a staging dir that reused actors do not sync).
+    trial_dir = str(Path(config["results_dir"]) / ray.tune.get_context().get_trial_name())
     loop_config = {**config["spec"], "classes": config["classes"], "logdir": trial_dir, "local": local,
                    "cpus": config["cpus_per_worker"]}
     use_gpu = res.gpus_per_worker > 0

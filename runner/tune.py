@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"results     {results_dir}")
     print(f"summary     {results_dir / 'summary.md'}")
     print(f"tensorboard tensorboard --logdir {results_dir}")
-    failed = [r for r in rows if r["status"] not in ("completed", "early_stopped")]
+    # A diverged trial is a result (that setting does not train), not a failure of the study.
+    failed = [r for r in rows if r["status"] not in ("completed", "early_stopped", "diverged")]
     if failed:
         print("failed trials: " + ", ".join(f"{r['variant']} seed {r['seed']} ({r['status']}: {r['error'][:120]})" for r in failed),
               file=sys.stderr)
