@@ -1,0 +1,245 @@
+"""Summary tables from a Ray Tune results dir: summary.csv, summary.parquet, summary.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from runner import summary
+from runner.summary import COLUMNS, console_table, markdown, trial_rows, variant_rows, write
+
+
+def _epoch(epoch, train_acc, val_acc, best, best_epoch, status, ips=100.0, total=None):
+    return {"epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": train_acc, "val_loss": 2.0 / epoch,
+            "val_accuracy": val_acc, "best_val_accuracy": best, "best_epoch": best_epoch, "status": status,
+            "time_total_s": total if total is not None else 1.234 * epoch, "setup_seconds": 0.567,
+            "images_per_second": ips, "training_iteration": epoch, "trial_id": "x"}
+
+
+def _trial(root: Path, dirname: str, variant: str, seed: int, order: int, results: list[dict],
+           tail: str = "", error: str | None = None) -> Path:
+    d = root / dirname
+    d.mkdir(parents=True)
+    spec = {"variant": variant, "seed": seed, "data": "d0", "order": order, "trial": {"train": {"seed": seed}}}
+    (d / "params.json").write_text(json.dumps({"spec": spec, "classes": {"d0": ["a", "b"]}, "placement_strategy": "PACK"}))
+    (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results) + tail)
+    if error is not None:
+        (d / "error.txt").write_text(error)
+    return d
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """2 variants x 2 seeds. Variant 'zeta' comes first in the study, so alphabetical order would be wrong."""
+    root = tmp_path / "my_study"
+    root.mkdir()
+    # zeta seed 0: completed, two checkpoints (the newer one is the best)
+    d = _trial(root, "zeta_seed0_00000", "zeta", 0, 0, [
+        _epoch(1, 0.60, 0.50, 0.50, 1, "running", ips=1000.0),  # first epoch's speed is warm-up, ignored
+        _epoch(2, 0.85, 0.80, 0.80, 2, "running", ips=200.0),
+        _epoch(3, 0.95, 0.78, 0.80, 2, "completed", ips=300.0, total=9.876),
+    ])
+    for i, name in enumerate(("checkpoint_000000", "checkpoint_000001")):
+        (d / name).mkdir()
+        (d / name / "model.pt").write_bytes(b"x")
+        os.utime(d / name / "model.pt", (1_000_000 + i, 1_000_000 + i))
+    # zeta seed 1: completed; the file ends with a line cut short by a crash
+    _trial(root, "zeta_seed1_00001", "zeta", 1, 0, [
+        _epoch(1, 0.55, 0.60, 0.60, 1, "running"),
+        _epoch(2, 0.80, 0.70, 0.70, 2, "early_stopped"),
+    ], tail='{"epoch": 3, "train_accura')
+    # alpha seed 0: crashed, Tune wrote error.txt
+    _trial(root, "alpha_seed0_00002", "alpha", 0, 1, [
+        _epoch(1, 0.40, 0.30, 0.30, 1, "running"),
+    ], error="Traceback (most recent call last):\n  File \"x.py\", line 1\n\nRuntimeError: CUDA out of memory\n\n")
+    # alpha seed 1: the study was interrupted while it ran
+    _trial(root, "alpha_seed1_00003", "alpha", 1, 1, [
+        _epoch(1, 0.50, 0.55, 0.55, 1, "running"),
+        _epoch(2, 0.65, 0.60, 0.60, 2, "running"),
+    ])
+    # things Tune leaves around that are not trials
+    (root / "study.json").write_text("{}")
+    (root / "experiment_state-2024.json").write_text("{}")
+    (root / "tensorboard").mkdir()
+    return root
+
+
+def test_trial_rows(results):
+    rows = trial_rows(results)
+    assert [(r["variant"], r["seed"]) for r in rows] == [("zeta", 0), ("zeta", 1), ("alpha", 0), ("alpha", 1)]
+    assert all(list(r) == COLUMNS for r in rows)
+    by = {(r["variant"], r["seed"]): r for r in rows}
+
+    z0 = by["zeta", 0]
+    assert z0["status"] == "completed"
+    assert z0["best_val_accuracy"] == 0.80 and z0["best_epoch"] == 2 and z0["epochs_run"] == 3
+    assert z0["final_train_accuracy"] == 0.95 and z0["final_val_accuracy"] == 0.78 and z0["final_val_loss"] == pytest.approx(2 / 3)
+    assert z0["trial_seconds"] == 9.88 and z0["setup_seconds"] == 0.57
+    assert z0["images_per_second"] == 250.0  # median of epochs 2..3, the warm-up epoch left out
+    assert z0["checkpoint"] == "zeta_seed0_00000/checkpoint_000001"
+    assert z0["trial_dir"] == "zeta_seed0_00000" and z0["error"] == ""
+
+    z1 = by["zeta", 1]
+    assert z1["status"] == "early_stopped"  # the truncated line is skipped, the last whole line counts
+    assert z1["epochs_run"] == 2 and z1["best_val_accuracy"] == 0.70
+    assert z1["checkpoint"] == ""
+
+    a0 = by["alpha", 0]
+    assert a0["status"] == "error"
+    assert a0["error"] == "RuntimeError: CUDA out of memory"
+    assert a0["images_per_second"] == 100.0  # one epoch only: its speed is used
+
+    a1 = by["alpha", 1]
+    assert a1["status"] == "interrupted"
+    assert a1["epochs_run"] == 2 and a1["best_val_accuracy"] == 0.60
+
+
+def test_trial_without_results_is_pending(tmp_path):
+    d = tmp_path / "s" / "t0"
+    d.mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"spec": {"variant": "v", "seed": 3}}))
+    (row,) = trial_rows(tmp_path / "s")
+    assert row["status"] == "pending" and row["epochs_run"] == 0
+    assert row["best_val_accuracy"] is None and row["images_per_second"] is None
+    assert row["trial_seconds"] is None and row["checkpoint"] == ""
+
+
+def test_error_file_without_text(tmp_path):
+    d = _trial(tmp_path / "s", "t0", "v", 0, 0, [_epoch(1, 0.5, 0.5, 0.5, 1, "completed")], error="\n\n")
+    (row,) = trial_rows(d.parent)
+    assert row["status"] == "error" and row["error"] == "error"
+
+
+def test_variant_rows(results):
+    rows = trial_rows(results)
+    vs = variant_rows(rows)
+    assert [v["variant"] for v in vs] == ["zeta", "alpha"]
+    zeta, alpha = vs
+    assert zeta["trials"] == 2 and zeta["ok"] == 2
+    assert zeta["mean"] == pytest.approx(0.75)
+    assert zeta["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert zeta["min"] == 0.70 and zeta["max"] == 0.80
+    assert zeta["best_epoch"] == 2
+    assert zeta["train_val_gap"] == pytest.approx(((0.95 - 0.78) + (0.80 - 0.70)) / 2)
+    assert alpha["trials"] == 2 and alpha["ok"] == 0
+    assert alpha["mean"] == pytest.approx(0.60)  # the errored trial is left out of the accuracy stats
+    assert alpha["std"] is None and alpha["min"] == alpha["max"] == 0.60
+
+
+def test_variant_rows_explicit_order(results):
+    rows = trial_rows(results)
+    assert [v["variant"] for v in variant_rows(rows, ["alpha", "zeta"])] == ["alpha", "zeta"]
+    # variants named in the order but absent are skipped; ones not named are appended
+    assert [v["variant"] for v in variant_rows(rows, ["missing", "alpha"])] == ["alpha", "zeta"]
+
+
+def test_write_csv(results):
+    rows = write(results)
+    with open(results / "summary.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        got = list(reader)
+    assert len(got) == 4
+    assert [(r["variant"], r["seed"], r["status"]) for r in got] == [
+        ("zeta", "0", "completed"), ("zeta", "1", "early_stopped"), ("alpha", "0", "error"), ("alpha", "1", "interrupted")]
+    assert float(got[0]["best_val_accuracy"]) == 0.80
+    assert got[2]["error"] == "RuntimeError: CUDA out of memory"
+    assert got[1]["checkpoint"] == ""
+    assert [r["trial_dir"] for r in got] == [r["trial_dir"] for r in rows]
+
+
+def test_write_parquet_matches_rows(results):
+    import pyarrow.parquet as pq
+
+    rows = write(results)
+    table = pq.read_table(results / "summary.parquet")
+    assert table.column_names == COLUMNS
+    assert table.num_rows == 4
+    assert str(table.schema.field("seed").type) == "int64"
+    assert str(table.schema.field("best_val_accuracy").type) == "double"
+    back = table.to_pylist()
+    for got, want in zip(back, rows):
+        for k in COLUMNS:
+            if isinstance(want[k], float):
+                assert got[k] == pytest.approx(want[k]), k
+            else:
+                assert got[k] == want[k], k
+
+
+def test_write_markdown(results):
+    write(results)
+    md = (results / "summary.md").read_text()
+    assert md.startswith("# my_study\n")
+    table = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| variant")]
+    assert len(table) == 2  # one row per variant
+    zeta, alpha = (ln.split("|")[1:-1] for ln in table)
+    zeta, alpha = [c.strip() for c in zeta], [c.strip() for c in alpha]
+    assert zeta[:7] == ["zeta", "2", "2", "0.750", "0.071", "0.700", "0.800"]
+    assert zeta[7] == "2.0"
+    assert alpha[:7] == ["alpha", "2", "0", "0.600", "-", "0.600", "0.600"]
+    assert "- alpha seed 0: error: RuntimeError: CUDA out of memory" in md
+    assert "- alpha seed 1: interrupted" in md
+    assert "zeta seed" not in md
+    assert "Partial results" not in md
+
+
+def test_write_markdown_with_order_and_partial(results):
+    write(results, order=["alpha", "zeta"], partial=True)
+    md = (results / "summary.md").read_text()
+    assert "Partial results" in md
+    assert md.index("| alpha |") < md.index("| zeta |")
+
+
+def test_write_is_rerunnable(results):
+    first = write(results)
+    second = write(results)  # summary files in the dir are not mistaken for trials
+    assert first == second
+
+
+def test_markdown_all_none():
+    md = markdown("s", [{"variant": "v", "trials": 1, "ok": 0, "mean": None, "std": None, "min": None, "max": None,
+                         "best_epoch": None, "train_val_gap": float("nan")}], [])
+    assert "| v | 1 | 0 | - | - | - | - | - | - |" in md
+
+
+def test_console_table(results):
+    text = console_table(variant_rows(trial_rows(results)))
+    lines = text.splitlines()
+    assert lines[0].startswith("variant")
+    assert lines[2].startswith("zeta") and lines[3].startswith("alpha")
+    assert "0.750" in lines[2]
+
+
+def test_cli(results):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    bad = subprocess.run([sys.executable, "-m", "runner.summary", str(results / "missing")], cwd=repo,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "usage" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "runner.summary", str(results)], cwd=repo, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[2].startswith("zeta")
+    assert (results / "summary.csv").exists() and (results / "summary.md").exists()
+
+
+def test_read_results_skips_rows_without_epoch(tmp_path):
+    p = tmp_path / "result.json"
+    p.write_text('{"done": true}\n' + json.dumps(_epoch(1, 0.5, 0.5, 0.5, 1, "running")) + "\nnot json\n")
+    assert [r["epoch"] for r in summary._read_results(p)] == [1]
+    assert summary._read_results(tmp_path / "absent.json") == []
+
+
+@pytest.mark.xfail(reason="BUG: summary.py:61-63 errored trials are left out of a variant's accuracy stats but still "
+                          "counted in its median best epoch and train-val gap, so those columns mix in crashed trials",
+                   strict=True)
+def test_errored_trials_are_left_out_of_every_variant_stat(results):
+    alpha = {v["variant"]: v for v in variant_rows(trial_rows(results))}["alpha"]
+    # only alpha seed 1 (interrupted, not errored) contributes: best epoch 2, gap 0.65 - 0.60
+    assert alpha["best_epoch"] == 2
+    assert alpha["train_val_gap"] == pytest.approx(0.05)
