@@ -179,10 +179,10 @@ def apply_overrides(cfg: TrialConfig, overrides: Mapping[str, Any]) -> TrialConf
 
 
 def _unknown_key(key: str, keys: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
-    if not close:  # a right name in the wrong section, e.g. "train.lr"
-        leaf = key.rsplit(".", 1)[-1]
-        close = [k for k in keys if k.endswith("." + leaf)][:1]
+    leaf = key.rsplit(".", 1)[-1]
+    close = [k for k in keys if k.endswith("." + leaf)][:1]  # a right name in the wrong section, e.g. "train.lr"
+    if not close:
+        close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else f"known sections: {', '.join(_SECTIONS)}"
     return f"unknown key '{key}' ({hint})"
 
@@ -196,7 +196,7 @@ def parse_value(text: str) -> Any:
         return None
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 
 
@@ -219,12 +219,12 @@ def coerce(value: Any, tp: Any) -> Any:
             return value
         raise ValueError("expected true or false")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
             raise ValueError("expected a whole number")
         return int(value)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("expected a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError("expected a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -270,6 +270,9 @@ def validate(cfg: TrialConfig, where: str = "") -> list[str]:
     need(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
     need(t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
     need(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
+    per_worker = t.batch_size // max(1, r.workers_per_trial)
+    need(not m.batchnorm or per_worker >= 2, "train.batch_size", t.batch_size,
+         f"BatchNorm needs at least 2 images per worker per step; use >= {2 * max(1, r.workers_per_trial)}")
     need(t.patience >= 0, "train.patience", t.patience, "must be >= 0 (0 turns early stopping off)")
     need(r.workers_per_trial >= 0, "resources.workers_per_trial", r.workers_per_trial, "must be >= 0 (0 trains in the trial process)")
     need(r.cpus_per_worker > 0, "resources.cpus_per_worker", r.cpus_per_worker, "must be > 0")
@@ -339,7 +342,7 @@ def load_study(path: str | Path) -> Study:
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - user code; report where it failed
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == path.resolve()]
         line = f":{frames[-1].lineno}" if frames else ""
         raise ConfigError(f"{path}{line}: {type(e).__name__}: {e}") from None
     if not hasattr(module, "study"):

@@ -49,7 +49,7 @@ def fit_trial(res: ResourcesConfig, cluster: Cluster) -> Fit:
     else:
         room = (cluster.cpus - TRIAL_DRIVER_CPU) / workers
         fitted = min(c, room, cluster.node_cpus - (TRIAL_DRIVER_CPU if cluster.nodes == 1 else 0))
-        fitted = math.floor(fitted * 100) / 100
+        fitted = math.floor(fitted * 100 + 1e-6) / 100  # down to 0.01 CPU; the epsilon absorbs float error
         if fitted < 0.01:
             raise ConfigError(f"resources.workers_per_trial={workers}: the cluster's {cluster.cpus:g} CPUs cannot hold that many workers; lower it")
     note = ""

@@ -58,9 +58,10 @@ def variant_rows(rows: list[dict], order: list[str] | None = None) -> list[dict]
         rs = [r for r in rows if r["variant"] == v]
         if not rs:
             continue
-        accs = [r["best_val_accuracy"] for r in rs if r["best_val_accuracy"] is not None and r["status"] != "error"]
-        eps = [r["best_epoch"] for r in rs if r["best_epoch"]]
-        gaps = [r["final_train_accuracy"] - r["final_val_accuracy"] for r in rs
+        done = [r for r in rs if r["status"] != "error"]  # an errored trial's numbers describe nothing
+        accs = [r["best_val_accuracy"] for r in done if r["best_val_accuracy"] is not None]
+        eps = [r["best_epoch"] for r in done if r["best_epoch"]]
+        gaps = [r["final_train_accuracy"] - r["final_val_accuracy"] for r in done
                 if r["final_train_accuracy"] is not None and r["final_val_accuracy"] is not None]
         out.append({
             "variant": v, "trials": len(rs), "ok": sum(r["status"] in ("completed", "early_stopped") for r in rs),

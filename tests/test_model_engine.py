@@ -222,9 +222,6 @@ def test_no_drop_when_batches_are_even():
     assert s[2].item() == 32
 
 
-@pytest.mark.xfail(reason="BUG: config.py:272 validate accepts train.batch_size=1 with model.batchnorm=true, but "
-                          "every training step then fails in BatchNorm1d (engine.py:37 only drops a trailing batch of 1)",
-                   strict=True)
 def test_batchnorm_with_batch_size_one_is_rejected_up_front():
     study = Study(name="s", base=TrialConfig(model=ModelConfig(batchnorm=True), train=TrainConfig(batch_size=1)))
     with pytest.raises(ConfigError, match="batch_size"):

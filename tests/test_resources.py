@@ -110,9 +110,6 @@ def test_max_concurrent_tolerates_float_rounding():
 
 
 @pytest.mark.parametrize("cpus", [0.29, 0.57, 1.15, 2.3])
-@pytest.mark.xfail(reason="BUG: resources.py:52 math.floor(fitted * 100) / 100 rounds a request that fits (e.g. 0.29, "
-                          "since 0.29 * 100 == 28.999...) down by 0.01 and prints a spurious 'lowered' note",
-                   strict=True)
 def test_worker_request_that_fits_is_kept_exactly(cpus):
     big = Cluster(cpus=64, gpus=0, node_cpus=64, node_gpus=0)
     f = fit_trial(ResourcesConfig(workers_per_trial=2, cpus_per_worker=cpus), big)

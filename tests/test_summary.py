@@ -235,9 +235,6 @@ def test_read_results_skips_rows_without_epoch(tmp_path):
     assert summary._read_results(tmp_path / "absent.json") == []
 
 
-@pytest.mark.xfail(reason="BUG: summary.py:61-63 errored trials are left out of a variant's accuracy stats but still "
-                          "counted in its median best epoch and train-val gap, so those columns mix in crashed trials",
-                   strict=True)
 def test_errored_trials_are_left_out_of_every_variant_stat(results):
     alpha = {v["variant"]: v for v in variant_rows(trial_rows(results))}["alpha"]
     # only alpha seed 1 (interrupted, not errored) contributes: best epoch 2, gap 0.65 - 0.60

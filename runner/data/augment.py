@@ -8,6 +8,8 @@ Validation uses no random transform, so its normalized tensor is computed once p
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -57,11 +59,18 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
         cls = getattr(A, TRANSFORMS[name.lower()])
         if cls.__name__ == "RandomResizedCrop":
             spec.setdefault("size", (image_size, image_size))
+        call = f"augment.train[{i}] {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in spec.items())})"
         try:
-            transforms.append(cls(**spec))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                transforms.append(cls(**spec))
         except Exception as e:  # noqa: BLE001 - albumentations raises TypeError/ValueError/pydantic errors
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"augment.train[{i}] {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in spec.items())}): {first}") from None
+            raise ConfigError(f"{call}: {first}") from None
+        # albumentations only warns about a misspelt argument and runs with its default: make it an error.
+        bad = [str(w.message) for w in caught if "not valid" in str(w.message) or str(w.message).startswith("Argument")]
+        if bad:
+            raise ConfigError(f"{call}: {bad[0]}")
     return A.Compose(transforms, seed=seed)
 
 

@@ -87,7 +87,7 @@ def load_images(cfg: DataConfig) -> ImageSet:
 
 
 def _cache_key(found: folder.Scan, cfg: DataConfig) -> str:
-    h = hashlib.sha256(json.dumps([cfg.image_size, cfg.val_fraction, cfg.split_seed, found.classes]).encode())
+    h = hashlib.sha256(json.dumps([cfg.image_size, cfg.val_fraction, cfg.split_seed, found.classes, len(found.ignored)]).encode())
     for p, val in zip(found.paths, found.is_val if found.is_val is not None else [None] * len(found.paths)):
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{val}\n".encode())
