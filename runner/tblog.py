@@ -70,7 +70,8 @@ def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):
 def image_grid_figure(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], n: int = 16):
     import matplotlib.pyplot as plt
 
-    n = min(n, len(images))
+    pick = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).astype(int))  # spread over classes
+    images, y_true, y_pred, n = images[pick], y_true[pick], y_pred[pick], len(pick)
     cols = 4
     rows = max(1, -(-n // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0, rows * 2.2), dpi=80)

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     specs, concurrent, notes = orchestrate.plan(trials, data_keys, cluster, args.max_concurrent)
     for n in notes:
         print(f"note   {n}")
-    print(f"study  {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(specs)} trials, "
+    print(f"study  {study.name}: {_n(len(study.variants), 'variant')} x {_n(len(study.seeds), 'seed')} = {len(specs)} trials, "
           f"{concurrent} at a time on {cluster.cpus:g} CPUs" + (f" / {cluster.gpus:g} GPUs" if cluster.gpus else "")
           + f" ({cluster.nodes} node{'s' if cluster.nodes > 1 else ''})")
     print(f"output {results_dir}")
@@ -126,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
 
 
 def _data_line(s: dict) -> str:
@@ -172,7 +176,7 @@ def _dry_run(study, trials, data_keys, args, storage: Path) -> int:
     where = "this machine" if not args.address else f"this machine (the cluster at {args.address} is not contacted in a dry run)"
     fits = [fit_trial(c.resources, cluster) for _, _, c in trials]
     at_once = max_concurrent(fits, cluster, len(trials), args.max_concurrent)
-    print(f"study  {study.name}: {len(study.variants)} variants x {len(study.seeds)} seeds = {len(trials)} trials, "
+    print(f"study  {study.name}: {_n(len(study.variants), 'variant')} x {_n(len(study.seeds), 'seed')} = {len(trials)} trials, "
           f"{at_once} at a time on {where} ({cpus:g} CPUs)")
     print(f"output {storage / study.name}")
     print()
