@@ -9,6 +9,7 @@ The only Ray calls of the loop live in ``_RaySession``.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -217,7 +218,8 @@ class _TBLogger:
     def __init__(self, logdir: str):
         from runner.tblog import TrialLogger
 
-        Path(logdir).mkdir(parents=True, exist_ok=True)
+        self.dir = Path(logdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.log = TrialLogger(logdir)
 
     def epoch(self, epoch: int, metrics: dict, model) -> None:
@@ -234,6 +236,10 @@ class _TBLogger:
             cm = confusion(val_y, best_preds, len(classes))
             report = classification_report(val_y, best_preds, classes)
             self.log.best(stopper.best_epoch, cm, report, val_x, val_y, best_preds, classes)
+            # The same, as files beside the events: per-class metrics at the best epoch.
+            (self.dir / "confusion_matrix.json").write_text(json.dumps(
+                {"epoch": stopper.best_epoch, "classes": classes, "matrix": cm.tolist()}))
+            (self.dir / "classification_report.txt").write_text(f"best epoch {stopper.best_epoch}\n\n{report}")
         self.log.hparams(hparams(config["variant"], cfg), {"best/val_accuracy": max(stopper.best, 0.0),
                                                            "best/epoch": stopper.best_epoch})
         self.log.close()
