@@ -41,6 +41,29 @@ class TrialSpec:
                 "trial": self.config.to_dict()}
 
 
+DRIVER_ENV = "RUNNER_DRIVER_PID"  # marks the processes of a local Ray cluster that a runner study started
+
+
+def reap_orphans() -> int:
+    """Kill what a runner study's local Ray left behind when its driver was killed (kill -9 skips Ray's
+    shutdown; the per-node agents then outlive the raylet). Only processes marked with a dead driver's
+    pid are touched, never another program's Ray. Linux only; returns how many were stopped."""
+    import signal
+
+    stopped = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            env = dict(kv.split("=", 1) for kv in (proc / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in kv)
+            driver = int(env.get(DRIVER_ENV, "0"))
+            if not driver or driver == os.getpid() or Path(f"/proc/{driver}").exists():
+                continue
+            os.kill(int(proc.name), signal.SIGKILL)
+            stopped += 1
+        except (OSError, ValueError):
+            continue
+    return stopped
+
+
 def init_ray(address: str | None, verbose: bool) -> Cluster:
     """Start a local Ray (all this machine's cores) or join ``address``; return what the cluster has."""
     for k, v in TRAIN_ENV.items():
@@ -62,6 +85,9 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({first}); start one with `ray start --head` or `ray up cluster.yaml`") from None
     else:
+        if reap_orphans():
+            log.warning("stopped Ray processes left behind by an earlier study whose driver was killed")
+        os.environ[DRIVER_ENV] = str(os.getpid())  # inherited by the local cluster's processes
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     res = [n.get("Resources", {}) for n in nodes]
@@ -85,13 +111,20 @@ def plan(trials: list[tuple[str, int, TrialConfig]], data_keys: list[str], clust
     return specs, max_concurrent([s.fit for s in specs], cluster, len(specs), user_limit), list(dict.fromkeys(notes))
 
 
+MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
+
+
 def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: str, name: str, concurrent: int,
-              printer, spread: bool = False):
-    """Run every trial with Ray Tune; returns Tune's ResultGrid. ``datasets[data_key]`` -> {"train", "val"}."""
+              printer, spread: bool = False, resume: bool = False):
+    """Run every trial with Ray Tune; returns Tune's ResultGrid. ``datasets[data_key]`` -> {"train", "val"}.
+
+    With ``resume``, restore the experiment in STORAGE/NAME: finished trials stay as they are, unfinished
+    and errored ones carry on from their last checkpoint.
+    """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.trial import run_trial
+    from runner.trial import CHECKPOINTS, run_trial
 
     def trial_fn(config: dict, datasets: dict) -> None:
         spec = config["spec"]
@@ -114,6 +147,12 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
         "placement_strategy": "SPREAD" if spread else "PACK",
         "results_dir": str(Path(storage) / name),
     }
+    if resume:
+        tuner = tune.Tuner.restore(str(Path(storage) / name), trainable, resume_unfinished=True, resume_errored=True,
+                                   param_space=param_space)
+        # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
+        tuner._local_tuner.get_run_config().callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
+        return tuner.fit()
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -122,8 +161,8 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
         run_config=tune.RunConfig(
             name=name, storage_path=storage, verbose=0,
             callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), printer],
-            failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
+            checkpoint_config=CHECKPOINTS(tune.CheckpointConfig),
         ),
     )
     return tuner.fit()

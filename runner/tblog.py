@@ -12,10 +12,12 @@ import numpy as np
 
 
 class TrialLogger:
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, purge_step: int = 1):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=logdir)
+        # A resumed trial restarts at purge_step: TensorBoard hides any older event at or after it, so an
+        # epoch logged just before a crash and logged again after the restart shows once.
+        self.writer = SummaryWriter(log_dir=logdir, purge_step=purge_step if purge_step > 1 else None)
 
     def epoch(self, epoch: int, metrics: dict) -> None:
         for tag in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "time/epoch_seconds", "time/images_per_second"):

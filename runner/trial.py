@@ -8,14 +8,19 @@ The only Ray calls of the loop live in ``_RaySession``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import math
 import os
 import random
+import re
+import shutil
 import tempfile
 import time
+import traceback
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +38,16 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "model.pt"
 
 
+MAX_WORKER_RESTARTS = 2  # a worker group that loses a process restarts from its last checkpoint this often
+
+
 def run_trial(config: dict, datasets: dict) -> None:
-    """Tune function trainable: one (variant, seed) of the study as a Ray Train TorchTrainer."""
+    """Tune function trainable: one (variant, seed) of the study as a Ray Train TorchTrainer.
+
+    An exception in the training code ends the trial with status ``error`` (its traceback in the trial
+    dir's error.txt) and is not retried: it would fail again. A lost process is retried from the last
+    checkpoint: a worker by Ray Train, the trial process itself by Tune.
+    """
     import ray.train
     import ray.tune
     from ray.train.torch import TorchTrainer
@@ -62,18 +75,30 @@ def run_trial(config: dict, datasets: dict) -> None:
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
             run_config=ray.train.RunConfig(
                 name="train", storage_path=trial_dir, callbacks=[TuneReportCallback()],
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-                failure_config=ray.train.FailureConfig(max_failures=0),
+                checkpoint_config=CHECKPOINTS(ray.train.CheckpointConfig),
+                failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_RESTARTS),
             ),
         )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
+        message = _error_line(e)
+        Path(trial_dir).mkdir(parents=True, exist_ok=True)
+        # The traceback, then the one line the summary shows (it reads the last line).
+        (Path(trial_dir) / "error.txt").write_text("".join(traceback.format_exception(e)) + "\n" + message + "\n")
+        ray.tune.report({"status": "error", "error": message})
 
 
-def train_loop(config: dict, datasets: dict | None = None) -> None:
+def CHECKPOINTS(config_cls):
+    """Keep the best checkpoint (by val accuracy) and the latest one (Ray always keeps the latest)."""
+    return config_cls(num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max")
+
+
+def train_loop(config: dict, datasets: dict | None = None, session=None) -> None:
     """Each worker: config -> seed -> data -> model -> optimizer -> epochs {train, validate, report, stop?}."""
     t_start = time.time()
     cfg = TrialConfig.from_dict(config["trial"])
-    session = _RaySession(config["local"], datasets)
+    session = session or _RaySession(config["local"], datasets)  # every Ray call of this loop goes through it
     rank, world = session.rank, session.world
     torch.set_num_threads(max(1, round(config["cpus"])))
     seed = _seed(cfg.train.seed, config["variant"], rank)
@@ -86,69 +111,105 @@ def train_loop(config: dict, datasets: dict | None = None) -> None:
     classes = config["classes"]
     augment = Augment(cfg.augment, cfg.data.image_size, seed)
     batch = max(1, cfg.train.batch_size // world)  # train.batch_size is global
-    rng = np.random.default_rng(seed)
 
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = session.prepare(build_model(cfg.model, int(np.prod(train_x.shape[1:])), len(classes)).to(device))
     opt = build_optimizer(cfg.optim, model.parameters())
     stopper = EarlyStopping(cfg.train.patience)
-    tb = _TBLogger(config["logdir"]) if rank == 0 else None
-    best_preds = None
-    status = "completed"
+    first_epoch, best_preds, history = 1, None, []
+    resume = session.checkpoint()
+    if resume is not None:  # a retried worker group or trial: carry on after the last finished epoch
+        first_epoch, best_preds, history = _restore(resume, model, opt, stopper)
+    tb = _TBLogger(config["logdir"], purge_step=first_epoch) if rank == 0 else None
+    workers = session.workers()
     setup_seconds = time.time() - t_start
 
-    for epoch in range(1, cfg.train.epochs + 1):
+    for epoch in range(first_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
+        rng = _seed_epoch(seed, epoch, augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
         tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, device))
         train_seconds = time.perf_counter() - t0
         va, preds = evaluate(model, val_x, val_y, cfg.augment, device)
         va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
         train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
         val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
-        improved = stopper.update(val_acc, epoch)
-        if improved:
+        if stopper.update(val_acc, epoch):
             best_preds = preds
         diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
         last = diverged or epoch == cfg.train.epochs or stopper.should_stop
+        status = "running"
         if diverged:
             status = "diverged"
         elif stopper.should_stop and epoch < cfg.train.epochs:
             status = "early_stopped"
+        elif last:
+            status = "completed"
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
             "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
             "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
-            "setup_seconds": setup_seconds, "trial_start": t_start, "status": status if last else "running",
+            "setup_seconds": setup_seconds, "trial_start": t_start, "status": status, "workers": workers,
+            "resumed_from_epoch": first_epoch - 1,
         }
-        if tb:
+        history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
+        if tb:  # before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy
             tb.epoch(epoch, metrics, model)
-        ckpt_dir = None
-        if improved and rank == 0:
-            ckpt_dir = _save_checkpoint(model, cfg, classes, epoch, val_acc)
-        session.report(metrics, ckpt_dir)
+        ckpt_dir = _save_checkpoint(model, opt, stopper, cfg, classes, epoch, val_acc, best_preds, history) if rank == 0 else None
+        session.report(metrics, ckpt_dir)  # Ray copies the checkpoint into the trial dir before returning
+        if ckpt_dir:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         if last:
             break
 
     if tb:
-        tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes, train_acc)
+        tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes)
 
 
 def _seed(study_seed: int, variant: str, rank: int) -> int:
     """A seed per (study seed, variant, worker rank), stable across runs and machines."""
-    import zlib
-
     seed = (study_seed * 1_000_003 + zlib.crc32(variant.encode()) + rank * 7919) % (2**31)
     random.seed(seed)
     np.random.seed(seed % (2**32))
     return seed
 
 
-def _save_checkpoint(model, cfg: TrialConfig, classes: list[str], epoch: int, val_acc: float) -> str:
+def _seed_epoch(seed: int, epoch: int, augment: Augment) -> np.random.Generator:
+    """Seed torch (dropout) and the augmentation for one epoch; return the epoch's shuffling generator."""
+    epoch_seed = (seed * 10_007 + epoch) % (2**31)
+    torch.manual_seed(epoch_seed)
+    augment.reseed(epoch_seed)
+    return np.random.default_rng(epoch_seed)
+
+
+def _save_checkpoint(model, opt, stopper: EarlyStopping, cfg: TrialConfig, classes: list[str], epoch: int,
+                     val_acc: float, best_preds, history: list[dict]) -> str:
+    """Everything a retried trial needs to carry on, plus what `evaluate`/`predict` need to use the model."""
     d = tempfile.mkdtemp(prefix="runner-ckpt-")
-    state = getattr(model, "module", model).state_dict()
-    torch.save({"model": state, "config": cfg.to_dict(), "classes": classes, "epoch": epoch, "val_accuracy": val_acc},
-               os.path.join(d, CHECKPOINT_FILE))
+    state = {
+        "model": getattr(model, "module", model).state_dict(), "optimizer": opt.state_dict(),
+        "config": cfg.to_dict(), "classes": classes, "epoch": epoch, "val_accuracy": val_acc,
+        "stopper": dataclasses.asdict(stopper), "best_preds": best_preds, "history": history,
+    }
+    torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+    (Path(d) / "meta.json").write_text(json.dumps({"epoch": epoch, "val_accuracy": val_acc}))
     return d
+
+
+def _restore(checkpoint_dir: str, model, opt, stopper: EarlyStopping):
+    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+    getattr(model, "module", model).load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    for k, v in state["stopper"].items():
+        setattr(stopper, k, v)
+    log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_dir)
+    return state["epoch"] + 1, state["best_preds"], state["history"]
+
+
+def _error_line(e: BaseException) -> str:
+    """The line that names the real exception, also when Ray wraps a worker's traceback in its own."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    named = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b", ln)]
+    return (named[-1] if named else (lines[-1] if lines else type(e).__name__))[:500]
 
 
 class _RaySession:
@@ -166,6 +227,32 @@ class _RaySession:
             ctx = ray.train.get_context()
             self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
             self.device = ray.train.torch.get_device()
+
+    def checkpoint(self) -> str | None:
+        """The directory of the last reported checkpoint when this trial is being retried, else None."""
+        if self.local:
+            import ray.tune
+
+            ckpt = ray.tune.get_checkpoint()
+        else:
+            import ray.train
+
+            ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:  # a local path for local storage; downloaded otherwise
+            return d if os.path.exists(os.path.join(d, CHECKPOINT_FILE)) else None
+
+    def workers(self) -> str:
+        """'node_ip:pid' of every rank, in rank order, so results say where a trial ran."""
+        import ray
+
+        me = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
+        if self.world == 1:
+            return me
+        everyone = [None] * self.world
+        torch.distributed.all_gather_object(everyone, me)
+        return ",".join(everyone)
 
     def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if self.local:
@@ -215,12 +302,12 @@ class _RaySession:
 class _TBLogger:
     """Rank 0's TensorBoard run for the trial, written into the trial's directory."""
 
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, purge_step: int):
         from runner.tblog import TrialLogger
 
         self.dir = Path(logdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.log = TrialLogger(logdir)
+        self.log = TrialLogger(logdir, purge_step=purge_step)
 
     def epoch(self, epoch: int, metrics: dict, model) -> None:
         self.log.epoch(epoch, {
@@ -230,8 +317,7 @@ class _TBLogger:
         })
         self.log.histograms(getattr(model, "module", model), epoch)
 
-    def finish(self, config: dict, cfg: TrialConfig, stopper: EarlyStopping, val_x, val_y, best_preds, classes,
-               last_train_acc: float) -> None:
+    def finish(self, config: dict, cfg: TrialConfig, stopper: EarlyStopping, val_x, val_y, best_preds, classes) -> None:
         if best_preds is not None:
             cm = confusion(val_y, best_preds, len(classes))
             report = classification_report(val_y, best_preds, classes)

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,12 +32,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once (default: as many as fit)")
     p.add_argument("--dry-run", action="store_true", help="print the trial plan, resources and data summary; start nothing")
+    p.add_argument("--resume", nargs="?", const="", metavar="RESULTS_DIR",
+                   help="finish an interrupted study: its unfinished trials only (default: the study's latest results dir)")
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM stops the study like Ctrl-C: Tune saves its state and the partial summary is written.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger("runner").addHandler(handler)
@@ -89,43 +94,70 @@ def run(args: argparse.Namespace) -> int:
     from runner.data.ray_data import to_ray_datasets
     from runner.provenance import write_study_json
 
-    results_dir = _results_dir(storage, study.name, explicit=bool(args.name))
+    resuming = args.resume is not None
+    results_dir = _resume_dir(storage, study.name, args.resume) if resuming else _results_dir(storage, study.name, explicit=bool(args.name))
     cluster = orchestrate.init_ray(args.address, args.verbose)
     specs, concurrent, notes = orchestrate.plan(trials, data_keys, cluster, args.max_concurrent)
+    if resuming:
+        _check_same_study(results_dir, [s.to_param() for s in specs], args.config)
     for n in notes:
         print(f"note   {n}")
     print(f"study  {study.name}: {_n(len(study.variants), 'variant')} x {_n(len(study.seeds), 'seed')} = {len(specs)} trials, "
           f"{concurrent} at a time on {cluster.cpus:g} CPUs" + (f" / {cluster.gpus:g} GPUs" if cluster.gpus else "")
           + f" ({cluster.nodes} node{'s' if cluster.nodes > 1 else ''})")
-    print(f"output {results_dir}")
+    print(f"output {results_dir}" + ("  (resuming: finished trials are kept)" if resuming else ""))
     datasets = {key: to_ray_datasets(im) for key, im in images.items()}
     classes = {key: im.classes for key, im in images.items()}
     results_dir.mkdir(parents=True, exist_ok=True)
     order = list(study.variants)
-    write_study_json(results_dir / "study.json", study=study.name, reference=study.reference_variant, seeds=list(study.seeds),
+    if not resuming:
+        write_study_json(results_dir / "study.json", study=study.name, reference=study.reference_variant, seeds=list(study.seeds),
                      variants={v: dict(c) for v, c in study.variants.items()},
                      trials=[s.to_param() for s in specs], data={k: im.summary() for k, im in images.items()},
-                     cluster=dataclasses.asdict(cluster), max_concurrent=concurrent)
+                     cluster=dataclasses.asdict(cluster), max_concurrent=concurrent, config_file=str(Path(args.config).resolve()))
     printer = orchestrate.make_printer(len(specs))
     t_fit = time.time()
-    orchestrate.run_study(specs, datasets, classes, str(storage), results_dir.name, concurrent, printer)
+    orchestrate.run_study(specs, datasets, classes, str(storage), results_dir.name, concurrent, printer, resume=resuming)
     fit_seconds = time.time() - t_fit
 
-    rows = summary.write(results_dir, order)
+    reference = study.reference_variant
+    rows = summary.write(results_dir, order, reference=reference)
+    unfinished = len(specs) - sum(r["status"] not in ("interrupted", "pending") for r in rows)
+    if unfinished:  # stopped by Ctrl-C / SIGTERM: the tables cover what finished
+        summary.write(results_dir, order, partial=True, reference=reference)
+    report = _write_report(results_dir)
     print()
-    print(summary.console_table(summary.variant_rows(rows, order)))
+    print(summary.console_table(summary.variant_rows(rows, order, reference)))
     print()
     print(f"done in {time.time() - t0:.0f} s ({fit_seconds:.0f} s running trials)")
     print(f"results     {results_dir}")
     print(f"summary     {results_dir / 'summary.md'}")
+    if report:
+        print(f"report      {report}")
     print(f"tensorboard tensorboard --logdir {results_dir}")
     # A diverged trial is a result (that setting does not train), not a failure of the study.
+    if unfinished:
+        print(f"interrupted: {unfinished} of {len(specs)} trials unfinished (summary marked partial); finish them with\n"
+              f"  python -m runner.tune {args.config} --resume {results_dir}", file=sys.stderr)
+        return 130
     failed = [r for r in rows if r["status"] not in ("completed", "early_stopped", "diverged")]
     if failed:
         print("failed trials: " + ", ".join(f"{r['variant']} seed {r['seed']} ({r['status']}: {r['error'][:120]})" for r in failed),
               file=sys.stderr)
         return 1
     return 0
+
+
+def _write_report(results_dir: Path) -> Path | None:
+    """The HTML report; a plotting failure must not fail a finished study (the tables are already written)."""
+    from runner.report import write_report
+
+    try:
+        return write_report(results_dir)
+    except Exception as e:  # noqa: BLE001
+        logging.getLogger("runner").warning("could not write report.html (%s: %s); rebuild it with python -m runner.report %s",
+                                            type(e).__name__, e, results_dir)
+        return None
 
 
 def _n(k: int, word: str) -> str:
@@ -166,6 +198,33 @@ def _results_dir(storage: Path, name: str, explicit: bool) -> Path:
     while (storage / f"{name}-{i}").exists():
         i += 1
     return storage / f"{name}-{i}"
+
+
+def _resume_dir(storage: Path, name: str, given: str) -> Path:
+    """The results dir to resume: the one given, else the study's latest (NAME, NAME-2, ...)."""
+    if given:
+        d = Path(os.path.expanduser(given)).resolve()
+    else:
+        taken = [storage / name] + sorted(storage.glob(f"{name}-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]) if p.name.rsplit("-", 1)[1].isdigit() else 0)
+        taken = [p for p in taken if p.is_dir()]
+        if not taken:
+            raise ConfigError(f"--resume: no results of study {name!r} under {storage}; start it without --resume")
+        d = taken[-1]
+    if not any(d.glob("experiment_state-*.json")):
+        raise ConfigError(f"--resume {d}: not a study results dir (no experiment_state-*.json); give the dir the study printed as 'output'")
+    return d
+
+
+def _check_same_study(results_dir: Path, params: list[dict], config: str) -> None:
+    study_json = results_dir / "study.json"
+    if not study_json.exists():
+        return
+    import json
+
+    before = json.loads(study_json.read_text()).get("trials")
+    if before is not None and json.loads(json.dumps(params)) != before:
+        raise ConfigError(f"--resume {results_dir}: {config} (with its --set values) no longer describes that study; "
+                          "resume with the original config and --set values, or start a new study without --resume")
 
 
 def _dry_run(study, trials, data_keys, args, storage: Path) -> int:

@@ -33,6 +33,10 @@ class Augment:
         self.pipeline = _compose(cfg, image_size, seed)
         self.image_size = image_size
 
+    def reseed(self, seed: int) -> None:
+        if self.pipeline is not None:
+            self.pipeline.set_random_seed(seed)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if self.pipeline is None:
             return batch

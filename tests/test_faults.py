@@ -1,0 +1,196 @@
+"""Fault tests that really kill processes: a train worker, a trial process, the driver; plus a 100-trial load.
+
+Each asserts that nothing is lost: every trial's row, its checkpoints, and TensorBoard steps that are
+continuous and not duplicated.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _study(tmp_path: Path, body: str) -> Path:
+    cfg = tmp_path / "study.py"
+    cfg.write_text("from runner.config import *\n" + textwrap.dedent(body))
+    return cfg
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    p = trial_dir / "result.json"
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return [r for r in out if "epoch" in r]
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _tb_steps(trial_dir: Path, tag: str = "val/accuracy") -> list[int]:
+    ea = EventAccumulator(str(trial_dir), size_guidance={"scalars": 0})
+    ea.Reload()
+    return [e.step for e in ea.Scalars(tag)]
+
+
+def _rows(results_dir: Path) -> list[dict]:
+    return list(csv.DictReader(open(results_dir / "summary.csv")))
+
+
+def _assert_whole(trial_dir: Path, epochs: int) -> None:
+    rs = _results(trial_dir)
+    assert [r["epoch"] for r in rs] == list(range(1, epochs + 1)), "result rows lost or duplicated"
+    assert rs[-1]["status"] == "completed"
+    assert _tb_steps(trial_dir) == list(range(1, epochs + 1)), "TensorBoard steps lost or duplicated"
+    assert list(trial_dir.glob("**/checkpoint_*/model.pt")), "no checkpoint kept"
+
+
+SLOW_TRIAL = """
+study = Study(
+    name="faults",
+    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
+                     train=TrainConfig(epochs=EPOCHS, batch_size=32), resources=ResourcesConfig(workers_per_trial=WORKERS)),
+    variants={"base": {}},
+)
+"""
+
+
+@pytest.mark.parametrize("workers", [2, 0], ids=["ddp_worker", "trial_process"])
+def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
+    """kill -9 rank 1 of a DDP worker group (Ray Train restarts the group), or the process of an
+    in-process trial (Tune restarts the trial): either way the trial finishes from its checkpoint."""
+    epochs = 8
+    cfg = _study(tmp_path, SLOW_TRIAL.replace("EPOCHS", str(epochs)).replace("WORKERS", str(workers)))
+    out = tmp_path / "out"
+    proc = _start(str(cfg), "--storage", str(out), "--name", "f")
+    try:
+        trial_dir = _wait_for(lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir")
+        first = _wait_for(lambda: [r for r in _results(trial_dir) if r["epoch"] >= 2], 180, "epoch 2")[-1]
+        victim = int(first["workers"].split(",")[-1].rsplit(":", 1)[1])
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    _assert_whole(trial_dir, epochs)
+    last = _results(trial_dir)[-1]
+    assert last["resumed_from_epoch"] >= 2, "the trial restarted from scratch instead of its checkpoint"
+    assert str(victim) not in last["workers"]
+
+
+def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
+    epochs = 10
+    cfg = _study(tmp_path, """
+        study = Study(
+            name="resume",
+            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
+                             train=TrainConfig(epochs=10, batch_size=32)),
+            variants={"a": {}, "b": {"model.dropout": 0.2}},
+            seeds=(0, 1),
+        )
+    """)
+    out = tmp_path / "out"
+    proc = _start(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
+    try:
+        def one_done_one_running():
+            dirs = [p.parent for p in (out / "r").glob("*/params.json")]
+            done = [d for d in dirs if _results(d) and _results(d)[-1]["status"] == "completed"]
+            running = [d for d in dirs if d not in done and len(_results(d)) >= 2]
+            return (done, running) if done and running else None
+
+        done, running = _wait_for(one_done_one_running, 240, "a finished trial and a running one")
+        proc.kill()  # SIGKILL: no chance to save anything more
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    finished = {d: ((d / "result.json").read_bytes(), sorted(p.name for p in d.iterdir())) for d in done}
+
+    resumed = run_cli(str(cfg), "--storage", str(out), "--resume", str(out / "r"), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = _rows(out / "r")
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("a", "0"), ("a", "1"), ("b", "0"), ("b", "1")]
+    assert all(r["status"] == "completed" for r in rows)
+    for d, (result_bytes, files) in finished.items():  # finished trials untouched
+        assert (d / "result.json").read_bytes() == result_bytes
+        assert sorted(p.name for p in d.iterdir()) == files
+    for d in (out / "r").glob("*/params.json"):
+        _assert_whole(d.parent, epochs)
+    assert any(_results(d)[-1]["resumed_from_epoch"] >= 2 for d in running)
+    assert "partial" not in (out / "r" / "summary.md").read_text().lower()
+
+
+def test_exception_in_one_trial_is_an_error_and_the_others_go_on(tmp_path):
+    cfg = _study(tmp_path, """
+        study = Study(
+            name="err",
+            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(16,)),
+                             train=TrainConfig(epochs=2)),
+            variants={"ok": {}, "too_big": {"model.hidden": [10**12]}},  # cannot be allocated: fails inside the trial
+        )
+    """)
+    proc = run_cli(str(cfg), "--storage", str(tmp_path / "out"), "--name", "e")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "too_big seed 0 (error" in proc.stderr
+    rows = {r["variant"]: r for r in _rows(tmp_path / "out" / "e")}
+    assert rows["ok"]["status"] == "completed"
+    assert rows["too_big"]["status"] == "error" and rows["too_big"]["error"]
+    assert "Traceback" not in proc.stdout
+
+
+def _processes_of(driver_pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"RUNNER_DRIVER_PID={driver_pid}\0".encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_hundred_trials_finish_and_leave_no_process(tmp_path):
+    cfg = _study(tmp_path, """
+        study = Study(
+            name="load",
+            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(8,)),
+                             train=TrainConfig(epochs=1, batch_size=256), augment=AugmentConfig(train=())),
+            variants={f"lr_{i}": {"optim.lr": 1e-3 * (1 + i)} for i in range(50)},
+            seeds=(0, 1),
+        )
+    """)
+    proc = _start(str(cfg), "--storage", str(tmp_path / "out"), "--name", "l")
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    rows = _rows(tmp_path / "out" / "l")
+    assert len(rows) == 100 and all(r["status"] == "completed" for r in rows)
+    time.sleep(2)
+    assert _processes_of(proc.pid) == [], "Ray processes of the study outlived it"
