@@ -109,9 +109,15 @@ def test_trial_without_results_is_pending(tmp_path):
 
 
 def test_error_file_without_text(tmp_path):
-    d = _trial(tmp_path / "s", "t0", "v", 0, 0, [_epoch(1, 0.5, 0.5, 0.5, 1, "completed")], error="\n\n")
+    d = _trial(tmp_path / "s", "t0", "v", 0, 0, [_epoch(1, 0.5, 0.5, 0.5, 1, "running")], error="\n\n")
     (row,) = trial_rows(d.parent)
     assert row["status"] == "error" and row["error"] == "error"
+
+
+def test_error_file_of_a_retry_that_finished(tmp_path):
+    d = _trial(tmp_path / "s", "t0", "v", 0, 0, [_epoch(1, 0.5, 0.5, 0.5, 1, "completed")], error="RuntimeError: x\n")
+    (row,) = trial_rows(d.parent)
+    assert row["status"] == "completed" and row["error"] == ""
 
 
 def test_variant_rows(results):
@@ -178,9 +184,10 @@ def test_write_markdown(results):
     assert len(table) == 2  # one row per variant
     zeta, alpha = (ln.split("|")[1:-1] for ln in table)
     zeta, alpha = [c.strip() for c in zeta], [c.strip() for c in alpha]
-    assert zeta[:7] == ["zeta", "2", "2", "0.750", "0.071", "0.700", "0.800"]
-    assert zeta[7] == "2.0"
-    assert alpha[:7] == ["alpha", "2", "0", "0.600", "-", "0.600", "0.600"]
+    assert zeta[:8] == ["zeta", "2", "2", "2", "0.750 ± 0.635", "0.071", "0.700", "0.800"]  # t(0.975, 1) * 0.05
+    assert zeta[8] == "2.0" and zeta[-1] == "reference"
+    assert alpha[:8] == ["alpha", "2", "0", "1", "0.600", "-", "0.600", "0.600"]  # one value: no interval
+    assert alpha[-1] == "too few seeds"  # the errored seed 0 leaves one shared seed
     assert "- alpha seed 0: error: RuntimeError: CUDA out of memory" in md
     assert "- alpha seed 1: interrupted" in md
     assert "zeta seed" not in md
@@ -203,7 +210,7 @@ def test_write_is_rerunnable(results):
 def test_markdown_all_none():
     md = markdown("s", [{"variant": "v", "trials": 1, "ok": 0, "mean": None, "std": None, "min": None, "max": None,
                          "best_epoch": None, "train_val_gap": float("nan")}], [])
-    assert "| v | 1 | 0 | - | - | - | - | - | - |" in md
+    assert "| v | 1 | 0 | - | - | - | - | - | - | - | - | - | - | - |" in md
 
 
 def test_console_table(results):
@@ -231,8 +238,8 @@ def test_cli(results):
 def test_read_results_skips_rows_without_epoch(tmp_path):
     p = tmp_path / "result.json"
     p.write_text('{"done": true}\n' + json.dumps(_epoch(1, 0.5, 0.5, 0.5, 1, "running")) + "\nnot json\n")
-    assert [r["epoch"] for r in summary._read_results(p)] == [1]
-    assert summary._read_results(tmp_path / "absent.json") == []
+    assert [r["epoch"] for r in summary.read_results(p)] == [1]
+    assert summary.read_results(tmp_path / "absent.json") == []
 
 
 def test_errored_trials_are_left_out_of_every_variant_stat(results):
@@ -240,3 +247,102 @@ def test_errored_trials_are_left_out_of_every_variant_stat(results):
     # only alpha seed 1 (interrupted, not errored) contributes: best epoch 2, gap 0.65 - 0.60
     assert alpha["best_epoch"] == 2
     assert alpha["train_val_gap"] == pytest.approx(0.05)
+
+
+# --------------------------------------------------------------------------- statistics per variant
+# A study in the full layout (study.json, confusion matrices, real checkpoints), built by test_evaluate.
+
+from test_evaluate import BEST, CLASSES, crash, make_study  # noqa: E402
+
+
+@pytest.fixture
+def study(tmp_path) -> Path:
+    # "overfit": 0.20-0.26 below the reference on every seed, train accuracy 0.30 above val
+    return make_study(tmp_path / "colours", variants={**BEST, "overfit": [0.60, 0.62, 0.58]}, gaps={"overfit": 0.30})
+
+
+def _md_rows(md: str) -> dict[str, list[str]]:
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| variant")]
+    return {c[0]: c for c in ([x.strip() for x in ln.split("|")[1:-1]] for ln in lines)}
+
+
+def test_variant_rows_statistics(study):
+    import numpy as np
+
+    vs = {v["variant"]: v for v in variant_rows(trial_rows(study))}
+    base, better, same = vs["base"], vs["better"], vs["same"]
+    assert base["n"] == 3 and base["mean"] == pytest.approx(0.82)
+    assert base["ci"] == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-6)  # sd 0.02, t(0.975, 2)
+    assert base["verdict"] == "reference" and base["p_holm"] is None
+    assert better["test"] == "paired t" and better["mean_diff"] == pytest.approx(0.11)
+    d = np.array([0.10, 0.11, 0.12])
+    t = d.mean() / (d.std(ddof=1) / 3 ** 0.5)
+    p = 1 - t / (2 + t * t) ** 0.5  # two-sided p for t with 2 degrees of freedom, closed form
+    assert better["p"] == pytest.approx(p) and better["p_holm"] == pytest.approx(3 * p)  # smallest of 3: x3
+    assert better["verdict"] == "better"
+    assert same["verdict"] == "no detectable difference" and vs["overfit"]["verdict"] == "worse"
+    assert vs["overfit"]["train_val_gap"] == pytest.approx(0.30) and vs["overfit"]["overfitting"]
+    assert not any(v["overfitting"] for v in (base, better, same))
+
+
+def test_summary_md_has_ci_and_verdict_columns(study):
+    write(study)
+    md = (study / "summary.md").read_text()
+    assert "| variant | trials | ok | n | mean ± 95% CI |" in md and "| p (Holm) | verdict |" in md
+    assert "Reference: base." in md
+    rows = _md_rows(md)
+    assert rows["base"][4] == "0.820 ± 0.050" and rows["base"][-1] == "reference"
+    assert rows["better"][4] == "0.930 ± 0.075"
+    assert rows["better"][10:] == ["+0.110", "paired t", "0.008", "better"]
+    assert rows["same"][-1] == "no detectable difference" and rows["overfit"][-1] == "worse"
+    assert rows["overfit"][9] == "0.300 overfits" and not rows["base"][9].endswith("overfits")
+    assert rows["base"][8] == "3.0"  # median best epoch
+
+
+def test_reference_from_study_json_and_argument(study):
+    info = json.loads((study / "study.json").read_text())
+    (study / "study.json").write_text(json.dumps({**info, "reference": "same"}))
+    write(study)
+    assert _md_rows((study / "summary.md").read_text())["same"][-1] == "reference"
+    write(study, reference="better")
+    rows = _md_rows((study / "summary.md").read_text())
+    assert rows["better"][-1] == "reference" and rows["base"][-1] == "worse"
+
+
+def test_stats_leave_out_errored_trials(study):
+    crash(next(study.glob("better_seed2_*")))
+    better = {v["variant"]: v for v in variant_rows(trial_rows(study))}["better"]
+    assert better["n"] == 2 and better["mean"] == pytest.approx(0.915) and better["test"] == "paired t"
+
+
+def test_confusion_by_variant(study):
+    crash(next(study.glob("same_seed0_*")))
+    write(study)
+    cms = json.loads((study / "confusion_by_variant.json").read_text())
+    assert list(cms) == ["base", "better", "same", "overfit"]
+    # each trial: diagonal 4 + seed, one error per row; summed over seeds 0, 1, 2 -> 15 (same: seeds 1, 2 -> 11)
+    assert cms["base"] == {"classes": CLASSES, "matrix": [[15, 3, 0], [0, 15, 3], [3, 0, 15]], "trials": 3}
+    assert cms["same"]["trials"] == 2 and cms["same"]["matrix"][0] == [11, 2, 0]
+
+
+def test_confusion_by_variant_skips_other_classes(study):
+    d = next(study.glob("base_seed0_*"))
+    (d / "confusion_matrix.json").write_text(json.dumps({"epoch": 1, "classes": ["x", "y"], "matrix": [[1, 0], [0, 1]]}))
+    cms = summary.confusion_by_variant(study, trial_rows(study))
+    assert cms["base"]["classes"] == ["x", "y"] and cms["base"]["trials"] == 1  # the first trial sets the classes
+
+
+def test_console_table_shows_ci_and_verdict(study):
+    lines = console_table(variant_rows(trial_rows(study))).splitlines()
+    assert "±95%ci" in lines[0] and lines[0].endswith("verdict")
+    table = lines[2:6]
+    assert [ln.split()[0] for ln in table] == ["base", "better", "same", "overfit"]
+    assert table[0].endswith("reference") and table[1].endswith("better") and table[2].endswith("no diff")
+    assert table[3].endswith("worse") and "0.300!" in table[3]
+    assert table[1].split()[4] == "0.075"  # the CI half-width follows the mean
+    head = lines[0]
+    for col in ("mean", "±95%ci", "gap", "p holm"):  # fixed columns: every value ends where its header ends
+        end = head.index(col) + len(col)
+        assert all(ln[end - 1] != " " and (len(ln) == end or ln[end] in " !") for ln in table), col
+    assert any("no diff = no detectable difference" in ln for ln in lines[6:])
+    assert any(ln.startswith("! train-val gap above 0.20") for ln in lines[6:])

@@ -1,0 +1,234 @@
+"""One self-contained HTML page per study: ``python -m runner.report RESULTS_DIR`` -> RESULTS_DIR/report.html.
+
+Sections: the summary table with its statistics (runner.summary), learning curves per variant
+(train and val accuracy per epoch: mean over seeds, band min..max), the confusion matrix per
+variant (summed over its trials), every trial's status, the data (study.json) and the data audit
+(audit.json, when present), and where the results came from (command, git commit, versions,
+machine). Figures are PNGs embedded as base64 and the CSS is inline: the page needs nothing but
+itself, so it opens from file:// and can be mailed. Reads only the results dir, so it works on
+interrupted studies (trials without results are listed, not drawn) and skips errored trials'
+numbers like the summary does.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runner import stats, summary
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; vertical-align: top; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+td.text { text-align: left; } .note { color: #555; } .warn { color: #a40; font-weight: bold; }
+img { max-width: 100%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
+"""
+
+
+def write_report(results_dir: Path) -> Path:
+    """Write ``results_dir/report.html`` and return its path."""
+    results_dir = Path(results_dir)
+    study = _read_json(results_dir / "study.json")
+    rows = summary.trial_rows(results_dir)
+    variants = summary.variant_rows(rows, list(study.get("variants", {})), study.get("reference"))
+    unfinished = [r for r in rows if r["status"] in ("pending", "interrupted")]
+    parts = [f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
+             f"<p class='note'>{_e(results_dir)}: {len(rows)} trials, {len(variants)} variants</p>"]
+    if unfinished:
+        parts.append(f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>")
+    parts += ["<h2>Summary</h2>", _summary_section(variants)]
+    if rows:
+        parts += ["<h2>Learning curves</h2>", _curves_section(results_dir, rows, [v["variant"] for v in variants])]
+    parts += ["<h2>Confusion matrices</h2>", _confusion_section(summary.confusion_by_variant(results_dir, rows))]
+    parts += ["<h2>Trials</h2>", _trials_table(rows)]
+    if study.get("data"):
+        parts += ["<h2>Data</h2>"] + [f"<h3>{_e(k)}</h3>" + _kv_table(v) for k, v in study["data"].items()]
+    audit = _read_json(results_dir / "audit.json")
+    if audit:
+        parts += ["<h2>Data audit</h2>", _kv_table(audit)]
+    env = {k: study[k] for k in ("command", "git_commit", "versions", "machine", "cluster", "max_concurrent") if k in study}
+    if isinstance(env.get("command"), list):
+        env["command"] = " ".join(map(str, env["command"]))
+    parts += ["<h2>Environment</h2>", _kv_table(env) if env else "<p class='note'>no study.json</p>"]
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_e(study.get('study', results_dir.name))}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    out = results_dir / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def curves(results_dir: Path, rows: list[dict], key: str) -> dict[str, dict]:
+    """{variant: {"epoch", "mean", "min", "max", "n"}} of ``key`` per epoch over the variant's seeds.
+
+    A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch.
+    """
+    per_variant: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        if r["status"] == "error":
+            continue
+        for e in summary.read_results(Path(results_dir) / r["trial_dir"] / "result.json"):
+            if e.get(key) is not None:
+                per_variant.setdefault(r["variant"], {}).setdefault(e["epoch"], []).append(e[key])
+    out = {}
+    for v, by_epoch in per_variant.items():
+        epochs = sorted(by_epoch)
+        vals = [np.asarray(by_epoch[e], dtype=float) for e in epochs]
+        out[v] = {"epoch": epochs, "mean": [x.mean() for x in vals], "min": [x.min() for x in vals],
+                  "max": [x.max() for x in vals], "n": [len(x) for x in vals]}
+    return out
+
+
+def _summary_section(variants: list[dict]) -> str:
+    ref = next((v["variant"] for v in variants if v["verdict"] == "reference"), "-")
+    note = (f"<p class='note'>Best val accuracy over seeds (fractions 0..1), mean ± half-width of the 95 % CI "
+            f"(t-distribution). Reference: <b>{_e(ref)}</b>; Δ = mean over shared seeds of (variant - reference); paired "
+            f"t-test below {stats.WILCOXON_MIN} shared seeds, Wilcoxon signed-rank from "
+            f"{stats.WILCOXON_MIN}; p Holm-corrected; verdict at α = {stats.ALPHA}. Gap = final train - "
+            f"final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>")
+    return note + _table(summary.VARIANT_HEADER, [summary.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+
+
+def _curves_section(results_dir: Path, rows: list[dict], order: list[str]) -> str:
+    train, val = curves(results_dir, rows, "train_accuracy"), curves(results_dir, rows, "val_accuracy")
+    names = [v for v in order if v in val]
+    if not names:
+        return "<p class='note'>No epoch has finished yet.</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # All variants' val accuracy on one plot, then one panel per variant with train and val.
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=90)
+    for v in names:
+        c = val[v]
+        (line,) = ax.plot(c["epoch"], c["mean"], marker=".", label=v)
+        ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy: mean over seeds, band min..max")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    overview = _png(fig)
+    cols = min(3, len(names))
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), dpi=80, sharey=True, squeeze=False)
+    for ax, v in zip(axes.ravel(), names):
+        for c, label, style in ((train.get(v), "train", "--"), (val[v], "val", "-")):
+            if c:
+                (line,) = ax.plot(c["epoch"], c["mean"], style, marker=".", label=label)
+                ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.15)
+        ax.set_title(f"{v} ({max(val[v]['n'])} seeds)", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("accuracy")
+    fig.tight_layout()
+    return _img(overview, "val accuracy per variant") + _img(_png(fig), "train and val accuracy per variant")
+
+
+def _confusion_section(cms: dict[str, dict]) -> str:
+    if not cms:
+        return "<p class='note'>No trial has written confusion_matrix.json yet.</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from runner.tblog import confusion_figure
+
+    imgs = []
+    for v, cm in cms.items():
+        fig = confusion_figure(np.asarray(cm["matrix"]), cm["classes"], 0)
+        fig.axes[0].set_title(f"{v}: sum over {cm['trials']} trials", fontsize=9)
+        imgs.append(_img(_png(fig), f"confusion matrix {v}"))
+    return ("<p class='note'>Rows true class, columns predicted, at each trial's best epoch, summed over the variant's "
+            "trials.</p><div class='grid'>" + "".join(imgs) + "</div>")
+
+
+def _trials_table(rows: list[dict]) -> str:
+    head = ["variant", "seed", "status", "best val accuracy", "best epoch", "epochs run", "seconds", "error"]
+    cells = [[r["variant"], str(r["seed"]), r["status"], summary._f(r["best_val_accuracy"]), str(r["best_epoch"] or "-"),
+              str(r["epochs_run"]), summary._f(r["trial_seconds"], 1), r["error"]] for r in rows]
+    return _table(head, cells, text_cols={0, 2, 7})
+
+
+def _kv_table(d) -> str:
+    """Any JSON value as a two-column table; nested dicts become dotted keys, long lists are cut."""
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, x) -> None:
+        if isinstance(x, dict) and x:
+            for k, v in x.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix or "value"] = x
+
+    walk("", d)
+    return _table(["key", "value"], [[k, _value(v)] for k, v in flat.items()], text_cols={0, 1})
+
+
+def _value(v) -> str:
+    if isinstance(v, list):
+        shown = ", ".join(json.dumps(x) if isinstance(x, (dict, list)) else str(x) for x in v[:20])
+        return shown + (f", ... ({len(v)} in all)" if len(v) > 20 else "")
+    return json.dumps(v) if isinstance(v, dict) else str(v)
+
+
+def _table(head: list[str], rows: list[list[str]], text_cols: set[int] = frozenset()) -> str:
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td{' class=text' if i in text_cols else ''}>{_e(c)}</td>" for i, c in enumerate(r))
+                  + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{trs}</table>"
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no matplotlib URL in the file
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(b64: str, alt: str) -> str:
+    return f"<img alt='{_e(alt)}' src='data:image/png;base64,{b64}'>"
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return d if isinstance(d, dict) else {"value": d}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m runner.report RESULTS_DIR", file=sys.stderr)
+        return 2
+    results_dir = Path(args[0])
+    if not results_dir.is_dir():
+        print(f"error: {results_dir}: no such results dir", file=sys.stderr)
+        return 2
+    if not any(results_dir.glob("*/params.json")) and not (results_dir / "study.json").exists():
+        print(f"error: {results_dir}: no study here (no study.json, no trial dirs); give STORAGE/NAME of a study", file=sys.stderr)
+        return 2
+    print(write_report(results_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
