@@ -40,8 +40,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM stops the study like Ctrl-C: Tune saves its state and the partial summary is written.
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger("runner").addHandler(handler)
@@ -97,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     resuming = args.resume is not None
     results_dir = _resume_dir(storage, study.name, args.resume) if resuming else _results_dir(storage, study.name, explicit=bool(args.name))
     cluster = orchestrate.init_ray(args.address, args.verbose)
+    # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
+    # ray.init, which installs a handler of its own that would end the process at once.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     specs, concurrent, notes = orchestrate.plan(trials, data_keys, cluster, args.max_concurrent)
     if resuming:
         _check_same_study(results_dir, [s.to_param() for s in specs], args.config)
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(summary.console_table(summary.variant_rows(rows, order, reference)))
     print()
-    print(f"done in {time.time() - t0:.0f} s ({fit_seconds:.0f} s running trials)")
+    print(f"{'stopped' if unfinished else 'done'} after {time.time() - t0:.0f} s ({fit_seconds:.0f} s running trials)")
     print(f"results     {results_dir}")
     print(f"summary     {results_dir / 'summary.md'}")
     if report:
@@ -221,8 +222,11 @@ def _check_same_study(results_dir: Path, params: list[dict], config: str) -> Non
         return
     import json
 
+    def comparable(trials: list[dict]) -> list[dict]:  # resources are fitted to the cluster, which may differ now
+        return [{**t, "trial": {k: v for k, v in t["trial"].items() if k != "resources"}} for t in trials]
+
     before = json.loads(study_json.read_text()).get("trials")
-    if before is not None and json.loads(json.dumps(params)) != before:
+    if before is not None and comparable(json.loads(json.dumps(params))) != comparable(before):
         raise ConfigError(f"--resume {results_dir}: {config} (with its --set values) no longer describes that study; "
                           "resume with the original config and --set values, or start a new study without --resume")
 

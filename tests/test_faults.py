@@ -148,6 +148,35 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
     assert "partial" not in (out / "r" / "summary.md").read_text().lower()
 
 
+def test_sigterm_stops_gracefully_with_a_partial_summary_then_resume_finishes(tmp_path):
+    cfg = _study(tmp_path, """
+        study = Study(
+            name="term",
+            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
+                             train=TrainConfig(epochs=10, batch_size=32)),
+            variants={"a": {}, "b": {"model.dropout": 0.2}},
+        )
+    """)
+    out = tmp_path / "out"
+    proc = _start(str(cfg), "--storage", str(out), "--name", "t", "--max-concurrent", "1")
+    try:
+        _wait_for(lambda: [d for d in (out / "t").glob("*/result.json") if len(_results(d.parent)) >= 2], 180, "epoch 2")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert "Partial results" in (out / "t" / "summary.md").read_text()
+    resumed = run_cli(str(cfg), "--storage", str(out), "--name", "t", "--resume")  # no dir: the study's latest
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = _rows(out / "t")
+    assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
+    assert "Partial results" not in (out / "t" / "summary.md").read_text()
+    for d in (out / "t").glob("*/params.json"):
+        _assert_whole(d.parent, 10)
+
+
 def test_exception_in_one_trial_is_an_error_and_the_others_go_on(tmp_path):
     cfg = _study(tmp_path, """
         study = Study(
