@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import importlib.util
 import math
+import os
 import traceback
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class DataConfig:
     image_size: int = 64  # pixels; every image is decoded and resized to image_size x image_size once per study
     val_fraction: float = 0.2  # share of each class held out for val when the source has no val split
     split_seed: int = 0  # seeds the val split and the built-in generators; the same for every trial of a study
+    leakage: str = "warn"  # val images pixel-identical to a train image: warn (keep them) | fail (stop) | drop (remove them from val)
 
 
 # The course's training augmentation. Each entry: an albumentations transform name and its arguments.
@@ -97,6 +99,7 @@ class TrialConfig:
 
 INITS = ("default", "xavier_uniform", "kaiming_normal", "uniform")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LEAKAGE = ("warn", "fail", "drop")
 
 
 # --------------------------------------------------------------------------- study
@@ -227,6 +230,8 @@ def coerce(value: Any, tp: Any) -> Any:
             raise ValueError("expected a finite number")
         return float(value)
     if tp is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
         if not isinstance(value, str):
             raise ValueError("expected a string")
         return value
@@ -257,6 +262,7 @@ def validate(cfg: TrialConfig, where: str = "") -> list[str]:
     need(bool(d.path.strip()), "data.path", d.path, "give an image folder or builtin:lesions / builtin:digits")
     need(8 <= d.image_size <= 512, "data.image_size", d.image_size, "must be between 8 and 512 pixels")
     need(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be a fraction in (0, 1)")
+    need(d.leakage in LEAKAGE, "data.leakage", d.leakage, f"choose one of {', '.join(LEAKAGE)}")
     need(len(a.mean) == 3 and len(a.std) == 3, "augment.mean/std", (a.mean, a.std), "need 3 values each (R, G, B)")
     need(all(s > 0 for s in a.std), "augment.std", a.std, "must be > 0")
     for i, spec in enumerate(a.train):
@@ -299,6 +305,8 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
         problems.append(f"{where}: reference={study.reference!r} is not one of the variants {list(study.variants)}")
     if problems:
         raise ConfigError("; ".join(problems))
+    base = _typed(study.base, where)
+    study = dataclasses.replace(study, base=base)
     for variant, changes in study.variants.items():
         if not isinstance(changes, Mapping):
             problems.append(f"{where}: variant {variant!r} must be a dict of dotted overrides")
@@ -314,11 +322,31 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
     return study.trials()
 
 
+def _typed(cfg: TrialConfig, where: str) -> TrialConfig:
+    """``cfg`` with every value coerced to its field's type; a study file can put anything in a field
+    (``ModelConfig(dropout="0.1")``, ``hidden=[64]``), which would otherwise fail later with a traceback."""
+    problems = []
+    for section, cls in _section_types().items():
+        value = getattr(cfg, section)
+        if not isinstance(value, cls):
+            problems.append(f"{where}: base.{section} must be a {cls.__name__}(...), got {type(value).__name__}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    values = {f"{s}.{f.name}": getattr(getattr(cfg, s), f.name) for s in _SECTIONS for f in dataclasses.fields(getattr(cfg, s))}
+    try:
+        return apply_overrides(TrialConfig(), values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: base: {e}") from None
+
+
 def with_overrides(study: Study, overrides: Mapping[str, Any]) -> Study:
     """The study with ``overrides`` (from --set) applied to its base and on top of every variant."""
     if not overrides:
         return study
-    base = apply_overrides(study.base, overrides)
+    try:
+        base = apply_overrides(study.base, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"--set: {e}") from None
     variants = {name: {**changes, **overrides} for name, changes in study.variants.items()}
     return dataclasses.replace(study, base=base, variants=variants)
 
@@ -329,6 +357,8 @@ def with_overrides(study: Study, overrides: Mapping[str, Any]) -> Study:
 def load_study(path: str | Path) -> Study:
     """Import a study file and return its ``study``; every failure is a one-line ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a study file inside it, e.g. configs/init_study.py")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file (try configs/init_study.py)")
     if path.suffix != ".py":

@@ -64,6 +64,20 @@ def reap_orphans() -> int:
     return stopped
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a HOST:PORT nobody listens on (ray.init retries an unreachable GCS for ~14 minutes)."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return  # auto-discovery and ray:// client addresses are Ray's to resolve
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({getattr(e, 'strerror', None) or e}); "
+                          "start one with `ray start --head` or `ray up cluster.yaml`, or check HOST:PORT") from None
+
+
 def init_ray(address: str | None, verbose: bool) -> Cluster:
     """Start a local Ray (all this machine's cores) or join ``address``; return what the cluster has."""
     for k, v in TRAIN_ENV.items():
@@ -79,6 +93,7 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         runtime_env={"env_vars": {k: os.environ[k] for k in TRAIN_ENV}},
     )
     if address:
+        _check_reachable(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
 
     # Data: decoded once per distinct data config, shared by every trial that uses it.
+    from runner.data.audit import format_audit
     from runner.data.augment import check_augment
     from runner.data.source import load_images
 
@@ -81,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
     images = {key: load_images(d) for d, key in data_cfgs.items()}
     for im in images.values():
         print(_data_line(im.summary()))
+        print(format_audit(im.audit))
     data_keys = [data_cfgs[cfg.data] for _, _, cfg in trials]
 
-    storage = _storage(args.storage)
+    storage = _storage(args.storage, create=not args.dry_run)
     if args.dry_run:
         return _dry_run(study, trials, data_keys, args, storage)
 
@@ -110,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     datasets = {key: to_ray_datasets(im) for key, im in images.items()}
     classes = {key: im.classes for key, im in images.items()}
     results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "audit.json").write_text(json.dumps({key: im.audit for key, im in images.items()}, indent=2) + "\n")
     order = list(study.variants)
     if not resuming:
         write_study_json(results_dir / "study.json", study=study.name, reference=study.reference_variant, seeds=list(study.seeds),
@@ -172,12 +176,19 @@ def _data_line(s: dict) -> str:
     if s["skipped_files"]:
         line += f", {len(s['skipped_files'])} unreadable files skipped"
     if s["ignored_files"]:
-        line += f", {s['ignored_files']} non-image files ignored"
+        line += f", {_n(s['ignored_files'], 'non-image file')} ignored"
     return line
 
 
-def _storage(storage: str) -> Path:
+def _storage(storage: str, create: bool = True) -> Path:
+    """The storage dir, checked writable; a dry run checks without creating anything."""
     path = Path(os.path.expanduser(storage)).resolve()
+    if not create:
+        existing = next(p for p in [path, *path.parents] if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            why = "Not a directory" if not existing.is_dir() else "Permission denied"
+            raise ConfigError(f"--storage {storage}: cannot write there ({why}); pass --storage with a writable directory")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".runner-write-test-{os.getpid()}"

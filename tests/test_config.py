@@ -278,6 +278,7 @@ def test_validate_names_each_out_of_range_value():
     {"model.hidden": []}, {"model.hidden": [0]}, {"model.dropout": -0.1},
     {"optim.weight_decay": -1.0}, {"optim.momentum": 1.0}, {"train.batch_size": 0}, {"train.patience": -1},
     {"resources.workers_per_trial": -1}, {"resources.cpus_per_worker": 0.0}, {"resources.gpus_per_worker": -1.0},
+    {"data.leakage": "ignore"}, {"data.leakage": "Drop"},
 ])
 def test_validate_rejects(overrides):
     assert len(validate(apply_overrides(TrialConfig(), overrides))) == 1
@@ -309,6 +310,43 @@ def test_check_study_collects_every_problem_in_one_error():
     for variant in ("drop", "lr", "epochs", "size", "init", "opt", "typo"):
         assert f"variant '{variant}'" in msg
     assert "did you mean 'model.dropout'" in msg
+
+
+def test_leakage_policy_default_and_choices():
+    assert DataConfig().leakage == "warn"
+    for policy in ("warn", "fail", "drop"):
+        assert validate(apply_overrides(TrialConfig(), {"data.leakage": policy})) == []
+    (problem,) = validate(apply_overrides(TrialConfig(), {"data.leakage": "skip"}))
+    assert problem == "data.leakage='skip': choose one of warn, fail, drop"
+    with pytest.raises(ConfigError, match=r"did you mean 'data\.leakage'"):
+        apply_overrides(TrialConfig(), {"data.leak": "drop"})
+
+
+@pytest.mark.parametrize("base, needle", [
+    (TrialConfig(model=ModelConfig(dropout="0.1")), "model.dropout='0.1': expected a finite number"),
+    (TrialConfig(model=ModelConfig(hidden=64)), "model.hidden=64: expected a list"),
+    (TrialConfig(train=TrainConfig(epochs=2.5)), "train.epochs=2.5: expected a whole number"),
+    (TrialConfig(augment=AugmentConfig(train=("HorizontalFlip",))), "expected a dict"),
+    (TrialConfig(model={"dropout": 0.1}), "base.model must be a ModelConfig(...), got dict"),
+])
+def test_check_study_rejects_wrong_types_in_the_base(base, needle):
+    """A study file builds dataclasses directly, so nothing coerced its values: check_study does, naming the key."""
+    with pytest.raises(ConfigError) as e:
+        check_study(Study(name="s", base=base), where="x.py")
+    assert needle in str(e.value) and str(e.value).startswith("x.py: ")
+
+
+def test_check_study_coerces_base_values_to_field_types():
+    study = Study(name="s", base=TrialConfig(data=DataConfig(path=Path("/data/skin"), image_size=32.0),
+                                             model=ModelConfig(hidden=[64, 32], dropout=0)))
+    (_, _, cfg), = check_study(study)
+    assert cfg.data.path == "/data/skin" and type(cfg.data.image_size) is int
+    assert cfg.model.hidden == (64, 32) and type(cfg.model.dropout) is float
+
+
+def test_with_overrides_errors_name_set():
+    with pytest.raises(ConfigError, match=r"^--set: model\.hidden='abc': expected a list"):
+        with_overrides(Study(name="s"), parse_set(["model.hidden=abc"]))
 
 
 def test_check_study_deduplicates_base_problems():
@@ -418,7 +456,7 @@ def test_load_study_missing_file(tmp_path):
 
 
 def test_load_study_directory_is_not_a_file(tmp_path):
-    with pytest.raises(ConfigError, match="no such config file"):
+    with pytest.raises(ConfigError, match="is a directory; give a study file inside it"):
         load_study(tmp_path)
 
 

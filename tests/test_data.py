@@ -256,7 +256,7 @@ def test_decode_16bit_grayscale_is_scaled(tmp_path):
         assert im.mode.startswith("I")  # really a 16-bit image on disk
     a = folder.decode(p, 24)
     assert a.shape == (24, 24, 3) and a.dtype == np.uint8
-    assert a.max() == 255 and a.min() == 0  # scaled by the max, not clipped at 255
+    assert a.max() == round(4000 * 255 / 65535) and a.min() == 0  # the 16-bit range maps to 8 bits, not clipped at 255
     assert np.all(np.diff(a[0, :, 0].astype(int)) >= 0)  # the ramp survives
     assert len(np.unique(a[0, :, 0])) > 10
 
@@ -299,11 +299,13 @@ def test_decode_bad_files_return_none(tmp_path):
     assert folder.decode(tmp_path / "zero.jpg", S) is None
     assert folder.decode(tmp_path / "junk.png", S) is None
     assert folder.decode(trunc, S) is None
-    images, ok = folder.decode_all([tmp_path / "zero.jpg", good, tmp_path / "junk.png", trunc], S)
-    assert ok.tolist() == [False, True, False, False]
+    images, decoded = folder.decode_all([tmp_path / "zero.jpg", good, tmp_path / "junk.png", trunc], S)
+    assert [d.ok for d in decoded] == [False, True, False, False]
+    assert [d.error for d in decoded] == ["empty file, 0 bytes", "", "not an image (unknown format)", "truncated"]
     assert images.shape == (1, S, S, 3)
-    images, ok = folder.decode_all([tmp_path / "zero.jpg"], S)
-    assert images.shape == (0, S, S, 3) and ok.tolist() == [False]
+    assert decoded[1].mode == "RGB" and len(decoded[1].digest) == 32 and decoded[1].image is None  # pixels moved to images
+    images, decoded = folder.decode_all([tmp_path / "zero.jpg"], S)
+    assert images.shape == (0, S, S, 3) and [d.ok for d in decoded] == [False]
 
 
 @pytest.fixture

@@ -2,12 +2,14 @@
 
 Layouts: ``ROOT/train/CLASS/*`` with ``ROOT/val/CLASS/*`` (also ``valid``/``validation``), or
 ``ROOT/CLASS/*`` split by ``data.val_fraction`` with ``data.split_seed``. Class names are the
-folder names, sorted. Files that are not images are ignored; images that fail to decode are
-skipped and counted, never fatal.
+folder names, sorted. Files that are not images are ignored; hidden files and folders (``.DS_Store``,
+``._x.jpg``, ``.ipynb_checkpoints/``) are skipped; images that fail to decode are skipped with the
+reason, never fatal. The scan records all of it for the audit (runner.data.audit).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.config import ConfigError, DataConfig
+from runner.config import ConfigError
+from runner.data.audit import pixel_digest
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +29,26 @@ VAL_NAMES = ("val", "valid", "validation")
 
 @dataclass
 class Scan:
-    """What a folder holds: image paths with class index and split."""
+    """What a folder holds: image paths with class index and split, and what was left out and why."""
 
     classes: list[str]
     paths: list[Path]
     labels: np.ndarray
     is_val: np.ndarray | None  # None: the folder has no val split; split it by val_fraction
-    ignored: list[Path] = field(default_factory=list)  # files that are not images
+    ignored: list[Path] = field(default_factory=list)  # files that are not images, or images outside class folders
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # named like images, not readable files: (path, why)
+    hidden: list[Path] = field(default_factory=list)  # hidden files and folders, skipped
+    empty: list[Path] = field(default_factory=list)  # class folders that hold no images
+
+
+@dataclass
+class _Found:
+    """What a walk saw besides the images; one per scan, filled as it goes."""
+
+    ignored: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
+    empty: list[Path] = field(default_factory=list)
 
 
 def scan(root: Path) -> Scan:
@@ -40,10 +56,14 @@ def scan(root: Path) -> Scan:
         raise ConfigError(f"data.path={str(root)!r}: no such folder (give an image folder or builtin:lesions)")
     if not root.is_dir():
         raise ConfigError(f"data.path={str(root)!r}: is a file, not a folder of class folders")
-    subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    seen = _Found()
+    _loose_files(root, seen)
+    subdirs = {d.name.lower(): d for d in _subdirs(root)}
     val_dir = next((subdirs[n] for n in VAL_NAMES if n in subdirs), None)
     if "train" in subdirs and val_dir is not None:
-        train, val = _class_files(subdirs["train"]), _class_files(val_dir)
+        _loose_files(subdirs["train"], seen)
+        _loose_files(val_dir, seen)
+        train, val = _class_files(subdirs["train"], seen), _class_files(val_dir, seen)
         missing = sorted(set(val) - set(train))
         if missing:
             raise ConfigError(f"{val_dir}: classes {missing} are in val but not in train; add them to train/ or remove them from val/")
@@ -52,63 +72,174 @@ def scan(root: Path) -> Scan:
         labels = [i for i, c in enumerate(classes) for _ in train[c]] + [i for i, c in enumerate(classes) for _ in val.get(c, [])]
         n_train = sum(len(train[c]) for c in classes)
         is_val = np.arange(len(paths)) >= n_train
-        if not is_val.any():
+        if classes and not is_val.any():
             raise ConfigError(f"{val_dir}: holds no images; put images in {val_dir}/CLASS/ or remove it to split train/ by data.val_fraction")
     elif "train" in subdirs:
         raise ConfigError(f"{root}: has train/ but no val/ (or valid/); add {root}/val/CLASS/ or put the class folders directly under {root}")
     else:
-        found = _class_files(root)
+        found = _class_files(root, seen)
         classes = sorted(found)
         paths = [p for c in classes for p in found[c]]
         labels = [i for i, c in enumerate(classes) for _ in found[c]]
         is_val = None
     if len(classes) < 2:
-        raise ConfigError(f"data.path={str(root)!r}: found {len(classes)} class folder(s) with images; need at least 2 (ROOT/CLASS/image.jpg)")
-    ignored = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")]
-    return Scan(classes, paths, np.asarray(labels, dtype=np.int64), is_val, ignored)
+        what = f"found {len(classes)} class folder(s) with images"
+        if seen.ignored:
+            what += (f" ({len(seen.ignored)} other files ignored, e.g. {seen.ignored[0].relative_to(root)}; "
+                     f"images end in {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ConfigError(f"data.path={str(root)!r}: {what}; need at least 2 (ROOT/CLASS/image.jpg)")
+    return Scan(classes, paths, np.asarray(labels, dtype=np.int64), is_val, seen.ignored, seen.unreadable, seen.hidden, seen.empty)
 
 
-def _class_files(split_dir: Path) -> dict[str, list[Path]]:
+def _subdirs(d: Path) -> list[Path]:
+    """The non-hidden folders directly under ``d``, sorted (symlinked folders included)."""
+    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _loose_files(d: Path, seen: _Found) -> None:
+    """Files directly under ``d`` (the root or a split folder): not in a class folder, so not used."""
+    for p in sorted(d.iterdir()):
+        if p.name.startswith("."):
+            seen.hidden.append(p)
+        elif not p.is_dir():
+            seen.ignored.append(p)
+
+
+def _class_files(split_dir: Path, seen: _Found) -> dict[str, list[Path]]:
     """{class name: sorted image paths} for the class folders directly under ``split_dir``."""
     out = {}
-    for d in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    for d in _subdirs(split_dir):
+        files = _walk(d, seen)
         if files:
             out[d.name] = files
         else:
-            log.warning("%s: class folder holds no images; ignored", d)
+            seen.empty.append(d)
+            log.debug("%s: class folder holds no images; ignored", d)
     return out
 
 
-def decode(path: Path, size: int) -> np.ndarray | None:
-    """One image as uint8 RGB (size, size, 3), or None when it cannot be decoded."""
+def _walk(top: Path, seen: _Found) -> list[Path]:
+    """Image files under ``top`` (any depth), sorted; everything else goes into ``seen``."""
+    images = []
+    for here, dirnames, filenames in os.walk(top):  # symlinked folders below top are not entered, so no loops
+        here = Path(here)
+        seen.hidden += [here / n for n in sorted(dirnames + filenames) if n.startswith(".")]
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        seen.unreadable += [(here / n, "a folder named like an image") for n in dirnames if _image_name(n)]
+        for n in sorted(filenames):
+            p = here / n
+            if n.startswith("."):
+                continue
+            if not _image_name(n):
+                seen.ignored.append(p)
+            elif p.is_file():
+                images.append(p)
+            else:
+                seen.unreadable.append((p, _not_a_file(p)))
+    return sorted(images)
+
+
+def _image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _not_a_file(p: Path) -> str:
+    """Why an entry named like an image is not a readable file."""
+    try:
+        p.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop"
+        if p.is_symlink():
+            return f"broken symlink to {os.readlink(p)}"
+        return e.strerror or type(e).__name__
+    return "not a regular file"
+
+
+# --------------------------------------------------------------------------- decode
+
+
+@dataclass
+class Decoded:
+    """One image file, decoded: the resized pixels and what the audit needs to know about it."""
+
+    image: np.ndarray | None  # uint8 (size, size, 3); None when the file cannot be decoded
+    mode: str = ""  # PIL mode on disk (RGB, RGBA, LA, P, L, I;16, CMYK, ...), converted to RGB
+    digest: str = ""  # pixel_digest of the decoded RGB pixels at full resolution, before resizing
+    error: str = ""  # why the file cannot be decoded ("" when it was)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def decode_file(path: Path, size: int) -> Decoded:
+    """One image as uint8 RGB (size, size, 3) with its mode on disk and pixel digest, or the reason it failed."""
     import cv2
     from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
+            mode = im.mode
             im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits
-                a = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray((a * (255.0 / max(a.max(), 1.0))).astype(np.uint8))
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit or float grayscale: scale to 8 bits
+                a = np.clip(np.asarray(im, dtype=np.float64), 0, None)
+                # 16-bit range -> 8 bits by the fixed 65535/255, so brightness stays comparable across images;
+                # floats (0..1) and wider integers by their own range.
+                peak = 1.0 if im.mode == "F" and a.max() <= 1.0 else (65535.0 if a.max() <= 65535 else a.max())
+                im = Image.fromarray(np.round(a * (255.0 / peak)).astype(np.uint8))
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparent pixels over white
                 im = Image.alpha_composite(bg, im)
             a = np.asarray(im.convert("RGB"))
     except Exception as e:  # noqa: BLE001 - any decoder failure means "skip this file"
-        log.warning("%s: cannot decode (%s); skipped", path, e)
-        return None
+        why = _decode_error(path, e)
+        log.debug("%s: cannot decode (%s); skipped", path, why)
+        return Decoded(None, error=why)
     if a.shape[0] < 1 or a.shape[1] < 1:
-        return None
+        return Decoded(None, mode, error="no pixels (0 x 0 image)")
     shrink = a.shape[0] > size or a.shape[1] > size
-    return cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    out = cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return Decoded(out, mode, pixel_digest(a))
 
 
-def decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, size, size, 3), ok mask) decoded in parallel threads."""
+def decode(path: Path, size: int) -> np.ndarray | None:
+    """One image as uint8 RGB (size, size, 3), or None when it cannot be decoded."""
+    return decode_file(path, size).image
+
+
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")  # PNG, JPEG, GIF, BMP, WebP, TIFF
+
+
+def _decode_error(path: Path, e: Exception) -> str:
+    """A short reason a file failed to decode: empty, not an image, truncated or corrupt."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as oe:
+        return f"cannot open ({oe.strerror or type(oe).__name__})"
+    if not head:
+        return "empty file, 0 bytes"
+    msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if isinstance(e, UnidentifiedImageError):
+        if head.startswith(_MAGIC):
+            return "corrupt (starts like an image, header unreadable)"
+        text = all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+        return "a text file, not an image" if text else "not an image (unknown format)"
+    if "truncated" in msg.lower():
+        return "truncated"
+    return f"corrupt ({type(e).__name__}: {msg[:80]})"
+
+
+def decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, list[Decoded]]:
+    """(images uint8 (N_ok, size, size, 3) of the files that decoded, one Decoded per path without its image)."""
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        decoded = list(pool.map(lambda p: decode(p, size), paths))
-    ok = np.array([d is not None for d in decoded], dtype=bool)
-    images = np.stack([d for d in decoded if d is not None]) if ok.any() else np.zeros((0, size, size, 3), np.uint8)
-    return images, ok
+        decoded = list(pool.map(lambda p: decode_file(p, size), paths))
+    good = [d.image for d in decoded if d.image is not None]
+    images = np.stack(good) if good else np.zeros((0, size, size, 3), np.uint8)
+    for d in decoded:
+        d.image = None  # the pixels live in ``images`` now
+    return images, decoded
