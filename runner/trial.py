@@ -53,13 +53,14 @@ def run_trial(config: dict, datasets: dict) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    entered = time.time()  # the trial's fixed cost is measured from here to its first training step
     cfg = TrialConfig.from_dict(config["spec"]["trial"])
     res = cfg.resources
     local = res.workers_per_trial == 0
     # The trial's dir in the results dir (Tune's get_trial_dir() is a staging dir that reused actors do not sync).
     trial_dir = str(Path(config["results_dir"]) / ray.tune.get_context().get_trial_name())
     loop_config = {**config["spec"], "classes": config["classes"], "logdir": trial_dir, "local": local,
-                   "cpus": config["cpus_per_worker"]}
+                   "cpus": config["cpus_per_worker"], "trial_entered": entered}
     use_gpu = res.gpus_per_worker > 0
     scaling = ray.train.ScalingConfig(
         num_workers=res.workers_per_trial, use_gpu=use_gpu,
@@ -122,7 +123,8 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
         first_epoch, best_preds, history = _restore(resume, model, opt, stopper)
     tb = _TBLogger(config["logdir"], purge_step=first_epoch) if rank == 0 else None
     workers = session.workers()
-    setup_seconds = time.time() - t_start
+    first_step = time.time()
+    setup_seconds = first_step - config.get("trial_entered", t_start)  # trial entered -> first training step
 
     for epoch in range(first_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
@@ -148,7 +150,8 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
             "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
             "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
             "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
-            "setup_seconds": setup_seconds, "trial_start": t_start, "status": status, "workers": workers,
+            "setup_seconds": setup_seconds, "trial_start": t_start, "first_step_time": first_step, "time": time.time(),
+            "status": status, "workers": workers,
             "resumed_from_epoch": first_epoch - 1,
         }
         history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
