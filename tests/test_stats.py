@@ -116,12 +116,16 @@ def test_no_spread_all_zero_is_no_difference():
     assert verdict(c, 1.0) == "no detectable difference"
 
 
-def test_no_spread_equal_nonzero_follows_the_sign():
+def test_no_spread_equal_nonzero_is_an_exact_sign_test():
     # 0.7 - 0.6 and 0.8 - 0.7 differ in the last float bit: rounding makes them one value, not a fake spread
     up = compare({0: 0.6, 1: 0.7, 2: 0.5}, {0: 0.7, 1: 0.8, 2: 0.6})
-    assert up["test"] == NO_SPREAD and up["p"] == 0.0 and verdict(up, 0.0) == "better"
-    down = compare({0: 0.7, 1: 0.8}, {0: 0.6, 1: 0.7})
-    assert verdict(down, holm([down["p"]])[0]) == "worse"
+    assert up["test"] == NO_SPREAD and up["p"] == pytest.approx(0.25)  # 2 * (1/2)**3: 3 of 3 seeds went up
+    assert verdict(up, up["p"]) == "no detectable difference"  # three seeds cannot show it
+    two = compare({0: 0.7, 1: 0.8}, {0: 0.6, 1: 0.7})
+    assert two["p"] == pytest.approx(0.5) and verdict(two, two["p"]) == "no detectable difference"
+    six_down = compare({s: 0.8 for s in range(6)}, {s: 0.7 for s in range(6)})
+    assert six_down["p"] == pytest.approx(2 / 64)  # exact binomial: P(all 6 same sign) two-sided
+    assert verdict(six_down, holm([six_down["p"]])[0]) == "worse"
 
 
 def test_too_few_seeds():
