@@ -70,6 +70,7 @@ class TrainConfig:
     epochs: int = 10  # maximum number of passes over the training set
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
+    amp: bool = False  # bf16 autocast for the forward pass on GPU (ignored on CPU, where it is slower)
     seed: int = 0  # set per trial from the study's seeds
 
 

@@ -30,9 +30,14 @@ def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, batch_size: int,
-                augment, norm: AugmentConfig, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
-    """Train on (x uint8, y) in shuffled batches; returns [loss sum, correct, images] as a float64 tensor."""
+                augment, norm: AugmentConfig, rng: np.random.Generator, device: torch.device,
+                amp: bool = False) -> torch.Tensor:
+    """Train on (x uint8, y) in shuffled batches; returns [loss sum, correct, images] as a float64 tensor.
+
+    ``amp``: bf16 autocast on CUDA (no loss scaling needed for bf16); a no-op on CPU.
+    """
     model.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     perm = rng.permutation(len(y))
     if len(perm) % batch_size == 1 and len(perm) > 1:
         perm = perm[:-1]  # a last batch of one image breaks BatchNorm; drop it (reshuffled every epoch)
@@ -41,8 +46,9 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: 
         idx = np.sort(perm[i:i + batch_size])  # sorted gather is faster; order within a batch does not matter
         xb = normalize(torch.from_numpy(augment(x[idx])).to(device, non_blocking=True), norm)
         yb = torch.from_numpy(y[idx]).to(device, non_blocking=True)
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        with autocast:
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

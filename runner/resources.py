@@ -25,6 +25,7 @@ class Cluster:
     node_cpus: float  # CPUs of the largest node
     node_gpus: float  # GPUs of the largest node
     nodes: int = 1
+    hosts: int = 1  # distinct machines (several raylets may share one)
 
 
 @dataclass(frozen=True)

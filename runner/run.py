@@ -96,9 +96,12 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         _check_reachable(address)
         try:
             ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({first}); start one with `ray start --head` or `ray up cluster.yaml`") from None
+        except Exception as e:  # noqa: BLE001 - connection, version and auth failures all mean "cannot join"
+            text = str(e)
+            first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
+            hint = ("set RAY_AUTH_MODE (and the token) as the cluster's nodes have them" if "auth" in text.lower()
+                    else "start one with `ray start --head` or `ray up cluster.yaml`")
+            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first}); {hint}") from None
     else:
         if reap_orphans():
             log.warning("stopped Ray processes left behind by an earlier study whose driver was killed")
@@ -109,7 +112,34 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
     return Cluster(
         cpus=sum(r.get("CPU", 0) for r in res), gpus=sum(r.get("GPU", 0) for r in res),
         node_cpus=max(r.get("CPU", 0) for r in res), node_gpus=max(r.get("GPU", 0) for r in res), nodes=len(nodes),
+        hosts=len({n.get("NodeManagerAddress") for n in nodes}),
     )
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smbfs", "smb3", "lustre", "gpfs", "beegfs", "glusterfs", "ceph", "fuse.")
+
+
+def check_shared_storage(storage: Path, cluster: Cluster) -> None:
+    """On a cluster of several machines every trial writes into STORAGE/NAME: it must be shared storage."""
+    if cluster.hosts <= 1:
+        return
+    fstype = _filesystem(storage)
+    if not fstype.startswith(NETWORK_FILESYSTEMS):
+        raise ConfigError(f"--storage {storage}: a node-local {fstype or 'local'} directory, but the cluster spans {cluster.hosts} "
+                          "machines whose trials write there; pass a path every node mounts (NFS/EFS/...)")
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (from /proc/mounts; '' where unknown)."""
+    best, fstype = "", ""
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and str(path).startswith(parts[1].rstrip("/") + "/") and len(parts[1]) > len(best):
+                best, fstype = parts[1], parts[2]
+    except OSError:
+        pass
+    return fstype
 
 
 def plan(trials: list[tuple[str, int, TrialConfig]], data_keys: list[str], cluster: Cluster,

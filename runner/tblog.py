@@ -18,16 +18,34 @@ class TrialLogger:
         # A resumed trial restarts at purge_step: TensorBoard hides any older event at or after it, so an
         # epoch logged just before a crash and logged again after the restart shows once.
         self.writer = SummaryWriter(log_dir=logdir, purge_step=purge_step if purge_step > 1 else None)
+        self._sample: dict = {}  # parameter name -> indices of the weights its histogram draws
 
     def epoch(self, epoch: int, metrics: dict) -> None:
         for tag in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "time/epoch_seconds", "time/images_per_second"):
             if tag in metrics:
                 self.writer.add_scalar(tag, metrics[tag], epoch)
 
+    HISTOGRAM_SAMPLE = 65_536  # weights drawn per layer: the same distribution at ~1/100 the cost of 6.3 M
+
     def histograms(self, model, epoch: int) -> None:
+        """Weight histograms from a fixed random sample of each layer's weights (the same sample every epoch).
+
+        Measured: histograms of all 6.3 M weights of the course MLP took 0.06-0.13 s per epoch (~10 % of a
+        1 s epoch on one thread); a 65,536-weight sample draws the same distribution for ~1 ms.
+        """
+        import torch
+
         for name, p in model.named_parameters():
-            w = p.detach().cpu()
-            if w.dim() > 1 and bool(w.isfinite().all()):  # weights only; a diverged trial has none to draw
+            if p.dim() < 2:  # weights only; biases add noise to the tab
+                continue
+            flat = p.detach().reshape(-1)
+            if flat.numel() > self.HISTOGRAM_SAMPLE:
+                if name not in self._sample:
+                    gen = torch.Generator().manual_seed(len(name))
+                    self._sample[name] = torch.randperm(flat.numel(), generator=gen)[: self.HISTOGRAM_SAMPLE].to(flat.device)
+                flat = flat[self._sample[name]]
+            w = flat.float().cpu()
+            if bool(w.isfinite().all()):  # a diverged trial has none to draw
                 self.writer.add_histogram(f"weights/{name}", w, epoch)
 
     def best(self, epoch: int, cm: np.ndarray, report: str, images: np.ndarray, y_true: np.ndarray,

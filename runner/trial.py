@@ -88,6 +88,24 @@ def run_trial(config: dict, datasets: dict) -> None:
         # The traceback, then the one line the summary shows (it reads the last line).
         (Path(trial_dir) / "error.txt").write_text("".join(traceback.format_exception(e)) + "\n" + message + "\n")
         ray.tune.report({"status": "error", "error": message})
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """Hand this trial's freed memory back to the OS before Tune reuses the process for the next trial.
+
+    Measured: without this a reused trial process grew by 100-200 MiB per trial (glibc keeps freed
+    heap pages of the model, optimizer and checkpoint buffers), 0.7 -> 1.4 GiB over 6 trials.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def CHECKPOINTS(config_cls):
@@ -129,7 +147,8 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
     for epoch in range(first_epoch, cfg.train.epochs + 1):
         t0 = time.perf_counter()
         rng = _seed_epoch(seed, epoch, augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
-        tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, device))
+        tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, device,
+                                            amp=cfg.train.amp))
         train_seconds = time.perf_counter() - t0
         va, preds = evaluate(model, val_x, val_y, cfg.augment, device)
         va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
@@ -151,7 +170,7 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
             "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
             "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
             "setup_seconds": setup_seconds, "trial_start": t_start, "first_step_time": first_step, "time": time.time(),
-            "status": status, "workers": workers,
+            "status": status, "workers": workers, "memory_mib": _rss_mib(),
             "resumed_from_epoch": first_epoch - 1,
         }
         history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
@@ -208,6 +227,14 @@ def _restore(checkpoint_dir: str, model, opt, stopper: EarlyStopping):
     return state["epoch"] + 1, state["best_preds"], state["history"]
 
 
+def _rss_mib() -> float:
+    """This process's resident memory, MiB (Linux; 0 elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _error_line(e: BaseException) -> str:
     """The line that names the real exception, also when Ray wraps a worker's traceback in its own."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
@@ -247,10 +274,11 @@ class _RaySession:
             return d if os.path.exists(os.path.join(d, CHECKPOINT_FILE)) else None
 
     def workers(self) -> str:
-        """'node_ip:pid' of every rank, in rank order, so results say where a trial ran."""
+        """'NODE@ip:pid' of every rank, in rank order (NODE: the Ray node id's first 8 hex digits; two
+        raylets on one host share an ip), so results say where a trial ran."""
         import ray
 
-        me = f"{ray.util.get_node_ip_address()}:{os.getpid()}"
+        me = f"{ray.get_runtime_context().get_node_id()[:8]}@{ray.util.get_node_ip_address()}:{os.getpid()}"
         if self.world == 1:
             return me
         everyone = [None] * self.world

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     resuming = args.resume is not None
     results_dir = _resume_dir(storage, study.name, args.resume) if resuming else _results_dir(storage, study.name, explicit=bool(args.name))
     cluster = orchestrate.init_ray(args.address, args.verbose)
+    orchestrate.check_shared_storage(storage, cluster)
     # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
     # ray.init, which installs a handler of its own that would end the process at once.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))

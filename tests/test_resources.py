@@ -123,3 +123,22 @@ def test_worker_request_that_fits_is_kept(cpus):
     f = fit_trial(ResourcesConfig(workers_per_trial=2, cpus_per_worker=cpus), big)
     assert f.cpus_per_worker == cpus and f.note == ""
     assert f.trial_cpus == pytest.approx(TRIAL_DRIVER_CPU + 2 * cpus)
+
+
+# --------------------------------------------------------------------------- storage on a multi-machine cluster
+
+
+def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path):
+    from runner.run import check_shared_storage
+
+    with pytest.raises(ConfigError, match=r"--storage .*node-local .*spans 2 machines.*every node mounts"):
+        check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
+    # several raylets on one machine (and any single machine) share its disk: fine
+    check_shared_storage(tmp_path, Cluster(cpus=2, gpus=0, node_cpus=1, node_gpus=0, nodes=2, hosts=1))
+
+
+def test_network_filesystem_is_accepted(monkeypatch, tmp_path):
+    from runner import run
+
+    monkeypatch.setattr(run, "_filesystem", lambda path: "nfs4")
+    run.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
