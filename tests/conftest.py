@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,3 +19,26 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     """`python -m runner.tune ARGS` in a subprocess, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def random_image(seed: int, size: int = 20):
+    """A distinct random RGB PIL image per seed."""
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def save_image(path: Path, img, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **kw)
+    return path
+
+
+def train_val_folder(root: Path, classes=("cat", "dog"), n_train: int = 4, n_val: int = 2) -> Path:
+    """ROOT/train/CLASS + ROOT/val/CLASS with distinct random PNGs."""
+    for ci, c in enumerate(classes):
+        for i in range(n_train):
+            save_image(root / "train" / c / f"{i}.png", random_image(1000 * ci + i))
+        for i in range(n_val):
+            save_image(root / "val" / c / f"{i}.png", random_image(1000 * ci + 500 + i))
+    return root

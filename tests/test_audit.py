@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from runner.config import ConfigError, DataConfig
+from conftest import random_image, save_image, train_val_folder
 from runner.data import audit, folder
 from runner.data.audit import counts, duplicates, format_audit, leakage_error, pixel_digest, warnings
 from runner.data.source import load_images
@@ -19,24 +20,7 @@ from runner.data.source import load_images
 S = 16
 
 
-def _img(seed: int, size: int = 20) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def _save(path: Path, img: Image.Image, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, **kw)
-    return path
-
-
-def _train_val(root: Path, classes=("cat", "dog"), n_train: int = 4, n_val: int = 2) -> Path:
-    """ROOT/train/CLASS + ROOT/val/CLASS with distinct random PNGs."""
-    for ci, c in enumerate(classes):
-        for i in range(n_train):
-            _save(root / "train" / c / f"{i}.png", _img(1000 * ci + i))
-        for i in range(n_val):
-            _save(root / "val" / c / f"{i}.png", _img(1000 * ci + 500 + i))
-    return root
+_img, _save, _train_val = random_image, save_image, train_val_folder
 
 
 def _audit_of(train_h, val_h, train_y=None, val_y=None, classes=("a", "b")):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, random_image, run_cli, save_image, train_val_folder
 from runner.config import ConfigError, DataConfig
 from runner.data.audit import format_audit
 from runner.data.source import load_images
@@ -25,23 +25,11 @@ from runner.data.source import load_images
 S = 16
 
 
-def _img(seed: int, size: int = 20) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+_img, _save = random_image, save_image
 
 
-def _save(path: Path, img: Image.Image, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, **kw)
-    return path
-
-
-def _good_folder(root: Path, classes=("cat", "dog"), n_train: int = 3, n_val: int = 1) -> Path:
-    for ci, c in enumerate(classes):
-        for i in range(n_train):
-            _save(root / "train" / c / f"{i}.png", _img(100 * ci + i))
-        for i in range(n_val):
-            _save(root / "val" / c / f"{i}.png", _img(100 * ci + 50 + i))
-    return root
+def _good_folder(root: Path, **kw) -> Path:
+    return train_val_folder(root, **{"n_train": 3, "n_val": 1, **kw})
 
 
 def _cli_error(tmp_path: Path, *args: str) -> str:
