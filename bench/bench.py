@@ -144,6 +144,20 @@ def compute_limit(cfg: TrialConfig, n: int, threads: int, epochs: int = 3) -> fl
     return statistics.median(rates[1:])  # the first epoch warms up allocators and caches
 
 
+def _compute_limit_worker(args) -> float:
+    cfg_dict, n, threads = args
+    return compute_limit(TrialConfig.from_dict(cfg_dict), n, threads)
+
+
+def compute_limit_concurrent(cfg: TrialConfig, n: int, threads: int, copies: int) -> float:
+    """b measured with ``copies`` processes at once, as runner runs that many trials: per-process images/s.
+    Separates what concurrency costs (shared cores, memory bandwidth of Adam over 6 M weights) from data loading."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(copies) as pool:
+        return statistics.median(pool.map(_compute_limit_worker, [(cfg.to_dict(), n, threads)] * copies))
+
+
 # --------------------------------------------------------------------------- f. memory of a process tree
 
 
@@ -241,6 +255,7 @@ def main() -> None:
             course_rates.append(rate)
         a = statistics.median(course_rates)
         b = compute_limit(base, 702, threads=per_trial_threads)
+        b_conc = compute_limit_concurrent(base, 702, per_trial_threads, r["concurrent"])
         c = statistics.median(statistics.median(t["ips"]) for t in trials)
         setup = statistics.median(t["setup"] for t in trials)
         peak_per_trial = r["peak_gib"] / r["concurrent"]
@@ -248,6 +263,7 @@ def main() -> None:
     rows = [
         ("a. course loop, train images/s", f"{a:8.0f}", f"({cores} threads, decode + augment every epoch)"),
         ("b. compute limit, train images/s", f"{b:8.0f}", f"({per_trial_threads} thread(s), as one runner trial)"),
+        ("   compute limit, copies at once, images/s", f"{b_conc:8.0f}", f"(b with {r['concurrent']} processes at once, per process)"),
         ("c. runner in a trial, images/s", f"{c:8.0f}", "(median over trials of the median epoch after the first)"),
         ("d. fixed cost per trial, median s", f"{setup:8.2f}", "(trial entered -> first training step)"),
         ("   study start -> first step, s", f"{r['start_to_first_step']:8.1f}", "(command start, incl. Ray start and decode)"),
@@ -265,12 +281,13 @@ def main() -> None:
     checks = [
         ("c/a  (runner vs course loop, per trial)", c / a, None),
         ("c/b  (data loading hidden when >= 0.9)", c / b, TARGETS["c/b"]),
+        ("c/b' (the same, b with as many trials at once)", c / b_conc, TARGETS["c/b"]),
         ("e runner / e course loop (<= 1.0)", r["wall"] / course_wall, TARGETS["e runner/course"]),
         ("fixed cost per trial, s (<= 5)", setup, TARGETS["fixed cost per trial (s)"]),
         ("peak GiB per concurrent trial (<= 1.5)", peak_per_trial, TARGETS["peak GiB per trial"]),
     ]
     for k, v, target in checks:
-        verdict = "" if target is None else ("  met" if (v >= target if k.startswith("c/b") else v <= target) else "  MISSED")
+        verdict = "" if target is None else ("  met" if (v >= target if k.startswith("c/") else v <= target) else "  MISSED")
         print(f"{k:<{w}}  {v:8.2f}{verdict}")
 
 

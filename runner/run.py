@@ -169,7 +169,7 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.trial import CHECKPOINTS, run_trial
+    from runner.trial import checkpoint_config, run_trial
 
     def trial_fn(config: dict, datasets: dict) -> None:
         spec = config["spec"]
@@ -207,7 +207,7 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
             name=name, storage_path=storage, verbose=0,
             callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), printer],
             failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
-            checkpoint_config=CHECKPOINTS(tune.CheckpointConfig),
+            checkpoint_config=checkpoint_config(tune.CheckpointConfig),
         ),
     )
     return tuner.fit()

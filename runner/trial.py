@@ -36,8 +36,6 @@ from runner.model import build_model
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "model.pt"
-
-
 MAX_WORKER_RESTARTS = 2  # a worker group that loses a process restarts from its last checkpoint this often
 
 
@@ -76,7 +74,7 @@ def run_trial(config: dict, datasets: dict) -> None:
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
             run_config=ray.train.RunConfig(
                 name="train", storage_path=trial_dir, callbacks=[TuneReportCallback()],
-                checkpoint_config=CHECKPOINTS(ray.train.CheckpointConfig),
+                checkpoint_config=checkpoint_config(ray.train.CheckpointConfig),
                 failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_RESTARTS),
             ),
         )
@@ -108,7 +106,7 @@ def _release_memory() -> None:
         pass
 
 
-def CHECKPOINTS(config_cls):
+def checkpoint_config(config_cls):
     """Keep the best checkpoint (by val accuracy) and the latest one (Ray always keeps the latest)."""
     return config_cls(num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max")
 

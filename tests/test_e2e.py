@@ -66,6 +66,16 @@ def test_smoke_tensorboard_has_the_course_tags(smoke):
     assert not any(t.startswith("ray/") for t in _events(trial_dirs[0]).Tags()["scalars"])
 
 
+def test_smoke_report_covers_every_variant(smoke):
+    _, results = smoke
+    html = (results / "report.html").read_text()
+    assert "base" in html and "dropout_0.2" in html
+    assert "data:image/png;base64," in html  # figures embedded: opens from disk
+    assert "http://" not in html and "https://" not in html
+    assert json.loads((results / "confusion_by_variant.json").read_text()).keys() == {"base", "dropout_0.2"}
+    assert json.loads((results / "audit.json").read_text())
+
+
 def test_smoke_study_json_records_provenance(smoke):
     _, results = smoke
     doc = json.loads((results / "study.json").read_text())
