@@ -152,6 +152,18 @@ def _every_image_unreadable(root: Path) -> None:
 
 def _train_without_val(root: Path) -> None:
     _good_folder(root, n_val=0)
+    save_image(root / "test" / "cat" / "0.png", random_image(777))
+
+
+def test_train_and_test_without_val_holds_out_part_of_train(tmp_path):
+    """The common train/ + test/ layout: val is held out of train/ (data.val_fraction); test/ is left alone."""
+    root = tmp_path / "imgs"
+    _train_without_val(root)
+    proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}",
+                   "--set", "data.val_fraction=0.34", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "has train/ but no val/: holding out data.val_fraction of train/ per class as val; test/ not used" in proc.stderr
+    assert "4 train / 2 val images, 2 classes" in proc.stdout
 
 
 def _leaky(root: Path) -> None:
@@ -165,7 +177,6 @@ def _leaky(root: Path) -> None:
     pytest.param(_only_non_images, [], "found 0 class folder(s) with images (4 other files ignored, e.g. cat/labels.csv; images end in",
                  id="only-non-image-files"),
     pytest.param(_every_image_unreadable, [], "none of the 4 image files could be decoded (e.g. ", id="every-image-unreadable"),
-    pytest.param(_train_without_val, [], "has train/ but no val/ (or valid/)", id="train-without-val"),
     pytest.param(_leaky, ["--set", "data.leakage=fail"],
                  "1 val image identical to a train image (val/cat/copy.png = train/cat/0.png); remove them from the folder, "
                  "or pass --set data.leakage=drop", id="leakage-fail"),

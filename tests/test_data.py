@@ -178,10 +178,12 @@ def test_scan_val_classes_missing_from_train(tmp_path):
         folder.scan(tmp_path)
 
 
-def test_scan_train_without_val(tmp_path):
+def test_scan_train_without_val_splits_train(tmp_path):
     _flat(tmp_path / "train", n=2)
-    with pytest.raises(ConfigError, match="has train/ but no val/"):
-        folder.scan(tmp_path)
+    _flat(tmp_path / "test", n=1)
+    s = folder.scan(tmp_path)
+    assert s.is_val is None  # split later by data.val_fraction
+    assert s.classes == ["cat", "dog"] and all("train" in p.parts for p in s.paths)
 
 
 def test_scan_empty_val(tmp_path):

@@ -74,10 +74,15 @@ def scan(root: Path) -> Scan:
         is_val = np.arange(len(paths)) >= n_train
         if classes and not is_val.any():
             raise ConfigError(f"{val_dir}: holds no images; put images in {val_dir}/CLASS/ or remove it to split train/ by data.val_fraction")
-    elif "train" in subdirs:
-        raise ConfigError(f"{root}: has train/ but no val/ (or valid/); add {root}/val/CLASS/ or put the class folders directly under {root}")
     else:
-        found = _class_files(root, seen)
+        split_root = root
+        if "train" in subdirs:  # train/ (often beside test/) without val/: hold out part of train/
+            split_root = subdirs["train"]
+            _loose_files(split_root, seen)
+            others = sorted(d.name + "/" for d in _subdirs(root) if d != split_root)
+            log.warning("%s has train/ but no val/: holding out data.val_fraction of train/ per class as val%s",
+                        root, f"; {', '.join(others)} not used" if others else "")
+        found = _class_files(split_root, seen)
         classes = sorted(found)
         paths = [p for c in classes for p in found[c]]
         labels = [i for i, c in enumerate(classes) for _ in found[c]]
