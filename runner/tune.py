@@ -23,8 +23,13 @@ from runner.config import ConfigError, DataConfig, check_study, load_study, pars
 DEFAULT_STORAGE = "~/ray_results"
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other input error (argparse prints usage too)
+        self.exit(2, f"error: {message} (python -m runner.tune --help lists the flags)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m runner.tune", description="Run a study: every variant x seed as a Ray Tune trial.")
+    p = _Parser(prog="python -m runner.tune", description="Run a study: every variant x seed as a Ray Tune trial.")
     p.add_argument("config", help="study file defining `study = Study(...)`, e.g. configs/init_study.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trial setting for every trial, e.g. --set train.epochs=3 --set data.path=~/images")

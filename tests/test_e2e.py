@@ -135,6 +135,9 @@ def test_folder_of_real_images(tmp_path):
     (["configs/smoke.py", "--set", "data.path=/no/such/folder"], "no such folder"),
     (["configs/smoke.py", "--set", "novalue"], "expected KEY=VALUE"),
     (["configs/smoke.py", "--set", 'augment.train=[{"name": "Flipp"}]'], "unknown transform 'Flipp'"),
+    (["configs/smoke.py", "--max-concurrent", "abc"], "invalid int value: 'abc'"),
+    (["configs/smoke.py", "--bogus"], "unrecognized arguments: --bogus"),
+    ([], "the following arguments are required: config"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     proc = run_cli(*args, "--storage", str(tmp_path), timeout=120)
