@@ -65,6 +65,15 @@ def trial_rows(results_dir: Path) -> list[dict]:
             "error": _first_error_line(err) if err.exists() and not finished else "",
             "_order": spec.get("order", 0),
         })
+    # Trials the study planned (study.json) that never started, e.g. after Ctrl-C: a row each, "pending".
+    started = {(r["variant"], r["seed"]) for r in rows}
+    study_json = Path(results_dir) / "study.json"
+    planned = json.loads(study_json.read_text()).get("trials", []) if study_json.exists() else []
+    for spec in planned:
+        if (spec["variant"], spec["seed"]) not in started:
+            rows.append({c: None for c in COLUMNS} | {"variant": spec["variant"], "seed": spec["seed"], "status": "pending",
+                                                     "epochs_run": 0, "checkpoint": "", "trial_dir": "", "error": "",
+                                                     "_order": spec.get("order", 0)})
     rows.sort(key=lambda r: (r.pop("_order"), r["variant"], r["seed"]))
     return rows
 

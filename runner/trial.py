@@ -174,15 +174,14 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
         history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
         if tb:  # before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy
             tb.epoch(epoch, metrics, model)
+            if last:  # every file of the trial is written before its final status is reported
+                tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes)
         ckpt_dir = _save_checkpoint(model, opt, stopper, cfg, classes, epoch, val_acc, best_preds, history) if rank == 0 else None
         session.report(metrics, ckpt_dir)  # Ray copies the checkpoint into the trial dir before returning
         if ckpt_dir:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         if last:
             break
-
-    if tb:
-        tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes)
 
 
 def _seed(study_seed: int, variant: str, rank: int) -> int:

@@ -346,3 +346,23 @@ def test_console_table_shows_ci_and_verdict(study):
         assert all(ln[end - 1] != " " and (len(ln) == end or ln[end] in " !") for ln in table), col
     assert any("no diff = no detectable difference" in ln for ln in lines[6:])
     assert any(ln.startswith("! train-val gap above 0.20") for ln in lines[6:])
+
+
+def test_trials_that_never_started_are_pending_rows(tmp_path):
+    """After Ctrl-C some planned trials have no dir yet: the summary still has a row for each."""
+    import json
+
+    from runner import summary
+
+    (tmp_path / "study.json").write_text(json.dumps({"trials": [
+        {"variant": "a", "seed": 0, "order": 0}, {"variant": "a", "seed": 1, "order": 0}, {"variant": "b", "seed": 0, "order": 1}]}))
+    d = tmp_path / "a_seed0_x"
+    d.mkdir()
+    (d / "params.json").write_text(json.dumps({"spec": {"variant": "a", "seed": 0, "order": 0}}))
+    (d / "result.json").write_text(json.dumps({"epoch": 1, "status": "completed", "best_val_accuracy": 0.5, "best_epoch": 1,
+                                               "train_accuracy": 0.6, "val_accuracy": 0.5, "val_loss": 1.0,
+                                               "images_per_second": 100.0}) + "\n")
+    rows = summary.trial_rows(tmp_path)
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [("a", 0, "completed"), ("a", 1, "pending"), ("b", 0, "pending")]
+    summary.write(tmp_path, partial=True)  # writes every table with the pending rows
+    assert (tmp_path / "summary.csv").read_text().count("pending") == 2
