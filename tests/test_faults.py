@@ -18,6 +18,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, run_cli
+from runner.summary import read_results
 
 pytestmark = pytest.mark.e2e
 
@@ -34,16 +35,7 @@ def _start(*args: str) -> subprocess.Popen:
 
 
 def _results(trial_dir: Path) -> list[dict]:
-    p = trial_dir / "result.json"
-    if not p.exists():
-        return []
-    out = []
-    for line in p.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return [r for r in out if "epoch" in r]
+    return read_results(trial_dir / "result.json")
 
 
 def _wait_for(predicate, timeout: float, what: str):
