@@ -5,7 +5,6 @@ continuous and not duplicated.
 """
 
 import csv
-import json
 import os
 import signal
 import subprocess
