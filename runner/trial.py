@@ -80,6 +80,8 @@ def run_trial(config: dict, datasets: dict) -> None:
         )
     try:
         trainer.fit()
+        if not local:
+            _drain_reports_to_tune()
     except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
         message = _error_line(e)
         Path(trial_dir).mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,26 @@ def run_trial(config: dict, datasets: dict) -> None:
         ray.tune.report({"status": "error", "error": message})
     finally:
         _release_memory()
+
+
+def _drain_reports_to_tune(timeout_s: float = 30.0) -> None:
+    """Wait until Tune has taken every metric a worker group reported, before the trial function returns.
+
+    Works around a deadlock in Ray 2.60's function-trainable session (seen in a two-node test, py-spy
+    on the stuck trial: Tune's main thread blocked in Queue.put in _TrainSession.report): when the last
+    TuneReportCallback item is still in the inter-actor queue as the function returns, the training
+    thread's end-of-run result fills the size-1 result queue first and the main thread, which is that
+    queue's only consumer, blocks forever putting the last report into it.
+    """
+    from ray.train._internal.session import get_session
+
+    queue = getattr(get_session(), "_inter_actor_queue", None)
+    if queue is None:
+        return
+    deadline = time.time() + timeout_s
+    while not queue.empty() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the main thread move the item it just took into the result queue
 
 
 def _release_memory() -> None:
