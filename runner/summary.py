@@ -244,8 +244,17 @@ def read_results(path: Path) -> list[dict]:
 
 
 def _best_checkpoint(trial_dir: Path) -> str:
-    found = sorted(trial_dir.glob("**/checkpoint_*/model.pt"), key=lambda p: p.stat().st_mtime)
-    return str(found[-1].parent.relative_to(trial_dir.parent)) if found else ""
+    """The kept checkpoint with the highest val accuracy (earliest epoch on ties); Ray also keeps the latest.
+    Checkpoints without meta.json (older results) fall back to the newest file."""
+    def score(model_pt: Path) -> tuple:
+        try:
+            meta = json.loads((model_pt.parent / "meta.json").read_text())
+            return (1, meta["val_accuracy"], -meta["epoch"], 0.0)
+        except (OSError, ValueError, KeyError):
+            return (0, 0.0, 0, model_pt.stat().st_mtime)
+
+    found = list(trial_dir.glob("**/checkpoint_*/model.pt"))
+    return str(max(found, key=score).parent.relative_to(trial_dir.parent)) if found else ""
 
 
 def _first_error_line(path: Path) -> str:

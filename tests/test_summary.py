@@ -366,3 +366,17 @@ def test_trials_that_never_started_are_pending_rows(tmp_path):
     assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [("a", 0, "completed"), ("a", 1, "pending"), ("b", 0, "pending")]
     summary.write(tmp_path, partial=True)  # writes every table with the pending rows
     assert (tmp_path / "summary.csv").read_text().count("pending") == 2
+
+
+def test_checkpoint_column_points_at_the_best_not_the_latest(tmp_path):
+    """Ray keeps the best and the latest checkpoint; the summary (and evaluate/predict) must use the best."""
+    import json
+
+    from runner import summary
+
+    d = tmp_path / "a_seed0_x"
+    for name, epoch, acc in (("checkpoint_000002", 3, 0.8), ("checkpoint_000004", 5, 0.7)):  # latest is worse
+        (d / name).mkdir(parents=True)
+        (d / name / "model.pt").write_bytes(b"")
+        (d / name / "meta.json").write_text(json.dumps({"epoch": epoch, "val_accuracy": acc}))
+    assert summary._best_checkpoint(d) == "a_seed0_x/checkpoint_000002"
