@@ -20,7 +20,6 @@ and the ratios c/a, c/b and e(runner)/e(course loop), each against its target.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -36,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.config import DataConfig, TrialConfig, load_study  # noqa: E402
+from runner.config import DataConfig, TrialConfig  # noqa: E402
 from runner.data.builtin import lesions  # noqa: E402
 
 TARGETS = {"c/b": 0.9, "fixed cost per trial (s)": 5.0, "e runner/course": 1.0, "peak GiB per trial": 1.5}

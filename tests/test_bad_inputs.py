@@ -10,7 +10,6 @@ Binary files are generated here, in tmp_path.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np

@@ -14,7 +14,7 @@ from runner.config import AugmentConfig, ConfigError, ModelConfig, OptimConfig, 
 from runner.data.augment import Augment, normalize
 from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
 from runner.metrics import classification_report, confusion
-from runner.model import MLP, build_model
+from runner.model import build_model
 
 CPU = torch.device("cpu")
 NO_AUG = AugmentConfig(train=())
