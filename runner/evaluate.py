@@ -1,6 +1,6 @@
 """Evaluate a study's best checkpoint on an image folder.
 
-``python -m runner.evaluate RESULTS_DIR --data FOLDER [--variant V] [--seed S] [--out DIR]``
+``python -m runner.evaluate RESULTS_DIR|URI --data FOLDER [--variant V] [--seed S] [--out DIR]``
 
 The checkpoint: among the variant's trials (default variant: the best mean best-val-accuracy in the
 summary; ``--seed`` narrows to one trial), the one with the highest best val accuracy. The model is
@@ -17,24 +17,31 @@ Also the checkpoint plumbing ``runner.predict`` shares: ``pick_checkpoint``, ``l
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from runner import summary
+from runner import storage, summary
 from runner.config import ConfigError, TrialConfig
 from runner.data import folder
 from runner.data.augment import normalize
 from runner.engine import EVAL_BATCH, evaluate
 from runner.metrics import classification_report, confusion
 from runner.model import build_model
+from runner.trial import CHECKPOINT_FILE
 
 
-def pick_checkpoint(results_dir: Path, variant: str | None = None, seed: int | None = None) -> tuple[Path, dict]:
-    """(path of the best model.pt, its trial row) for ``variant`` (default: best mean) and optionally ``seed``."""
+def pick_checkpoint(results_dir: Path | str, variant: str | None = None, seed: int | None = None) -> tuple[Path, dict]:
+    """(path of the best model.pt, its trial row) for ``variant`` (default: best mean) and optionally ``seed``.
+    For a URI (s3://, gs://) the row's ``checkpoint_uri`` names it, and the path is a local copy."""
+    if storage.is_uri(str(results_dir)):
+        return _pick_remote(str(results_dir), variant, seed)
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results dir")
@@ -59,10 +66,29 @@ def pick_checkpoint(results_dir: Path, variant: str | None = None, seed: int | N
     return results_dir / best["checkpoint"] / "model.pt", best
 
 
+def _pick_remote(uri: str, variant: str | None, seed: int | None) -> tuple[Path, dict]:
+    """Pick from a copy of the results' small files, then fetch only the picked model.pt (removed at exit)."""
+    local = Path(tempfile.mkdtemp(prefix="runner-results-"))
+    atexit.register(shutil.rmtree, local, True)
+    try:
+        storage.download(uri, local, storage.skip_weights)
+        try:
+            path, row = pick_checkpoint(local, variant, seed)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace(str(local), uri)) from None
+        storage.download(storage.join(uri, row["checkpoint"]), path.parent, lambda rel: rel != CHECKPOINT_FILE)
+    except OSError as e:
+        raise ConfigError(f"{uri}: cannot read the results ({storage.first_line(e)}); check the URI and credentials") from None
+    return path, {**row, "checkpoint_uri": storage.join(uri, row["checkpoint"], CHECKPOINT_FILE)}
+
+
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, TrialConfig, list[str], dict]:
     """(model in eval mode on the CPU, its trial config, class names, the raw checkpoint dict)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # Checkpoints written before best_preds became a list hold a numpy array: allow exactly that.
+        with torch.serialization.safe_globals([np._core.multiarray._reconstruct, np.ndarray, np.dtype,
+                                               type(np.dtype(np.int64))]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         cfg = TrialConfig.from_dict(ckpt["config"])
         classes = list(ckpt["classes"])
         size = cfg.data.image_size
@@ -118,7 +144,7 @@ def evaluate_folder(results_dir: Path, data: Path, out: Path, variant: str | Non
     report = classification_report(labels, preds, classes)
     metrics = {
         "accuracy": sums[1].item() / sums[2].item(), "loss": sums[0].item() / sums[2].item(), "images": len(labels),
-        "split": split, "skipped_files": skipped, "data": str(data), "checkpoint": str(ckpt_path),
+        "split": split, "skipped_files": skipped, "data": str(data), "checkpoint": row.get("checkpoint_uri", str(ckpt_path)),
         "variant": row["variant"], "seed": row["seed"], "checkpoint_epoch": ckpt.get("epoch"),
         "checkpoint_val_accuracy": ckpt.get("val_accuracy"), "classes": classes,
         "per_class_recall": {c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)},
@@ -147,13 +173,14 @@ def _confusion_png(cm: np.ndarray, classes: list[str], title: str, path: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m runner.evaluate", description="Evaluate a study's best checkpoint on an image folder.")
-    p.add_argument("results_dir", type=Path, help="the study's results dir (STORAGE/NAME)")
+    p.add_argument("results_dir", help="the study's results dir (STORAGE/NAME, a directory or s3:// / gs:// URI)")
     p.add_argument("--data", type=Path, required=True, help="image folder: ROOT/CLASS/* or ROOT/train|val/CLASS/* (val/ is used)")
     p.add_argument("--variant", help="variant whose best trial to use (default: the best mean val accuracy)")
     p.add_argument("--seed", type=int, help="use this seed's trial of the variant")
-    p.add_argument("--out", type=Path, help="output dir (default RESULTS_DIR/eval_FOLDERNAME)")
+    p.add_argument("--out", type=Path, help="output dir (default RESULTS_DIR/eval_FOLDERNAME; ./eval_FOLDERNAME for a URI)")
     args = p.parse_args(argv)
-    out = args.out or args.results_dir / f"eval_{args.data.resolve().name}"
+    where = Path(".") if storage.is_uri(args.results_dir) else Path(args.results_dir)
+    out = args.out or where / f"eval_{args.data.resolve().name}"
     try:
         m = evaluate_folder(args.results_dir, args.data, out, args.variant, args.seed)
     except (ConfigError, OSError) as e:

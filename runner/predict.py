@@ -56,7 +56,7 @@ def prediction_rows(paths: list[Path], probs: np.ndarray, classes: list[str]) ->
 def predict_folder(results_dir: Path, data: Path, out: Path, variant: str | None = None,
                    seed: int | None = None) -> tuple[Path, int, list[tuple[Path, str]]]:
     """Write the CSV; returns (checkpoint used, images labelled, (path, why) of files that could not be decoded)."""
-    ckpt_path, _ = pick_checkpoint(results_dir, variant, seed)
+    ckpt_path, row = pick_checkpoint(results_dir, variant, seed)
     model, cfg, classes, _ = load_checkpoint(ckpt_path)
     paths = list_images(Path(data))
     images, ok, why = decode(paths, cfg.data.image_size)
@@ -69,12 +69,12 @@ def predict_folder(results_dir: Path, data: Path, out: Path, variant: str | None
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    return ckpt_path, len(rows), [(p, w) for p, g, w in zip(paths, ok, why) if not g]
+    return row.get("checkpoint_uri", ckpt_path), len(rows), [(p, w) for p, g, w in zip(paths, ok, why) if not g]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m runner.predict", description="Label every image under a folder.")
-    p.add_argument("results_dir", type=Path, help="the study's results dir (STORAGE/NAME)")
+    p.add_argument("results_dir", help="the study's results dir (STORAGE/NAME, a directory or s3:// / gs:// URI)")
     p.add_argument("--data", type=Path, required=True, help="folder of images, any layout, searched recursively")
     p.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default ./predictions.csv)")
     p.add_argument("--variant", help="variant whose best trial to use (default: the best mean val accuracy)")

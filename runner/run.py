@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runner.config import ConfigError, TrialConfig, apply_overrides
 from runner.resources import TRIAL_DRIVER_CPU, Cluster, Fit, fit_trial, max_concurrent
+from runner import storage
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,15 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smbfs", "smb3", "lustre", "gpfs", "beegfs", "glusterfs", "ceph", "fuse.")
 
 
-def check_shared_storage(storage: Path, cluster: Cluster) -> None:
-    """On a cluster of several machines every trial writes into STORAGE/NAME: it must be shared storage."""
-    if cluster.hosts <= 1:
+def check_shared_storage(location: str, cluster: Cluster) -> None:
+    """On a cluster of several machines every trial writes into STORAGE/NAME: it must be shared storage
+    (a network filesystem, or a URI such as s3://, which every node reaches)."""
+    if cluster.hosts <= 1 or storage.is_uri(location):
         return
-    fstype = _filesystem(storage)
+    fstype = _filesystem(Path(location))
     if not fstype.startswith(NETWORK_FILESYSTEMS):
-        raise ConfigError(f"--storage {storage}: a node-local {fstype or 'local'} directory, but the cluster spans {cluster.hosts} "
-                          "machines whose trials write there; pass a path every node mounts (NFS/EFS/...)")
+        raise ConfigError(f"--storage {location}: a node-local {fstype or 'local'} directory, but the cluster spans {cluster.hosts} "
+                          "machines whose trials write there; pass a path every node mounts (NFS/EFS/...) or an s3:// / gs:// URI")
 
 
 def _filesystem(path: Path) -> str:
@@ -159,11 +161,12 @@ def plan(trials: list[tuple[str, int, TrialConfig]], data_keys: list[str], clust
 MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
 
 
-def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: str, name: str, concurrent: int,
+def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, results: str, concurrent: int,
               printer, spread: bool = False, resume: bool = False):
-    """Run every trial with Ray Tune; returns Tune's ResultGrid. ``datasets[data_key]`` -> {"train", "val"}.
+    """Run every trial with Ray Tune into ``results`` (STORAGE/NAME, a directory or URI); returns Tune's
+    ResultGrid. ``datasets[data_key]`` -> {"train", "val"}.
 
-    With ``resume``, restore the experiment in STORAGE/NAME: finished trials stay as they are, unfinished
+    With ``resume``, restore the experiment in ``results``: finished trials stay as they are, unfinished
     and errored ones carry on from their last checkpoint.
     """
     from ray import tune
@@ -190,10 +193,10 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
         "spec": tune.grid_search([s.to_param() for s in specs]),
         "classes": classes,
         "placement_strategy": "SPREAD" if spread else "PACK",
-        "results_dir": str(Path(storage) / name),
+        "results_dir": results,
     }
     if resume:
-        tuner = tune.Tuner.restore(str(Path(storage) / name), trainable, resume_unfinished=True, resume_errored=True,
+        tuner = tune.Tuner.restore(results, trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=param_space)
         # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
         tuner._local_tuner.get_run_config().callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
@@ -204,7 +207,7 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, storage: st
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0,
+            name=storage.name(results), storage_path=storage.parent(results), verbose=0,
             callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), printer],
             failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
             checkpoint_config=checkpoint_config(tune.CheckpointConfig),

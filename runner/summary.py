@@ -2,7 +2,7 @@
 
 Reads only what Ray Tune left on disk (each trial's params.json, result.json, error.txt and
 confusion_matrix.json), so it works on any finished, interrupted or restored study:
-``python -m runner.summary RESULTS_DIR``.
+``python -m runner.summary RESULTS_DIR|URI``.
 
 Per variant: best val accuracy over seeds as mean ± 95 % CI (t-distribution), std, min, max; the
 median best epoch; the train-val gap (final train accuracy - final val accuracy, mean over seeds),
@@ -245,16 +245,17 @@ def read_results(path: Path) -> list[dict]:
 
 def _best_checkpoint(trial_dir: Path) -> str:
     """The kept checkpoint with the highest val accuracy (earliest epoch on ties); Ray also keeps the latest.
-    Checkpoints without meta.json (older results) fall back to the newest file."""
-    def score(model_pt: Path) -> tuple:
+    Checkpoints without meta.json (older results) fall back to the newest. A checkpoint counts by its
+    model.pt or its meta.json (a URI's results are summarized from a copy without the weights)."""
+    def score(d: Path) -> tuple:
         try:
-            meta = json.loads((model_pt.parent / "meta.json").read_text())
+            meta = json.loads((d / "meta.json").read_text())
             return (1, meta["val_accuracy"], -meta["epoch"], 0.0)
         except (OSError, ValueError, KeyError):
-            return (0, 0.0, 0, model_pt.stat().st_mtime)
+            return (0, 0.0, 0, (d / "model.pt").stat().st_mtime if (d / "model.pt").exists() else 0.0)
 
-    found = list(trial_dir.glob("**/checkpoint_*/model.pt"))
-    return str(max(found, key=score).parent.relative_to(trial_dir.parent)) if found else ""
+    found = {p.parent for pattern in ("**/checkpoint_*/model.pt", "**/checkpoint_*/meta.json") for p in trial_dir.glob(pattern)}
+    return str(max(found, key=score).relative_to(trial_dir.parent)) if found else ""
 
 
 def _first_error_line(path: Path) -> str:
@@ -279,8 +280,25 @@ def _p(p) -> str:
     return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def main(argv: list[str]) -> int:
+    from runner.storage import Results, is_uri
+
+    if len(argv) != 1 or not (is_uri(argv[0]) or Path(argv[0]).is_dir()):
+        print("usage: python -m runner.summary RESULTS_DIR|URI", file=sys.stderr)
+        return 2
+    results = Results(argv[0])
+    try:
+        results.pull()
+        rows = write(results.local)
+        results.push()
+        print(console_table(variant_rows(rows, reference=study_reference(results.local))))
+    except OSError as e:
+        print(f"error: {argv[0]}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    finally:
+        results.close()
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        sys.exit("usage: python -m runner.summary RESULTS_DIR")
-    results = Path(sys.argv[1])
-    print(console_table(variant_rows(write(results), reference=study_reference(results))))
+    sys.exit(main(sys.argv[1:]))

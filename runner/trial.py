@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runner import storage
 from runner.config import TrialConfig
 from runner.data.augment import Augment
 from runner.data.ray_data import read_all
@@ -55,8 +56,9 @@ def run_trial(config: dict, datasets: dict) -> None:
     cfg = TrialConfig.from_dict(config["spec"]["trial"])
     res = cfg.resources
     local = res.workers_per_trial == 0
-    # The trial's dir in the results dir (Tune's get_trial_dir() is a staging dir that reused actors do not sync).
-    trial_dir = str(Path(config["results_dir"]) / ray.tune.get_context().get_trial_name())
+    # The trial's dir in the results dir, a path or URI (Tune's get_trial_dir() is a staging dir that
+    # reused actors do not sync).
+    trial_dir = storage.join(config["results_dir"], ray.tune.get_context().get_trial_name())
     loop_config = {**config["spec"], "classes": config["classes"], "logdir": trial_dir, "local": local,
                    "cpus": config["cpus_per_worker"], "trial_entered": entered}
     use_gpu = res.gpus_per_worker > 0
@@ -84,9 +86,8 @@ def run_trial(config: dict, datasets: dict) -> None:
             _drain_reports_to_tune()
     except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
         message = _error_line(e)
-        Path(trial_dir).mkdir(parents=True, exist_ok=True)
         # The traceback, then the one line the summary shows (it reads the last line).
-        (Path(trial_dir) / "error.txt").write_text("".join(traceback.format_exception(e)) + "\n" + message + "\n")
+        storage.write_text(storage.join(trial_dir, "error.txt"), "".join(traceback.format_exception(e)) + "\n" + message + "\n")
         ray.tune.report({"status": "error", "error": message})
     finally:
         _release_memory()
@@ -156,54 +157,59 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
     opt = build_optimizer(cfg.optim, model.parameters())
     stopper = EarlyStopping(cfg.train.patience)
     first_epoch, best_preds, history = 1, None, []
-    resume = session.checkpoint()
-    if resume is not None:  # a retried worker group or trial: carry on after the last finished epoch
-        first_epoch, best_preds, history = _restore(resume, model, opt, stopper)
-    tb = _TBLogger(config["logdir"], purge_step=first_epoch) if rank == 0 else None
-    workers = session.workers()
+    state = session.restored_state()
+    if state is not None:  # a retried worker group or trial: carry on after the last finished epoch
+        first_epoch, best_preds, history = _restore(state, model, opt, stopper)
+    files = storage.TrialFiles(config["logdir"]) if rank == 0 else None  # staged and uploaded for a URI
     first_step = time.time()
     setup_seconds = first_step - config.get("trial_entered", t_start)  # trial entered -> first training step
-
-    for epoch in range(first_epoch, cfg.train.epochs + 1):
-        t0 = time.perf_counter()
-        rng = _seed_epoch(seed, epoch, augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
-        tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, device,
-                                            amp=cfg.train.amp))
-        train_seconds = time.perf_counter() - t0
-        va, preds = evaluate(model, val_x, val_y, cfg.augment, device)
-        va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
-        train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
-        val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
-        if stopper.update(val_acc, epoch):
-            best_preds = preds
-        diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
-        last = diverged or epoch == cfg.train.epochs or stopper.should_stop
-        status = "running"
-        if diverged:
-            status = "diverged"
-        elif stopper.should_stop and epoch < cfg.train.epochs:
-            status = "early_stopped"
-        elif last:
-            status = "completed"
-        metrics = {
-            "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-            "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
-            "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
-            "setup_seconds": setup_seconds, "trial_start": t_start, "first_step_time": first_step, "time": time.time(),
-            "status": status, "workers": workers, "memory_mib": _rss_mib(),
-            "resumed_from_epoch": first_epoch - 1,
-        }
-        history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
-        if tb:  # before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy
-            tb.epoch(epoch, metrics, model)
-            if last:  # every file of the trial is written before its final status is reported
-                tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes)
-        ckpt_dir = _save_checkpoint(model, opt, stopper, cfg, classes, epoch, val_acc, best_preds, history) if rank == 0 else None
-        session.report(metrics, ckpt_dir)  # Ray copies the checkpoint into the trial dir before returning
-        if ckpt_dir:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-        if last:
-            break
+    tb = _TBLogger(str(files.dir), purge_step=first_epoch) if rank == 0 else None
+    workers = session.workers()
+    try:
+        for epoch in range(first_epoch, cfg.train.epochs + 1):
+            t0 = time.perf_counter()
+            rng = _seed_epoch(seed, epoch, augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
+            tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, device,
+                                                amp=cfg.train.amp))
+            train_seconds = time.perf_counter() - t0
+            va, preds = evaluate(model, val_x, val_y, cfg.augment, device)
+            va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
+            train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
+            val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
+            if stopper.update(val_acc, epoch):
+                best_preds = preds
+            diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
+            last = diverged or epoch == cfg.train.epochs or stopper.should_stop
+            status = "running"
+            if diverged:
+                status = "diverged"
+            elif stopper.should_stop and epoch < cfg.train.epochs:
+                status = "early_stopped"
+            elif last:
+                status = "completed"
+            metrics = {
+                "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
+                "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
+                "setup_seconds": setup_seconds, "trial_start": t_start, "first_step_time": first_step, "time": time.time(),
+                "status": status, "workers": workers, "memory_mib": _rss_mib(),
+                "resumed_from_epoch": first_epoch - 1,
+            }
+            history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
+            if tb:  # before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy
+                tb.epoch(epoch, metrics, model)
+                if last:  # every file of the trial is written before its final status is reported
+                    tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes)
+                files.sync()  # a URI's copy is as far as the checkpoint below
+            ckpt_dir = _save_checkpoint(model, opt, stopper, cfg, classes, epoch, val_acc, best_preds, history) if rank == 0 else None
+            session.report(metrics, ckpt_dir)  # Ray copies the checkpoint into the trial dir before returning
+            if ckpt_dir:
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+            if last:
+                break
+    finally:
+        if files:  # a URI's staged files are uploaded, also when the trial fails
+            files.close()
 
 
 def _seed(study_seed: int, variant: str, rank: int) -> int:
@@ -229,21 +235,29 @@ def _save_checkpoint(model, opt, stopper: EarlyStopping, cfg: TrialConfig, class
     state = {
         "model": getattr(model, "module", model).state_dict(), "optimizer": opt.state_dict(),
         "config": cfg.to_dict(), "classes": classes, "epoch": epoch, "val_accuracy": val_acc,
-        "stopper": dataclasses.asdict(stopper), "best_preds": best_preds, "history": history,
+        "stopper": dataclasses.asdict(stopper), "history": history,
+        # a list, not an array: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
+        "best_preds": None if best_preds is None else np.asarray(best_preds).tolist(),
     }
     torch.save(state, os.path.join(d, CHECKPOINT_FILE))
     (Path(d) / "meta.json").write_text(json.dumps({"epoch": epoch, "val_accuracy": val_acc}))
     return d
 
 
-def _restore(checkpoint_dir: str, model, opt, stopper: EarlyStopping):
-    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+def load_state(checkpoint_dir: str) -> dict | None:
+    """The checkpoint a trial wrote (``_save_checkpoint``), or None when the dir holds none."""
+    path = os.path.join(checkpoint_dir, CHECKPOINT_FILE)
+    return torch.load(path, map_location="cpu", weights_only=False) if os.path.exists(path) else None
+
+
+def _restore(state: dict, model, opt, stopper: EarlyStopping):
     getattr(model, "module", model).load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     for k, v in state["stopper"].items():
         setattr(stopper, k, v)
-    log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_dir)
-    return state["epoch"] + 1, state["best_preds"], state["history"]
+    log.info("resuming after epoch %d", state["epoch"])
+    preds = state["best_preds"]
+    return state["epoch"] + 1, None if preds is None else np.asarray(preds, dtype=np.int64), state["history"]
 
 
 def _rss_mib() -> float:
@@ -277,8 +291,8 @@ class _RaySession:
             self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
             self.device = ray.train.torch.get_device()
 
-    def checkpoint(self) -> str | None:
-        """The directory of the last reported checkpoint when this trial is being retried, else None."""
+    def restored_state(self) -> dict | None:
+        """The last reported checkpoint's state when this trial is being retried, else None."""
         if self.local:
             import ray.tune
 
@@ -289,8 +303,8 @@ class _RaySession:
             ckpt = ray.train.get_checkpoint()
         if ckpt is None:
             return None
-        with ckpt.as_directory() as d:  # a local path for local storage; downloaded otherwise
-            return d if os.path.exists(os.path.join(d, CHECKPOINT_FILE)) else None
+        with ckpt.as_directory() as d:  # the dir itself for local storage; a download, deleted on exit, for a URI
+            return load_state(d)
 
     def workers(self) -> str:
         """'NODE@ip:pid' of every rank, in rank order (NODE: the Ray node id's first 8 hex digits; two

@@ -178,6 +178,31 @@ def test_load_checkpoint_garbage(tmp_path):
         evaluate.load_checkpoint(bad)
 
 
+def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
+    """Written by the loop's own function, with the best epoch's predictions (a numpy array in the loop):
+    torch.load(weights_only=True) once refused them, so evaluate failed on every real checkpoint."""
+    from runner.engine import EarlyStopping, build_optimizer
+    from runner.trial import _save_checkpoint
+
+    cfg = trial_config(0)
+    model = build_model(cfg.model, SIZE * SIZE * 3, len(CLASSES))
+    model.load_state_dict(trained_state(0))
+    d = Path(_save_checkpoint(model, build_optimizer(cfg.optim, model.parameters()), EarlyStopping(3), cfg, CLASSES,
+                              epoch=2, val_acc=0.9, best_preds=np.array([0, 2, 1], dtype=np.int64), history=[]))
+    loaded, _, classes, ckpt = evaluate.load_checkpoint(d / "model.pt")
+    assert classes == CLASSES and ckpt["best_preds"] == [0, 2, 1]
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_checkpoint_holding_a_numpy_array_still_loads(tmp_path):
+    """Checkpoints written before best_preds became a list keep working."""
+    cfg = trial_config(0)
+    torch.save({"model": trained_state(0), "config": cfg.to_dict(), "classes": CLASSES, "epoch": 2,
+                "best_preds": np.array([0, 2, 1])}, tmp_path / "model.pt")
+    _, _, _, ckpt = evaluate.load_checkpoint(tmp_path / "model.pt")
+    assert list(ckpt["best_preds"]) == [0, 2, 1]
+
+
 # --------------------------------------------------------------------------- evaluate
 
 

@@ -228,7 +228,7 @@ def test_cli(results):
     repo = Path(__file__).resolve().parents[1]
     bad = subprocess.run([sys.executable, "-m", "runner.summary", str(results / "missing")], cwd=repo,
                          capture_output=True, text=True)
-    assert bad.returncode == 1 and "usage" in bad.stderr
+    assert bad.returncode == 2 and "usage" in bad.stderr
     ok = subprocess.run([sys.executable, "-m", "runner.summary", str(results)], cwd=repo, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[2].startswith("zeta")

@@ -10,7 +10,7 @@ import torch
 
 from runner.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
 from runner.data.builtin import digits
-from runner.trial import train_loop
+from runner.trial import load_state, train_loop
 
 
 class Session:
@@ -26,8 +26,8 @@ class Session:
     def shard(self, name):
         return self.data[name]
 
-    def checkpoint(self):
-        return self.resume_from
+    def restored_state(self):
+        return load_state(self.resume_from) if self.resume_from else None
 
     def workers(self):
         return "local"
