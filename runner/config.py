@@ -71,6 +71,7 @@ class TrainConfig:
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
     amp: bool = False  # bf16 autocast for the forward pass on GPU (ignored on CPU, where it is slower)
+    checkpoint_every: int = 1  # epochs between checkpoints (resume points); a new best and the last epoch always get one
     seed: int = 0  # set per trial from the study's seeds
 
 
@@ -281,6 +282,7 @@ def validate(cfg: TrialConfig, where: str = "") -> list[str]:
     need(not m.batchnorm or per_worker >= 2, "train.batch_size", t.batch_size,
          f"BatchNorm needs at least 2 images per worker per step; use >= {2 * max(1, r.workers_per_trial)}")
     need(t.patience >= 0, "train.patience", t.patience, "must be >= 0 (0 turns early stopping off)")
+    need(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "must be >= 1 (1 = every epoch)")
     need(r.workers_per_trial >= 0, "resources.workers_per_trial", r.workers_per_trial, "must be >= 0 (0 trains in the trial process)")
     need(r.cpus_per_worker > 0, "resources.cpus_per_worker", r.cpus_per_worker, "must be > 0")
     need(r.gpus_per_worker >= 0, "resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")

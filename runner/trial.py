@@ -176,7 +176,8 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
             va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
             train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
             val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
-            if stopper.update(val_acc, epoch):
+            improved = stopper.update(val_acc, epoch)
+            if improved:
                 best_preds = preds
             diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
             last = diverged or epoch == cfg.train.epochs or stopper.should_stop
@@ -201,7 +202,9 @@ def train_loop(config: dict, datasets: dict | None = None, session=None) -> None
                 if last:  # every file of the trial is written before its final status is reported
                     tb.finish(config, cfg, stopper, val_x, val_y, best_preds, classes)
                 files.sync()  # a URI's copy is as far as the checkpoint below
-            ckpt_dir = _save_checkpoint(model, opt, stopper, cfg, classes, epoch, val_acc, best_preds, history) if rank == 0 else None
+            # Every checkpoint_every epochs, and always the best model and the end: evaluate/predict use the best.
+            save = rank == 0 and (epoch % cfg.train.checkpoint_every == 0 or improved or last)
+            ckpt_dir = _save_checkpoint(model, opt, stopper, cfg, classes, epoch, val_acc, best_preds, history) if save else None
             session.report(metrics, ckpt_dir)  # Ray copies the checkpoint into the trial dir before returning
             if ckpt_dir:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)

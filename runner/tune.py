@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from runner import storage
-from runner.config import ConfigError, DataConfig, check_study, load_study, parse_set, with_overrides
+from runner.config import ConfigError, DataConfig, TrialConfig, check_study, load_study, parse_set, with_overrides
 from runner.storage import Results
 
 DEFAULT_STORAGE = "~/ray_results"
@@ -269,8 +269,11 @@ def _check_same_study(results: Results, params: list[dict], config: str) -> None
     if not storage.exists(study_json):
         return
 
-    def comparable(trials: list[dict]) -> list[dict]:  # resources are fitted to the cluster, which may differ now
-        return [{**t, "trial": {k: v for k, v in t["trial"].items() if k != "resources"}} for t in trials]
+    def comparable(trials: list[dict]) -> list[dict]:
+        # Through TrialConfig, so a setting added since the study ran compares as its default; resources are
+        # fitted to the cluster, which may differ now.
+        return [{**t, "trial": {k: v for k, v in TrialConfig.from_dict(t["trial"]).to_dict().items() if k != "resources"}}
+                for t in trials]
 
     before = json.loads(storage.read_text(study_json)).get("trials")
     if before is not None and comparable(json.loads(json.dumps(params))) != comparable(before):

@@ -277,6 +277,7 @@ def test_validate_names_each_out_of_range_value():
     {"augment.std": [0.2, 0.0, 0.2]}, {"augment.mean": [0.5, 0.5]}, {"augment.train": [{"p": 0.5}]},
     {"model.hidden": []}, {"model.hidden": [0]}, {"model.dropout": -0.1},
     {"optim.weight_decay": -1.0}, {"optim.momentum": 1.0}, {"train.batch_size": 0}, {"train.patience": -1},
+    {"train.checkpoint_every": 0},
     {"resources.workers_per_trial": -1}, {"resources.cpus_per_worker": 0.0}, {"resources.gpus_per_worker": -1.0},
     {"data.leakage": "ignore"}, {"data.leakage": "Drop"},
 ])
