@@ -301,3 +301,22 @@ def test_leakage_fail_is_a_config_error_in_the_library(tmp_path):
     _leaky(root)
     with pytest.raises(ConfigError, match="1 val image identical to a train image"):
         load_images(DataConfig(path=str(root), image_size=S, leakage="fail"))
+
+
+def test_resume_check_treats_a_key_added_since_as_its_default(tmp_path):
+    """A study run before a setting existed (its study.json lacks the key) still resumes; a changed value does not."""
+    import json
+
+    from runner.config import ConfigError, TrialConfig
+    from runner.storage import Results
+    from runner.tune import _check_same_study
+
+    now = {"variant": "base", "seed": 0, "data": "d0", "order": 0, "trial": TrialConfig().to_dict()}
+    before = json.loads(json.dumps(now))
+    del before["trial"]["train"]["checkpoint_every"]
+    (tmp_path / "study.json").write_text(json.dumps({"trials": [before]}))
+    _check_same_study(Results(str(tmp_path)), [now], "configs/x.py")
+    changed = json.loads(json.dumps(now))
+    changed["trial"]["train"]["epochs"] = 3
+    with pytest.raises(ConfigError, match="no longer describes that study"):
+        _check_same_study(Results(str(tmp_path)), [changed], "configs/x.py")
