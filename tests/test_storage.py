@@ -233,6 +233,21 @@ def test_study_on_s3_leaves_complete_results_and_evaluate_reads_them(s3, tmp_pat
         assert [e.step for e in ea.Scalars("val/accuracy")] == [1, 2]
         assert "val/confusion_matrix" in ea.Tags()["images"]
 
+    # The printed TensorBoard command works: TensorBoard reads the runs from S3 itself (boto3, with S3_ENDPOINT
+    # set before it starts, as the command does).
+    command = next(ln for ln in proc.stdout.splitlines() if ln.startswith("tensorboard "))
+    endpoint, logdir = command.split()[1].split("=", 1)[1], command.split()[-1]
+    read = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+        runs = EventMultiplexer()
+        runs.AddRunsFromDirectory({logdir!r})
+        runs.Reload()
+        for run, tags in sorted(runs.Runs().items()):
+            print(run, "val/accuracy" in tags["scalars"])
+    """)], capture_output=True, text=True, timeout=120, env={**os.environ, "S3_ENDPOINT": endpoint})
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert read.stdout.split() == [x for r in rows for x in (r["trial_dir"], "True")]
+
     ev = subprocess.run([sys.executable, "-m", "runner.evaluate", results, "--data", str(_digit_folder(tmp_path)),
                          "--out", str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr
