@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from runner.data.augment import normalize
 from runner.engine import EVAL_BATCH, evaluate
 from runner.metrics import classification_report, confusion
 from runner.model import build_model
-from runner.trial import CHECKPOINT_FILE
+from runner.trial import CHECKPOINT_FILE, read_checkpoint
 
 
 def pick_checkpoint(results_dir: Path | str, variant: str | None = None, seed: int | None = None) -> tuple[Path, dict]:
@@ -63,32 +61,29 @@ def pick_checkpoint(results_dir: Path | str, variant: str | None = None, seed: i
     if not candidates:
         raise ConfigError(f"{results_dir}: variant {variant!r}{'' if seed is None else f' seed {seed}'} has no checkpoint")
     best = max(candidates, key=lambda r: r["best_val_accuracy"] if r["best_val_accuracy"] is not None else -1.0)
-    return results_dir / best["checkpoint"] / "model.pt", best
+    return results_dir / best["checkpoint"] / CHECKPOINT_FILE, best
 
 
 def _pick_remote(uri: str, variant: str | None, seed: int | None) -> tuple[Path, dict]:
     """Pick from a copy of the results' small files, then fetch only the picked model.pt (removed at exit)."""
-    local = Path(tempfile.mkdtemp(prefix="runner-results-"))
-    atexit.register(shutil.rmtree, local, True)
+    results = storage.Results(uri)
+    atexit.register(results.close)
     try:
-        storage.download(uri, local, storage.skip_weights)
+        results.pull()
         try:
-            path, row = pick_checkpoint(local, variant, seed)
+            path, row = pick_checkpoint(results.local, variant, seed)
         except ConfigError as e:
-            raise ConfigError(str(e).replace(str(local), uri)) from None
-        storage.download(storage.join(uri, row["checkpoint"]), path.parent, lambda rel: rel != CHECKPOINT_FILE)
+            raise ConfigError(str(e).replace(str(results.local), uri)) from None
+        storage.download(results.join(row["checkpoint"]), path.parent, lambda rel: rel != CHECKPOINT_FILE)
     except OSError as e:
         raise ConfigError(f"{uri}: cannot read the results ({storage.first_line(e)}); check the URI and credentials") from None
-    return path, {**row, "checkpoint_uri": storage.join(uri, row["checkpoint"], CHECKPOINT_FILE)}
+    return path, {**row, "checkpoint_uri": results.join(row["checkpoint"], CHECKPOINT_FILE)}
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, TrialConfig, list[str], dict]:
     """(model in eval mode on the CPU, its trial config, class names, the raw checkpoint dict)."""
     try:
-        # Checkpoints written before best_preds became a list hold a numpy array: allow exactly that.
-        with torch.serialization.safe_globals([np._core.multiarray._reconstruct, np.ndarray, np.dtype,
-                                               type(np.dtype(np.int64))]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(path)
         cfg = TrialConfig.from_dict(ckpt["config"])
         classes = list(ckpt["classes"])
         size = cfg.data.image_size

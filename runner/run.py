@@ -10,9 +10,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import storage
 from runner.config import ConfigError, TrialConfig, apply_overrides
 from runner.resources import TRIAL_DRIVER_CPU, Cluster, Fit, fit_trial, max_concurrent
-from runner import storage
 
 log = logging.getLogger(__name__)
 

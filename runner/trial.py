@@ -247,10 +247,18 @@ def _save_checkpoint(model, opt, stopper: EarlyStopping, cfg: TrialConfig, class
     return d
 
 
+def read_checkpoint(path) -> dict:
+    """A model.pt ``_save_checkpoint`` wrote, loaded on the CPU without running pickled code. Checkpoints
+    written before best_preds became a list hold a numpy array: exactly numpy's array types are allowed."""
+    with torch.serialization.safe_globals([np._core.multiarray._reconstruct, np.ndarray, np.dtype,
+                                           type(np.dtype(np.int64))]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_state(checkpoint_dir: str) -> dict | None:
-    """The checkpoint a trial wrote (``_save_checkpoint``), or None when the dir holds none."""
+    """The checkpoint a trial wrote, or None when the dir holds none."""
     path = os.path.join(checkpoint_dir, CHECKPOINT_FILE)
-    return torch.load(path, map_location="cpu", weights_only=False) if os.path.exists(path) else None
+    return read_checkpoint(path) if os.path.exists(path) else None
 
 
 def _restore(state: dict, model, opt, stopper: EarlyStopping):
@@ -372,8 +380,7 @@ class _TBLogger:
     def __init__(self, logdir: str, purge_step: int):
         from runner.tblog import TrialLogger
 
-        self.dir = Path(logdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(logdir)  # made by TrialFiles
         self.log = TrialLogger(logdir, purge_step=purge_step)
 
     def epoch(self, epoch: int, metrics: dict, model) -> None:

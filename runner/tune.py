@@ -258,7 +258,7 @@ def _resume_dir(location: str, name: str, given: str) -> str:
         taken = [n for n in storage.children(location) if n == name or (n.startswith(f"{name}-") and number(n))]
         if not taken:
             raise ConfigError(f"--resume: no results of study {name!r} under {location}; start it without --resume")
-        d = storage.join(location, max(taken, key=lambda n: 0 if n == name else number(n)))
+        d = storage.join(location, max(taken, key=number))  # NAME itself counts as 0
     if not any(n.startswith("experiment_state-") and n.endswith(".json") for n in storage.children(d)):
         raise ConfigError(f"--resume {d}: not a study results dir (no experiment_state-*.json); give the dir the study printed as 'output'")
     return d
