@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,18 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     """`python -m runner.tune ARGS` in a subprocess, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """`python -m runner.tune ARGS` started in the background (to be signalled or killed)."""
+    return subprocess.Popen([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def write_study(path: Path, body: str) -> Path:
+    """A study file at ``path``: every name of runner.config imported, then ``body`` (dedented)."""
+    path.write_text("from runner.config import *\n" + textwrap.dedent(body))
+    return path
 
 
 def random_image(seed: int, size: int = 20):

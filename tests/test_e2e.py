@@ -2,14 +2,13 @@
 
 import csv
 import json
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli
+from conftest import run_cli, write_study
 
 pytestmark = pytest.mark.e2e
 
@@ -86,16 +85,14 @@ def test_smoke_study_json_records_provenance(smoke):
 
 def test_worker_group_ddp_and_divergence(tmp_path):
     """Two DDP workers per trial (gloo), and a diverging variant that stops without failing the study."""
-    cfg = tmp_path / "ddp.py"
-    cfg.write_text(textwrap.dedent("""
-        from runner.config import DataConfig, ModelConfig, ResourcesConfig, Study, TrainConfig, TrialConfig
+    cfg = write_study(tmp_path / "ddp.py", """
         study = Study(
             name="ddp",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=12), model=ModelConfig(hidden=(16,)),
                              train=TrainConfig(epochs=3, batch_size=64), resources=ResourcesConfig(workers_per_trial=2)),
             variants={"ok": {}, "huge_lr": {"optim.lr": 1e12, "optim.name": "sgd", "resources.workers_per_trial": 0}},
         )
-    """))
+    """)
     proc = run_cli(str(cfg), "--storage", str(tmp_path / "out"), "--name", "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "out" / "ddp" / "summary.csv"))}

@@ -7,30 +7,33 @@ continuous and not duplicated.
 import csv
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_cli
+from conftest import run_cli, start_cli, write_study
 from runner.summary import read_results
 
 pytestmark = pytest.mark.e2e
 
 
 def _study(tmp_path: Path, body: str) -> Path:
-    cfg = tmp_path / "study.py"
-    cfg.write_text("from runner.config import *\n" + textwrap.dedent(body))
-    return cfg
+    return write_study(tmp_path / "study.py", body)
 
 
-def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _two_variants(tmp_path: Path, name: str, seeds: str) -> Path:
+    """Variants a and b (dropout 0.2) of a 10-epoch trial slow enough to be caught mid-run."""
+    return _study(tmp_path, f"""
+        study = Study(
+            name="{name}",
+            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
+                             train=TrainConfig(epochs=10, batch_size=32)),
+            variants={{"a": {{}}, "b": {{"model.dropout": 0.2}}}},
+            seeds={seeds},
+        )
+    """)
 
 
 def _results(trial_dir: Path) -> list[dict]:
@@ -82,7 +85,7 @@ def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
     epochs = 8
     cfg = _study(tmp_path, SLOW_TRIAL.replace("EPOCHS", str(epochs)).replace("WORKERS", str(workers)))
     out = tmp_path / "out"
-    proc = _start(str(cfg), "--storage", str(out), "--name", "f")
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f")
     try:
         trial_dir = _wait_for(lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir")
         first = _wait_for(lambda: [r for r in _results(trial_dir) if r["epoch"] >= 2], 180, "epoch 2")[-1]
@@ -100,17 +103,9 @@ def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
 
 def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
     epochs = 10
-    cfg = _study(tmp_path, """
-        study = Study(
-            name="resume",
-            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
-                             train=TrainConfig(epochs=10, batch_size=32)),
-            variants={"a": {}, "b": {"model.dropout": 0.2}},
-            seeds=(0, 1),
-        )
-    """)
+    cfg = _two_variants(tmp_path, "resume", seeds="(0, 1)")
     out = tmp_path / "out"
-    proc = _start(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
     try:
         def one_done_one_running():
             dirs = [p.parent for p in (out / "r").glob("*/params.json")]
@@ -140,16 +135,9 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
 
 
 def test_sigterm_stops_gracefully_with_a_partial_summary_then_resume_finishes(tmp_path):
-    cfg = _study(tmp_path, """
-        study = Study(
-            name="term",
-            base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
-                             train=TrainConfig(epochs=10, batch_size=32)),
-            variants={"a": {}, "b": {"model.dropout": 0.2}},
-        )
-    """)
+    cfg = _two_variants(tmp_path, "term", seeds="(0,)")
     out = tmp_path / "out"
-    proc = _start(str(cfg), "--storage", str(out), "--name", "t", "--max-concurrent", "1")
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "t", "--max-concurrent", "1")
     try:
         _wait_for(lambda: [d for d in (out / "t").glob("*/result.json") if len(_results(d.parent)) >= 2], 180, "epoch 2")
         proc.send_signal(signal.SIGTERM)
@@ -207,7 +195,7 @@ def test_hundred_trials_finish_and_leave_no_process(tmp_path):
             seeds=(0, 1),
         )
     """)
-    proc = _start(str(cfg), "--storage", str(tmp_path / "out"), "--name", "l")
+    proc = start_cli(str(cfg), "--storage", str(tmp_path / "out"), "--name", "l")
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
     rows = _rows(tmp_path / "out" / "l")

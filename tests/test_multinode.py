@@ -8,12 +8,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, write_study
 
 pytestmark = pytest.mark.e2e
 
@@ -78,15 +77,13 @@ def two_nodes():
 
 def test_trial_workers_run_on_both_nodes(tmp_path, two_nodes):
     address, env = two_nodes
-    cfg = tmp_path / "mn.py"
-    cfg.write_text(textwrap.dedent("""
-        from runner.config import *
+    cfg = write_study(tmp_path / "mn.py", """
         study = Study(
             name="multinode",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=12), model=ModelConfig(hidden=(16,)),
                              train=TrainConfig(epochs=2, batch_size=64), resources=ResourcesConfig(workers_per_trial=2)),
         )
-    """))
+    """)
     out = tmp_path / "out"
     proc = run_cli(str(cfg), "--address", address, "--storage", str(out), "--name", "mn", env={k: env[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start_cli, write_study
 from runner import storage
 from runner.config import ConfigError
 
@@ -267,9 +267,7 @@ def test_study_on_s3_stopped_and_resumed_from_the_uri_finishes_every_trial(s3, t
     base = s3("resume")
     cfg = _one_trial_study(tmp_path, "long", epochs=60)
     results = storage.join(base, "long")
-    proc = subprocess.Popen([sys.executable, "-m", "runner.tune", str(cfg), "--storage", base],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **CREDENTIALS})
+    proc = start_cli(str(cfg), "--storage", base, env=CREDENTIALS)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and _last_checkpoint(results) < 5:
@@ -307,14 +305,11 @@ def test_worker_group_trial_checkpoints_to_s3(s3, tmp_path):
 
 
 def _one_trial_study(tmp_path: Path, name: str, epochs: int) -> Path:
-    cfg = tmp_path / f"{name}.py"
-    cfg.write_text(textwrap.dedent(f"""
-        from runner.config import DataConfig, ModelConfig, Study, TrainConfig, TrialConfig
+    return write_study(tmp_path / f"{name}.py", f"""
         study = Study(name="{name}", base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=16),
                       model=ModelConfig(hidden=(32,)), train=TrainConfig(epochs={epochs}, batch_size=64)),
                       variants={{"base": {{}}}}, seeds=(0,))
-    """))
-    return cfg
+    """)
 
 
 def _last_checkpoint(uri: str) -> int:
