@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-
-class ConfigError(ValueError):
-    """A problem the user can fix: the CLI prints it as one line and exits with code 2."""
+from runner.errors import ConfigError
 
 
 # --------------------------------------------------------------------------- trial config
@@ -99,9 +97,27 @@ class TrialConfig:
         return apply_overrides(cls(), flatten(d))
 
 
+# Registries: every name a config may hold. Validation checks names here; the builders (runner.model,
+# runner.engine, runner.data.augment) look the same names up, and a test builds each one.
 INITS = ("default", "xavier_uniform", "kaiming_normal", "uniform")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LEAKAGE = ("warn", "fail", "drop")
+# albumentations transforms that keep the image size (so the MLP input stays fixed), by lowercase name
+AUGMENTATIONS = {n.lower(): n for n in (
+    "HorizontalFlip", "VerticalFlip", "RandomRotate90", "Transpose", "Affine", "ShiftScaleRotate", "Rotate",
+    "SafeRotate", "Perspective", "ElasticTransform", "GridDistortion", "OpticalDistortion", "RandomResizedCrop",
+    "RandomBrightnessContrast", "ColorJitter", "HueSaturationValue", "RGBShift", "RandomGamma", "CLAHE",
+    "ToGray", "ChannelShuffle", "Equalize", "Posterize", "Solarize", "GaussNoise", "ISONoise", "GaussianBlur",
+    "MotionBlur", "MedianBlur", "Blur", "Defocus", "Sharpen", "Emboss", "Downscale", "ImageCompression",
+    "CoarseDropout", "RandomShadow",
+)}
+
+
+def lookup(registry: Mapping[str, Any], name: str, key: str) -> Any:
+    """``registry[name]``, or a ConfigError naming the key, the value and the allowed names."""
+    if name not in registry:
+        raise ConfigError(f"{key}={name!r}: choose one of {', '.join(registry)}")
+    return registry[name]
 
 
 # --------------------------------------------------------------------------- study
@@ -268,7 +284,11 @@ def validate(cfg: TrialConfig, where: str = "") -> list[str]:
     need(len(a.mean) == 3 and len(a.std) == 3, "augment.mean/std", (a.mean, a.std), "need 3 values each (R, G, B)")
     need(all(s > 0 for s in a.std), "augment.std", a.std, "must be > 0")
     for i, spec in enumerate(a.train):
-        need(isinstance(spec.get("name"), str), f"augment.train[{i}]", spec, 'each entry needs a "name", e.g. {"name": "VerticalFlip", "p": 0.5}')
+        name = spec.get("name")
+        need(isinstance(name, str), f"augment.train[{i}]", spec, 'each entry needs a "name", e.g. {"name": "VerticalFlip", "p": 0.5}')
+        if isinstance(name, str) and name.lower() not in AUGMENTATIONS:
+            p.append(f"augment.train[{i}]: unknown transform {name!r}; choose from "
+                     f"{', '.join(sorted(AUGMENTATIONS.values()))}{at}")
     need(len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", m.hidden, "need one or more positive widths, e.g. [512, 128]")
     need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
     need(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")

@@ -13,20 +13,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runner.config import AugmentConfig, ConfigError, OptimConfig
+from runner.config import OPTIMIZERS, AugmentConfig, OptimConfig, lookup
 from runner.data.augment import normalize
 
 EVAL_BATCH = 256  # images per forward pass when evaluating; memory only, results do not depend on it
 
 
+# config.OPTIMIZERS name -> builder from the optim section
+BUILDERS = {
+    "adam": lambda cfg, params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "adamw": lambda cfg, params: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "sgd": lambda cfg, params: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
+}
+assert tuple(BUILDERS) == OPTIMIZERS, "runner.config.OPTIMIZERS names what this registry builds"
+
+
 def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optim.name={cfg.name!r}: choose one of adam, adamw, sgd")
+    return lookup(BUILDERS, cfg.name, "optim.name")(cfg, params)
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, batch_size: int,

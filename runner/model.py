@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runner.config import ConfigError, ModelConfig
+from runner.config import INITS, ModelConfig, lookup
 
 
 def _xavier_uniform(w: torch.Tensor) -> None:
@@ -20,8 +20,9 @@ def _uniform(w: torch.Tensor) -> None:
     nn.init.uniform_(w, -0.05, 0.05)  # the course's "uniform" scheme: U(-0.05, 0.05)
 
 
-# name -> weight initializer for Linear layers; "default" keeps PyTorch's own (Kaiming-uniform, a=sqrt(5)).
-INITS = {"xavier_uniform": _xavier_uniform, "kaiming_normal": _kaiming_normal, "uniform": _uniform}
+# config.INITS name -> weight initializer for Linear layers; "default" keeps PyTorch's own (Kaiming-uniform, a=sqrt(5)).
+INITIALIZERS = {"default": None, "xavier_uniform": _xavier_uniform, "kaiming_normal": _kaiming_normal, "uniform": _uniform}
+assert tuple(INITIALIZERS) == INITS, "runner.config.INITS names what this registry builds"
 
 
 class MLP(nn.Module):
@@ -47,13 +48,12 @@ class MLP(nn.Module):
 
 
 def build_model(cfg: ModelConfig, in_features: int, n_classes: int) -> MLP:
+    init = lookup(INITIALIZERS, cfg.init, "model.init")
     model = MLP(cfg, in_features, n_classes)
-    if cfg.init == "default":
+    if init is None:
         return model
-    if cfg.init not in INITS:
-        raise ConfigError(f"model.init={cfg.init!r}: choose one of default, {', '.join(INITS)}")
     for m in model.modules():
         if isinstance(m, nn.Linear):
-            INITS[cfg.init](m.weight)
+            init(m.weight)
             nn.init.zeros_(m.bias)
     return model

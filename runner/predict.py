@@ -19,7 +19,8 @@ import numpy as np
 
 from runner.config import ConfigError
 from runner.data import folder
-from runner.evaluate import decode, load_checkpoint, pick_checkpoint, probabilities
+from runner import checkpoint, cli
+from runner.evaluate import probabilities
 
 MAX_LISTED = 10  # undecodable files named on stderr
 COLUMNS = ["path", "predicted_class", "confidence", "top2_class", "top2_confidence", "top3_class", "top3_confidence"]
@@ -54,12 +55,12 @@ def prediction_rows(paths: list[Path], probs: np.ndarray, classes: list[str]) ->
 
 
 def predict_folder(results_dir: Path, data: Path, out: Path, variant: str | None = None,
-                   seed: int | None = None) -> tuple[Path, int, list[tuple[Path, str]]]:
+                   seed: int | None = None) -> tuple[str, int, list[tuple[Path, str]]]:
     """Write the CSV; returns (checkpoint used, images labelled, (path, why) of files that could not be decoded)."""
-    ckpt_path, row = pick_checkpoint(results_dir, variant, seed)
-    model, cfg, classes, _ = load_checkpoint(ckpt_path)
+    picked = checkpoint.pick(results_dir, variant, seed)
+    model, cfg, classes, _ = checkpoint.load_model(picked.path)
     paths = list_images(Path(data))
-    images, ok, why = decode(paths, cfg.data.image_size)
+    images, ok, why = folder.decode_checked(paths, cfg.data.image_size)
     if not ok.any():
         raise ConfigError(f"--data {data}: none of {len(paths)} images could be decoded (first: {paths[0]}: {why[0]})")
     good = [p for p, g in zip(paths, ok) if g]
@@ -69,17 +70,18 @@ def predict_folder(results_dir: Path, data: Path, out: Path, variant: str | None
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    return row.get("checkpoint_uri", ckpt_path), len(rows), [(p, w) for p, g, w in zip(paths, ok, why) if not g]
+    return picked.source, len(rows), [(p, w) for p, g, w in zip(paths, ok, why) if not g]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runner.predict", description="Label every image under a folder.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results_dir", help="the study's results dir (STORAGE/NAME, a directory or s3:// / gs:// URI)")
     p.add_argument("--data", type=Path, required=True, help="folder of images, any layout, searched recursively")
     p.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV to write (default ./predictions.csv)")
     p.add_argument("--variant", help="variant whose best trial to use (default: the best mean val accuracy)")
     p.add_argument("--seed", type=int, help="use this seed's trial of the variant")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         ckpt, n, skipped = predict_folder(args.results_dir, args.data, args.out, args.variant, args.seed)
     except (ConfigError, OSError) as e:
@@ -94,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint  {ckpt}")
     print(f"predicted   {n} images -> {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m runner.predict", "Label every image under a folder.")
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import stats, summary
+from runner import cli, render, studyfile, summary
+from runner.results import UNFINISHED, Status, read_records
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -37,17 +38,18 @@ img { max-width: 100%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
 def write_report(results_dir: Path) -> Path:
     """Write ``results_dir/report.html`` and return its path."""
     results_dir = Path(results_dir)
-    study = _read_json(results_dir / "study.json")
-    rows = summary.trial_rows(results_dir)
-    variants = summary.variant_rows(rows, list(study.get("variants", {})), study.get("reference"))
-    unfinished = [r for r in rows if r["status"] in ("pending", "interrupted")]
+    found = studyfile.read(results_dir)
+    study = found.doc if found else {}
+    rows = read_records(results_dir)
+    variants = summary.summarize(rows, found.reference if found else None)
+    unfinished = [r for r in rows if r.status in UNFINISHED]
     parts = [f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
              f"<p class='note'>{_e(results_dir)}: {len(rows)} trials, {len(variants)} variants</p>"]
     if unfinished:
         parts.append(f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>")
     parts += ["<h2>Summary</h2>", _summary_section(variants)]
     if rows:
-        parts += ["<h2>Learning curves</h2>", _curves_section(results_dir, rows, [v["variant"] for v in variants])]
+        parts += ["<h2>Learning curves</h2>", _curves_section(rows, [v.variant for v in variants])]
     parts += ["<h2>Confusion matrices</h2>", _confusion_section(summary.confusion_by_variant(results_dir, rows))]
     parts += ["<h2>Trials</h2>", _trials_table(rows)]
     if study.get("data"):
@@ -66,18 +68,18 @@ def write_report(results_dir: Path) -> Path:
     return out
 
 
-def curves(results_dir: Path, rows: list[dict], key: str) -> dict[str, dict]:
+def curves(rows: list, key: str) -> dict[str, dict]:
     """{variant: {"epoch", "mean", "min", "max", "n"}} of ``key`` per epoch over the variant's seeds.
 
     A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch.
     """
     per_variant: dict[str, dict[int, list[float]]] = {}
     for r in rows:
-        if r["status"] == "error":
+        if r.status == Status.ERROR:
             continue
-        for e in summary.read_results(Path(results_dir) / r["trial_dir"] / "result.json"):
+        for e in r.epochs:
             if e.get(key) is not None:
-                per_variant.setdefault(r["variant"], {}).setdefault(e["epoch"], []).append(e[key])
+                per_variant.setdefault(r.variant, {}).setdefault(e["epoch"], []).append(e[key])
     out = {}
     for v, by_epoch in per_variant.items():
         epochs = sorted(by_epoch)
@@ -87,18 +89,15 @@ def curves(results_dir: Path, rows: list[dict], key: str) -> dict[str, dict]:
     return out
 
 
-def _summary_section(variants: list[dict]) -> str:
-    ref = next((v["variant"] for v in variants if v["verdict"] == "reference"), "-")
+def _summary_section(variants: list) -> str:
     note = (f"<p class='note'>Best val accuracy over seeds (fractions 0..1), mean ± half-width of the 95 % CI "
-            f"(t-distribution). Reference: <b>{_e(ref)}</b>; Δ = mean over shared seeds of (variant - reference); paired "
-            f"t-test below {stats.WILCOXON_MIN} shared seeds, Wilcoxon signed-rank from "
-            f"{stats.WILCOXON_MIN}; p Holm-corrected; verdict at α = {stats.ALPHA}. Gap = final train - "
-            f"final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>")
-    return note + _table(summary.VARIANT_HEADER, [summary.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+            f"(t-distribution). Reference: <b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note())} "
+            f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>")
+    return note + _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
 
 
-def _curves_section(results_dir: Path, rows: list[dict], order: list[str]) -> str:
-    train, val = curves(results_dir, rows, "train_accuracy"), curves(results_dir, rows, "val_accuracy")
+def _curves_section(rows: list, order: list[str]) -> str:
+    train, val = curves(rows, "train_accuracy"), curves(rows, "val_accuracy")
     names = [v for v in order if v in val]
     if not names:
         return "<p class='note'>No epoch has finished yet.</p>"
@@ -153,10 +152,11 @@ def _confusion_section(cms: dict[str, dict]) -> str:
             "trials.</p><div class='grid'>" + "".join(imgs) + "</div>")
 
 
-def _trials_table(rows: list[dict]) -> str:
+def _trials_table(records: list) -> str:
     head = ["variant", "seed", "status", "best val accuracy", "best epoch", "epochs run", "seconds", "error"]
-    cells = [[r["variant"], str(r["seed"]), r["status"], summary._f(r["best_val_accuracy"]), str(r["best_epoch"] or "-"),
-              str(r["epochs_run"]), summary._f(r["trial_seconds"], 1), r["error"]] for r in rows]
+    rows = [r.row() for r in records]
+    cells = [[r["variant"], str(r["seed"]), r["status"], render.fmt(r["best_val_accuracy"]), str(r["best_epoch"] or "-"),
+              str(r["epochs_run"]), render.fmt(r["trial_seconds"], 1), r["error"]] for r in rows]
     return _table(head, cells, text_cols={0, 2, 7})
 
 
@@ -214,20 +214,26 @@ def _read_json(path: Path) -> dict:
     return d if isinstance(d, dict) else {"value": d}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m runner.report RESULTS_DIR", file=sys.stderr)
-        return 2
-    results_dir = Path(args[0])
+def add_arguments(p) -> None:
+    p.add_argument("results_dir", type=Path, help="the study's results dir (STORAGE/NAME)")
+
+
+def run(args) -> int:
+    results_dir = args.results_dir
     if not results_dir.is_dir():
         print(f"error: {results_dir}: no such results dir", file=sys.stderr)
         return 2
-    if not any(results_dir.glob("*/params.json")) and not (results_dir / "study.json").exists():
+    if not any(results_dir.glob("*/params.json")) and studyfile.read(results_dir) is None:
         print(f"error: {results_dir}: no study here (no study.json, no trial dirs); give STORAGE/NAME of a study", file=sys.stderr)
         return 2
     print(write_report(results_dir))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m runner.report", "Write a study's report.html from its results dir.")
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

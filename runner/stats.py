@@ -14,9 +14,10 @@ Pure functions over plain sequences (scipy.stats); no Ray, no files.
 Degenerate differences. Differences are rounded to ``DECIMALS`` places first, so float noise in
 accuracies (0.7 - 0.6 vs 0.8 - 0.7) neither breaks ties nor fakes a spread. When every difference
 is the same value the t statistic is 0/0 or x/0 and says nothing: all zero -> p = 1 (nothing
-differs); all equal and non-zero -> the exact two-sided sign test, p = 2 * 0.5**n (every one of n
-seeds moved the same way). Accuracies on a small val set are coarse (1/180 steps), so equal
-differences happen; 2 such seeds give p = 0.5, not proof, and 6 give p = 0.031.
+differs); all equal and non-zero -> the exact two-sided sign test (``scipy.stats.binomtest`` of n
+successes in n at 1/2, i.e. p = 2 * 0.5**n: every one of n seeds moved the same way). Accuracies on
+a small val set are coarse (1/180 steps), so equal differences happen; 2 such seeds give p = 0.5,
+not proof, and 6 give p = 0.031.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[fl
     if len(x) < 2:
         return mean, None
     sem = x.std(ddof=1) / math.sqrt(len(x))
+    # quantile x sem, not t.interval(loc=mean, scale=sem): that is NaN for sem = 0 and its upper - mean loses bits
     return mean, float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * sem)
 
 
@@ -61,10 +63,11 @@ def compare(reference: Mapping[int, float], variant: Mapping[int, float]) -> dic
     out = {"n": len(seeds), "mean_diff": float(d.mean()) if len(d) else None, "test": None, "p": None}
     if len(d) < 2:
         return out
-    if np.all(d == d[0]):  # no spread: see the module docstring
-        return {**out, "test": NO_SPREAD, "p": 1.0 if d[0] == 0 else min(1.0, 2 * 0.5 ** len(d))}
     from scipy import stats
 
+    if np.all(d == d[0]):  # no spread: see the module docstring
+        p = 1.0 if d[0] == 0 else float(stats.binomtest(len(d), len(d), 0.5).pvalue)
+        return {**out, "test": NO_SPREAD, "p": p}
     if len(d) >= WILCOXON_MIN:
         return {**out, "test": WILCOXON, "p": float(stats.wilcoxon(d).pvalue)}
     return {**out, "test": PAIRED_T, "p": float(stats.ttest_rel(var, ref).pvalue)}

@@ -22,7 +22,7 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-from runner.config import ConfigError
+from runner.errors import ConfigError, first_line
 
 PROBE_TIMEOUT_S = 30.0  # an unreachable endpoint or a missing credential must not hang the CLI
 
@@ -260,6 +260,61 @@ def _with_timeout(fn, timeout_s: float) -> str | None:
     return out[0]
 
 
-def first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(e).__name__)[:300]
+# --------------------------------------------------------------------------- the study's results dir
+
+
+def check_storage(location: str, create: bool = True) -> str:
+    """The storage dir or URI, checked writable; ``create=False`` (a dry run) checks without creating
+    anything or contacting a remote store (it only checks that pyarrow understands the URI)."""
+    if is_uri(location):
+        filesystem(location)
+        if create:
+            check_writable(location)
+        return location
+    path = local_path(location)
+    if not create:
+        existing = next(p for p in [path, *path.parents] if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            why = "Not a directory" if not existing.is_dir() else "Permission denied"
+            raise ConfigError(f"--storage {location}: cannot write there ({why}); pass --storage with a writable directory")
+        return str(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".runner-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--storage {location}: cannot write there ({e.strerror}); pass --storage with a writable directory") from None
+    return str(path)
+
+
+def new_results_dir(location: str, name: str, explicit: bool) -> str:
+    """STORAGE/NAME; a study run again without --name gets NAME-2, NAME-3, ... so no result is overwritten."""
+    taken = set(children(location))
+    d = join(location, name)
+    if name not in taken or not children(d):
+        return d
+    if explicit:
+        raise ConfigError(f"--name {name}: {d} already holds results; pick another --name or remove that directory")
+    i = 2
+    while f"{name}-{i}" in taken:
+        i += 1
+    return join(location, f"{name}-{i}")
+
+
+def resume_dir(location: str, name: str, given: str) -> str:
+    """The results dir to resume: the one given, else the study's latest (NAME, NAME-2, ...)."""
+    if given:
+        d = given if is_uri(given) else str(local_path(given))
+    else:
+        def number(n: str) -> int:
+            tail = n[len(name) + 1:]
+            return int(tail) if tail.isdigit() else 0
+
+        taken = [n for n in children(location) if n == name or (n.startswith(f"{name}-") and number(n))]
+        if not taken:
+            raise ConfigError(f"--resume: no results of study {name!r} under {location}; start it without --resume")
+        d = join(location, max(taken, key=number))  # NAME itself counts as 0
+    if not any(n.startswith("experiment_state-") and n.endswith(".json") for n in children(d)):
+        raise ConfigError(f"--resume {d}: not a study results dir (no experiment_state-*.json); give the dir the study printed as 'output'")
+    return d

@@ -1,17 +1,25 @@
-"""TensorBoard for one trial, with the course's tags. Only rank 0 writes.
+"""TensorBoard for one trial, with the course's tags, written by rank 0 into the trial's dir.
 
-Scalars: train/loss, train/accuracy, val/loss, val/accuracy (per epoch, step = epoch), plus
-time/epoch_seconds and time/images_per_second. At the end, for the best epoch: image
-val/confusion_matrix, image val/images (predicted / true labels), text val/classification_report,
-weight histograms, and hparams with best/val_accuracy so the HParams tab compares trials.
+Per epoch (step = epoch): scalars train/loss, train/accuracy, val/loss, val/accuracy,
+time/epoch_seconds, time/images_per_second, and weight histograms. At the end, for the best epoch:
+image val/confusion_matrix, image val/images (predicted / true labels), text
+val/classification_report; and the trial's hparams with best/val_accuracy and best/epoch, so the
+HParams tab compares trials.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+# result field -> TensorBoard tag, written every epoch
+EPOCH_TAGS = {
+    "train_loss": "train/loss", "train_accuracy": "train/accuracy", "val_loss": "val/loss",
+    "val_accuracy": "val/accuracy", "epoch_seconds": "time/epoch_seconds", "images_per_second": "time/images_per_second",
+}
+HISTOGRAM_SAMPLE = 65_536  # weights drawn per layer for its histogram (bench/ and README: the cost of all of them)
 
-class TrialLogger:
+
+class TrialBoard:
     def __init__(self, logdir: str, purge_step: int = 1):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -20,29 +28,24 @@ class TrialLogger:
         self.writer = SummaryWriter(log_dir=logdir, purge_step=purge_step if purge_step > 1 else None)
         self._sample: dict = {}  # parameter name -> indices of the weights its histogram draws
 
-    def epoch(self, epoch: int, metrics: dict) -> None:
-        for tag in ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "time/epoch_seconds", "time/images_per_second"):
-            if tag in metrics:
-                self.writer.add_scalar(tag, metrics[tag], epoch)
-
-    HISTOGRAM_SAMPLE = 65_536  # weights drawn per layer: the same distribution at ~1/100 the cost of 6.3 M
+    def epoch(self, metrics: dict, model) -> None:
+        """The epoch's scalars (from its result fields) and weight histograms."""
+        for key, tag in EPOCH_TAGS.items():
+            self.writer.add_scalar(tag, metrics[key], metrics["epoch"])
+        self.histograms(model, metrics["epoch"])
 
     def histograms(self, model, epoch: int) -> None:
-        """Weight histograms from a fixed random sample of each layer's weights (the same sample every epoch).
-
-        Measured: histograms of all 6.3 M weights of the course MLP took 0.06-0.13 s per epoch (~10 % of a
-        1 s epoch on one thread); a 65,536-weight sample draws the same distribution for ~1 ms.
-        """
+        """Weight histograms from a fixed random sample of each layer's weights (the same sample every epoch)."""
         import torch
 
         for name, p in model.named_parameters():
             if p.dim() < 2:  # weights only; biases add noise to the tab
                 continue
             flat = p.detach().reshape(-1)
-            if flat.numel() > self.HISTOGRAM_SAMPLE:
+            if flat.numel() > HISTOGRAM_SAMPLE:
                 if name not in self._sample:
                     gen = torch.Generator().manual_seed(len(name))
-                    self._sample[name] = torch.randperm(flat.numel(), generator=gen)[: self.HISTOGRAM_SAMPLE].to(flat.device)
+                    self._sample[name] = torch.randperm(flat.numel(), generator=gen)[:HISTOGRAM_SAMPLE].to(flat.device)
                 flat = flat[self._sample[name]]
             w = flat.float().cpu()
             if bool(w.isfinite().all()):  # a diverged trial has none to draw
@@ -57,17 +60,34 @@ class TrialLogger:
         self.writer.add_figure("val/images", image_grid_figure(images, y_true, y_pred, classes), epoch)
         self.writer.add_text("val/classification_report", "    " + report.replace("\n", "\n    "), epoch)
 
-    def hparams(self, hparams: dict, metrics: dict) -> None:
+    def finish(self, spec, stopper) -> None:
+        """The trial's hparams with its best val accuracy and epoch, then close the run."""
+        self.hparams(hparams(spec.variant, spec.config), {"best/val_accuracy": max(stopper.best, 0.0),
+                                                          "best/epoch": stopper.best_epoch})
+        self.writer.close()
+
+    def hparams(self, values: dict, metrics: dict) -> None:
         """Write hparams into this run (not a timestamped sub-run, as SummaryWriter.add_hparams would)."""
         from torch.utils.tensorboard.summary import hparams as hp_summary
 
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, 0)
-        for s in hp_summary(hparams, metrics):
+        for s in hp_summary(values, metrics):
             self.writer.file_writer.add_summary(s)
 
     def close(self) -> None:
         self.writer.close()
+
+
+def hparams(variant: str, cfg) -> dict:
+    """A trial's hyper-parameters (a TrialConfig) as TensorBoard HParams values (numbers, strings, bools)."""
+    m, o, t = cfg.model, cfg.optim, cfg.train
+    return {
+        "variant": variant, "seed": t.seed, "hidden": "-".join(map(str, m.hidden)), "dropout": m.dropout,
+        "batchnorm": m.batchnorm, "init": m.init, "optimizer": o.name, "lr": o.lr, "weight_decay": o.weight_decay,
+        "batch_size": t.batch_size, "epochs": t.epochs, "patience": t.patience,
+        "augment": ",".join(str(a.get("name")) for a in cfg.augment.train) or "none",
+    }
 
 
 def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):

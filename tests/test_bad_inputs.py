@@ -285,8 +285,6 @@ def test_partly_corrupt_folder_through_the_cli(tmp_path):
     assert "dry run: nothing started" in proc.stdout
 
 
-@pytest.mark.skipif("format_audit" not in (ROOT / "runner" / "tune.py").read_text(),
-                    reason="runner/tune.py does not print the audit yet (see the issue 5 report)")
 def test_dry_run_prints_the_audit(tmp_path):
     root = _good_folder(tmp_path / "imgs")
     (root / "train" / "cat" / "zero.jpg").write_bytes(b"")
@@ -307,16 +305,16 @@ def test_resume_check_treats_a_key_added_since_as_its_default(tmp_path):
     """A study run before a setting existed (its study.json lacks the key) still resumes; a changed value does not."""
     import json
 
-    from runner.config import ConfigError, TrialConfig
-    from runner.storage import Results
-    from runner.tune import _check_same_study
+    from runner.config import ConfigError, Study, TrialConfig
+    from runner.plan import check_same_study, make_plan
+    from runner.resources import Cluster
 
-    now = {"variant": "base", "seed": 0, "data": "d0", "order": 0, "trial": TrialConfig().to_dict()}
-    before = json.loads(json.dumps(now))
+    study = Study(name="x", seeds=(0,))
+    plan = make_plan(study, study.trials(), [("d0", ["a", "b"])], Cluster(cpus=2, gpus=0, node_cpus=2, node_gpus=0))
+    before = json.loads(json.dumps(plan.specs[0].to_param()))
     del before["trial"]["train"]["checkpoint_every"]
-    (tmp_path / "study.json").write_text(json.dumps({"trials": [before]}))
-    _check_same_study(Results(str(tmp_path)), [now], "configs/x.py")
-    changed = json.loads(json.dumps(now))
+    check_same_study(plan, [before], "configs/x.py")
+    changed = json.loads(json.dumps(before))
     changed["trial"]["train"]["epochs"] = 3
     with pytest.raises(ConfigError, match="no longer describes that study"):
-        _check_same_study(Results(str(tmp_path)), [changed], "configs/x.py")
+        check_same_study(plan, [changed], "configs/x.py")

@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 
 from runner.config import (
-    COURSE_AUGMENT,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     AugmentConfig,
     ConfigError,
     DataConfig,
@@ -62,18 +59,6 @@ def test_defaults_reproduce_the_course_pipeline():
     assert cfg.augment.std == pytest.approx((0.229, 0.224, 0.225))
     assert cfg.resources.workers_per_trial == 0
     assert validate(cfg) == []
-
-
-def test_module_constants_match_defaults():
-    assert AugmentConfig().train is COURSE_AUGMENT
-    assert AugmentConfig().mean == IMAGENET_MEAN
-    assert AugmentConfig().std == IMAGENET_STD
-
-
-def test_configs_are_frozen():
-    cfg = TrialConfig()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.model.dropout = 0.5  # type: ignore[misc]
 
 
 def test_known_keys_cover_every_field():
@@ -248,12 +233,13 @@ def test_set_infinite_int_is_config_error():
         apply_overrides(TrialConfig(), parse_set(["train.epochs=1e999"]))
 
 
-def test_parse_set_unhashable_literal_does_not_crash():
-    try:
-        got = parse_set(["augment.train={[]: 1}"])
-    except ConfigError:
-        return
+def test_parse_set_unhashable_literal_is_kept_as_text_then_rejected_by_type():
+    # literal_eval raises TypeError building {[]: 1} (a list is no dict key): the value stays the plain string
+    assert parse_value("{[]: 1}") == "{[]: 1}"
+    got = parse_set(["augment.train={[]: 1}"])
     assert got == {"augment.train": "{[]: 1}"}
+    with pytest.raises(ConfigError, match=r"^augment\.train='\{\[\]: 1\}': expected a list"):
+        apply_overrides(TrialConfig(), got)
 
 
 # --------------------------------------------------------------------------- validation

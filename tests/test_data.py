@@ -12,7 +12,8 @@ from PIL import Image
 
 from runner.config import AugmentConfig, ConfigError, DataConfig
 from runner.data import folder
-from runner.data.augment import TRANSFORMS, Augment, check_augment, normalize
+from runner.config import AUGMENTATIONS
+from runner.data.augment import Augment, check_augment, normalize
 from runner.data.builtin import LESION_CLASSES, digits, lesions, load_builtin
 from runner.data.source import ImageSet, load_images
 from runner.data.split import stratified_split
@@ -227,7 +228,7 @@ def test_decode_formats_and_modes(tmp_path):
         "g.tif": (Image.fromarray(rgb), {}),
     }
     for name, (im, kw) in cases.items():
-        a = folder.decode(_save(tmp_path / name, im, **kw), S)
+        a = folder.decode_file(_save(tmp_path / name, im, **kw), S).image
         assert a is not None, name
         assert a.shape == (S, S, 3) and a.dtype == np.uint8, name
     # lossless formats keep the pixels: compare with the same resize of the original
@@ -235,18 +236,18 @@ def test_decode_formats_and_modes(tmp_path):
 
     want = cv2.resize(rgb, (S, S), interpolation=cv2.INTER_AREA)
     for name in ("c.png", "d.bmp", "e.webp", "g.tif"):
-        assert np.array_equal(folder.decode(tmp_path / name, S), want), name
-    assert np.abs(folder.decode(tmp_path / "a.jpg", S).astype(int) - want).mean() < 4
+        assert np.array_equal(folder.decode_file(tmp_path / name, S).image, want), name
+    assert np.abs(folder.decode_file(tmp_path / "a.jpg", S).image.astype(int) - want).mean() < 4
 
 
 def test_decode_upscales_small_images(tmp_path):
-    a = folder.decode(_save(tmp_path / "tiny.png", Image.fromarray(_rgb(2, 4))), S)
+    a = folder.decode_file(_save(tmp_path / "tiny.png", Image.fromarray(_rgb(2, 4))), S).image
     assert a.shape == (S, S, 3)
 
 
 def test_decode_grayscale(tmp_path):
     g = np.tile(np.arange(0, 240, 10, dtype=np.uint8), (24, 1))
-    a = folder.decode(_save(tmp_path / "g.png", Image.fromarray(g, mode="L")), 24)
+    a = folder.decode_file(_save(tmp_path / "g.png", Image.fromarray(g, mode="L")), 24).image
     assert a.shape == (24, 24, 3)
     assert np.array_equal(a[..., 0], g) and np.array_equal(a[..., 1], g) and np.array_equal(a[..., 2], g)
 
@@ -256,7 +257,7 @@ def test_decode_16bit_grayscale_is_scaled(tmp_path):
     p = _save(tmp_path / "g16.png", Image.fromarray(g))
     with Image.open(p) as im:
         assert im.mode.startswith("I")  # really a 16-bit image on disk
-    a = folder.decode(p, 24)
+    a = folder.decode_file(p, 24).image
     assert a.shape == (24, 24, 3) and a.dtype == np.uint8
     assert a.max() == round(4000 * 255 / 65535) and a.min() == 0  # the 16-bit range maps to 8 bits, not clipped at 255
     assert np.all(np.diff(a[0, :, 0].astype(int)) >= 0)  # the ramp survives
@@ -267,7 +268,7 @@ def test_decode_rgba_transparent_is_white(tmp_path):
     rgba = np.zeros((24, 24, 4), np.uint8)
     rgba[..., 0] = 200  # red, fully transparent on the left half
     rgba[:, 12:, 3] = 255
-    a = folder.decode(_save(tmp_path / "rgba.png", Image.fromarray(rgba, mode="RGBA")), 24)
+    a = folder.decode_file(_save(tmp_path / "rgba.png", Image.fromarray(rgba, mode="RGBA")), 24).image
     assert a.shape == (24, 24, 3)
     assert np.all(a[:, :12] == 255)
     assert np.all(a[:, 12:] == [200, 0, 0])
@@ -278,7 +279,7 @@ def test_decode_palette_with_transparency(tmp_path):
     im.putpalette([0, 0, 255] + [255, 0, 0] + [0] * 762)
     im.paste(1, (0, 0, 12, 24))
     p = _save(tmp_path / "pal.png", im, transparency=0)
-    a = folder.decode(p, 24)
+    a = folder.decode_file(p, 24).image
     assert a.shape == (24, 24, 3)
     assert np.all(a[:, :12] == [255, 0, 0])  # opaque red
     assert np.all(a[:, 12:] == 255)  # transparent blue -> white
@@ -287,7 +288,7 @@ def test_decode_palette_with_transparency(tmp_path):
 def test_decode_palette_without_transparency(tmp_path):
     im = Image.new("P", (24, 24), 0)
     im.putpalette([10, 20, 30] + [0] * 765)
-    a = folder.decode(_save(tmp_path / "pal.bmp", im), 24)
+    a = folder.decode_file(_save(tmp_path / "pal.bmp", im), 24).image
     assert np.all(a == [10, 20, 30])
 
 
@@ -298,9 +299,9 @@ def test_decode_bad_files_return_none(tmp_path):
     trunc = tmp_path / "trunc.jpg"
     _save(trunc, Image.fromarray(_rgb(4, 64)))
     trunc.write_bytes(trunc.read_bytes()[:40])
-    assert folder.decode(tmp_path / "zero.jpg", S) is None
-    assert folder.decode(tmp_path / "junk.png", S) is None
-    assert folder.decode(trunc, S) is None
+    assert folder.decode_file(tmp_path / "zero.jpg", S).image is None
+    assert folder.decode_file(tmp_path / "junk.png", S).image is None
+    assert folder.decode_file(trunc, S).image is None
     images, decoded = folder.decode_all([tmp_path / "zero.jpg", good, tmp_path / "junk.png", trunc], S)
     assert [d.ok for d in decoded] == [False, True, False, False]
     assert [d.error for d in decoded] == ["empty file, 0 bytes", "", "not an image (unknown format)", "truncated"]
@@ -440,7 +441,7 @@ def test_transform_names_are_case_insensitive():
 def test_every_listed_transform_exists_and_keeps_size():
     import albumentations as A
 
-    for name in TRANSFORMS.values():
+    for name in AUGMENTATIONS.values():
         assert hasattr(A, name), name
     check_augment(AugmentConfig(train=({"name": "RandomResizedCrop", "p": 1.0},)), S)  # size filled in
 

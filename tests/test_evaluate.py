@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from runner import evaluate, predict
-from runner.config import ModelConfig, TrialConfig, apply_overrides
+from runner import checkpoint, evaluate, predict
+from runner.config import ConfigError, ModelConfig, TrialConfig, apply_overrides
 from runner.data.augment import normalize
 from runner.model import build_model
 
@@ -125,13 +125,14 @@ def study(tmp_path) -> Path:
 
 
 def test_pick_checkpoint_best_variant_and_seed(study):
-    path, row = evaluate.pick_checkpoint(study)
-    assert row["variant"] == "better" and row["seed"] == 2  # best mean variant, its best seed (0.96)
-    assert path == study / row["checkpoint"] / "model.pt" and path.exists()
-    _, row = evaluate.pick_checkpoint(study, "base")
-    assert (row["variant"], row["seed"]) == ("base", 2)
-    _, row = evaluate.pick_checkpoint(study, "same", seed=1)
-    assert (row["variant"], row["seed"]) == ("same", 1)
+    picked = checkpoint.pick(study)
+    row = picked.record
+    assert row.variant == "better" and row.seed == 2  # best mean variant, its best seed (0.96)
+    assert picked.path == study / row.checkpoint / "model.pt" and picked.path.exists()
+    row = checkpoint.pick(study, "base").record
+    assert (row.variant, row.seed) == ("base", 2)
+    row = checkpoint.pick(study, "same", seed=1).record
+    assert (row.variant, row.seed) == ("same", 1)
 
 
 def crash(trial_dir: Path) -> None:
@@ -144,8 +145,7 @@ def crash(trial_dir: Path) -> None:
 
 def test_pick_checkpoint_skips_errored_trials(study):
     crash(next(study.glob("better_seed2_*")))
-    _, row = evaluate.pick_checkpoint(study, "better")
-    assert row["seed"] == 1
+    assert checkpoint.pick(study, "better").record.seed == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -153,19 +153,18 @@ def test_pick_checkpoint_skips_errored_trials(study):
     ({"variant": "base", "seed": 9}, "variant 'base' seed 9 has no checkpoint"),
 ])
 def test_pick_checkpoint_errors(study, args, message):
-    with pytest.raises(evaluate.ConfigError, match=message):
-        evaluate.pick_checkpoint(study, **args)
+    with pytest.raises(ConfigError, match=message):
+        checkpoint.pick(study, **args)
 
 
 def test_pick_checkpoint_no_checkpoints(tmp_path):
     root = make_study(tmp_path / "s", checkpoints=False)
-    with pytest.raises(evaluate.ConfigError, match="no trial has a checkpoint"):
-        evaluate.pick_checkpoint(root)
+    with pytest.raises(ConfigError, match="no trial has a checkpoint"):
+        checkpoint.pick(root)
 
 
 def test_load_checkpoint_rebuilds_the_model(study):
-    path, _ = evaluate.pick_checkpoint(study)
-    model, cfg, classes, ckpt = evaluate.load_checkpoint(path)
+    model, cfg, classes, ckpt = checkpoint.load_model(checkpoint.pick(study).path)
     assert classes == CLASSES and cfg.data.image_size == SIZE and cfg.model == ModelConfig(hidden=(16,))
     assert not model.training
     assert model.net[1].in_features == SIZE * SIZE * 3 and ckpt["epoch"] == 3
@@ -174,22 +173,26 @@ def test_load_checkpoint_rebuilds_the_model(study):
 def test_load_checkpoint_garbage(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(evaluate.ConfigError, match="not a runner checkpoint"):
-        evaluate.load_checkpoint(bad)
+    with pytest.raises(ConfigError, match="not a runner checkpoint"):
+        checkpoint.load_model(bad)
 
 
 def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
     """Written by the loop's own function, with the best epoch's predictions (a numpy array in the loop):
     torch.load(weights_only=True) once refused them, so evaluate failed on every real checkpoint."""
     from runner.engine import EarlyStopping, build_optimizer
-    from runner.trial import _save_checkpoint
+    from runner.loop import _Progress, _state
+    from runner.plan import TrialSpec
+    from runner.resources import Fit
 
     cfg = trial_config(0)
     model = build_model(cfg.model, SIZE * SIZE * 3, len(CLASSES))
     model.load_state_dict(trained_state(0))
-    d = Path(_save_checkpoint(model, build_optimizer(cfg.optim, model.parameters()), EarlyStopping(3), cfg, CLASSES,
-                              epoch=2, val_acc=0.9, best_preds=np.array([0, 2, 1], dtype=np.int64), history=[]))
-    loaded, _, classes, ckpt = evaluate.load_checkpoint(d / "model.pt")
+    spec = TrialSpec("base", 0, 0, "d0", tuple(CLASSES), cfg, Fit(1.0, 1.0, 0.0))
+    progress = _Progress(EarlyStopping(3), best_preds=np.array([0, 2, 1], dtype=np.int64))
+    state = _state(spec, model, build_optimizer(cfg.optim, model.parameters()), progress, {"epoch": 2, "val_accuracy": 0.9})
+    d = Path(checkpoint.save(state))
+    loaded, _, classes, ckpt = checkpoint.load_model(d / "model.pt")
     assert classes == CLASSES and ckpt["best_preds"] == [0, 2, 1]
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
@@ -199,7 +202,7 @@ def test_a_checkpoint_holding_a_numpy_array_still_loads(tmp_path):
     cfg = trial_config(0)
     torch.save({"model": trained_state(0), "config": cfg.to_dict(), "classes": CLASSES, "epoch": 2,
                 "best_preds": np.array([0, 2, 1])}, tmp_path / "model.pt")
-    _, _, _, ckpt = evaluate.load_checkpoint(tmp_path / "model.pt")
+    _, _, _, ckpt = checkpoint.load_model(tmp_path / "model.pt")
     assert list(ckpt["best_preds"]) == [0, 2, 1]
 
 

@@ -303,6 +303,24 @@ def test_confusion_includes_unseen_classes():
     assert confusion(np.array([0]), np.array([0]), 4).shape == (4, 4)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_confusion_equals_the_bincount_formula(seed):
+    rng = np.random.default_rng(seed)
+    n_classes = 5
+    y_true = rng.choice([0, 1, 2, 4], size=200)  # class 3 is never the truth
+    y_pred = rng.choice([0, 1, 2, 4], size=200)  # ... nor predicted
+    cm = confusion(y_true, y_pred, n_classes)
+    expected = np.bincount(y_true * n_classes + y_pred, minlength=n_classes**2).reshape(n_classes, n_classes)
+    assert np.array_equal(cm, expected) and np.issubdtype(cm.dtype, np.integer)
+    assert not cm[3].any() and not cm[:, 3].any()
+    assert np.array_equal(cm.sum(axis=1), np.bincount(y_true, minlength=n_classes))  # rows are the true labels
+
+
+def test_confusion_of_no_samples_is_all_zero():
+    cm = confusion(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 3)
+    assert cm.shape == (3, 3) and not cm.any() and np.issubdtype(cm.dtype, np.integer)
+
+
 def test_classification_report_names_every_class():
     text = classification_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ["cat", "dog", "bird"])
     for name in ("cat", "dog", "bird", "precision", "recall"):

@@ -90,4 +90,6 @@ def test_report_cli(study, tmp_path):
     assert report.main([str(tmp_path / "gone")]) == 2
     (tmp_path / "empty").mkdir()
     assert report.main([str(tmp_path / "empty")]) == 2
-    assert report.main([]) == 2
+    with pytest.raises(SystemExit) as e:
+        report.main([])  # argparse: one line on stderr
+    assert e.value.code == 2

@@ -12,7 +12,6 @@ TWO_CPU = Cluster(cpus=2, gpus=0, node_cpus=2, node_gpus=0)
 
 def test_worker_group_lowered_to_fit_two_cpus():
     f = fit_trial(ResourcesConfig(workers_per_trial=2, cpus_per_worker=1.0), TWO_CPU)
-    assert TRIAL_DRIVER_CPU == 0.01
     assert f.cpus_per_worker < 1.0
     assert f.cpus_per_worker == pytest.approx(0.99)
     assert f.trial_cpus == pytest.approx(TRIAL_DRIVER_CPU + 2 * f.cpus_per_worker)
@@ -20,6 +19,21 @@ def test_worker_group_lowered_to_fit_two_cpus():
     assert f.trial_gpus == 0
     assert "lowered from 1 to 0.99" in f.note
     assert max_concurrent([f], TWO_CPU, n_trials=4, user_limit=None) == 1
+
+
+def test_worker_group_trial_holds_driver_cpu_and_packs_by_it():
+    cluster = Cluster(cpus=8, gpus=0, node_cpus=8, node_gpus=0)
+    group = fit_trial(ResourcesConfig(workers_per_trial=2, cpus_per_worker=1.0), cluster)
+    assert group.cpus_per_worker == 1.0 and group.note == ""
+    assert group.trial_cpus == pytest.approx(TRIAL_DRIVER_CPU + 2 * 1.0)
+    assert max_concurrent([group], cluster, n_trials=10, user_limit=None) == 3  # 8 / 2.01 = 3.98: the driver token costs a trial
+    local = fit_trial(ResourcesConfig(workers_per_trial=0, cpus_per_worker=2.0), cluster)
+    assert local.trial_cpus == 2.0  # in-process: no driver on top
+    assert max_concurrent([local], cluster, n_trials=10, user_limit=None) == 4
+    # a group that fills the node leaves the driver token free: workers are lowered, not the trial refused
+    full = fit_trial(ResourcesConfig(workers_per_trial=2, cpus_per_worker=4.0), cluster)
+    assert full.cpus_per_worker == 3.99 and full.trial_cpus <= 8 + 1e-9
+    assert max_concurrent([full], cluster, n_trials=10, user_limit=None) == 1
 
 
 def test_one_worker_fits_two_cpus_unchanged():
@@ -129,7 +143,7 @@ def test_worker_request_that_fits_is_kept(cpus):
 
 
 def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path):
-    from runner.run import check_shared_storage
+    from runner.orchestrate import check_shared_storage
 
     with pytest.raises(ConfigError, match=r"--storage .*node-local .*spans 2 machines.*every node mounts"):
         check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
@@ -138,7 +152,7 @@ def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path
 
 
 def test_network_filesystem_is_accepted(monkeypatch, tmp_path):
-    from runner import run
+    from runner import orchestrate
 
-    monkeypatch.setattr(run, "_filesystem", lambda path: "nfs4")
-    run.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
+    monkeypatch.setattr(orchestrate, "_filesystem", lambda path: "nfs4")
+    orchestrate.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))

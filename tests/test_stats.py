@@ -31,20 +31,27 @@ def p_wilcoxon_exact(d: list[float]) -> float:
     return min(1.0, 2 * sum(s <= low for s in sums) / len(sums))
 
 
-def test_quantiles_are_the_textbook_ones():
-    assert T975_DF1 == pytest.approx(12.706, abs=1e-3) and T975_DF2 == pytest.approx(4.303, abs=1e-3)
-
-
 def test_mean_ci_three_values():
     mean, half = mean_ci([0.5, 0.6, 0.7])
     assert mean == pytest.approx(0.6)
-    assert half == pytest.approx(T975_DF2 * 0.1 / math.sqrt(3))  # sd 0.1
+    assert half == pytest.approx(T975_DF2 * 0.1 / math.sqrt(3), rel=1e-12)  # sd 0.1
+    assert half == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-6)  # t(0.975, 2) = 4.302653 in tables
+    assert half == pytest.approx(0.2484138, rel=1e-6)
 
 
 def test_mean_ci_two_values():
     mean, half = mean_ci([0.4, 0.6])
     assert mean == pytest.approx(0.5)
-    assert half == pytest.approx(T975_DF1 * math.sqrt(0.02) / math.sqrt(2))
+    assert half == pytest.approx(T975_DF1 * math.sqrt(0.02) / math.sqrt(2), rel=1e-12)
+    assert half == pytest.approx(12.706205 * 0.1, rel=1e-6)  # t(0.975, 1) = 12.706205 in tables; sem 0.1
+
+
+def test_mean_ci_other_confidence_levels():
+    # same closed forms as above at 90 %: df=1 -> tan(pi * 0.45); df=2 -> t^2 = 2 c^2 / (1 - c^2) with c = 0.9
+    assert mean_ci([0.4, 0.6], 0.90)[1] == pytest.approx(math.tan(math.pi * 0.45) * 0.1, rel=1e-12)
+    t90_df2 = math.sqrt(2 * 0.9**2 / (1 - 0.9**2))  # 2.919986
+    assert mean_ci([0.5, 0.6, 0.7], 0.90)[1] == pytest.approx(t90_df2 * 0.1 / math.sqrt(3), rel=1e-12)
+    assert mean_ci([0.5, 0.6, 0.7], 0.90)[1] < mean_ci([0.5, 0.6, 0.7])[1]  # the default level is the wider 95 %
 
 
 def test_mean_ci_one_value_has_no_interval():
@@ -128,6 +135,22 @@ def test_no_spread_equal_nonzero_is_an_exact_sign_test():
     assert verdict(six_down, holm([six_down["p"]])[0]) == "worse"
 
 
+@pytest.mark.parametrize("n", range(2, 31))
+@pytest.mark.parametrize("step", [0.01, -1 / 180])
+def test_sign_test_is_exactly_two_times_half_to_the_n(n, step):
+    c = compare({s: 0.5 for s in range(n)}, {s: 0.5 + step for s in range(n)})
+    assert c["test"] == NO_SPREAD and c["n"] == n
+    assert c["p"] == 2 * 0.5**n and type(c["p"]) is float  # powers of two: exact, no tolerance
+
+
+def test_sign_test_known_values():
+    def p(n):
+        return compare({s: 0.6 for s in range(n)}, {s: 0.7 for s in range(n)})["p"]
+
+    assert (p(2), p(3), p(6), p(7)) == (0.5, 0.25, 0.03125, 0.015625)
+    assert p(5) == 0.0625 and verdict({"mean_diff": 0.1}, p(5)) == "no detectable difference"  # 5 seeds cannot show it
+
+
 def test_too_few_seeds():
     c = compare({0: 0.5, 1: 0.6}, {1: 0.9, 2: 0.9})
     assert c == {"n": 1, "mean_diff": pytest.approx(0.3), "test": None, "p": None}
@@ -140,6 +163,22 @@ def test_verdicts():
     assert verdict({"mean_diff": 0.05}, 0.01) == "better"
     assert verdict({"mean_diff": -0.05}, 0.049) == "worse"
     assert verdict({"mean_diff": 0.05}, ALPHA) == "no detectable difference"  # p must be below alpha
+
+
+def test_verdict_threshold_is_strictly_below_alpha():
+    just_below, just_above = math.nextafter(ALPHA, 0), math.nextafter(ALPHA, 1)
+    assert verdict({"mean_diff": 0.05}, just_below) == "better"
+    assert verdict({"mean_diff": -0.05}, just_below) == "worse"
+    assert verdict({"mean_diff": 0.05}, just_above) == "no detectable difference"
+    assert verdict({"mean_diff": 0.0}, 1e-9) == "no detectable difference"  # a tiny p without a difference
+
+
+def test_verdict_and_compare_all_take_another_alpha():
+    assert verdict({"mean_diff": 0.05}, 0.03) == "better"
+    assert verdict({"mean_diff": 0.05}, 0.03, alpha=0.01) == "no detectable difference"
+    six_up = {"base": {s: 0.6 for s in range(6)}, "up": {s: 0.7 for s in range(6)}}  # sign test p = 1/32
+    assert compare_all(six_up, "base")["up"]["verdict"] == "better"
+    assert compare_all(six_up, "base", alpha=0.01)["up"]["verdict"] == "no detectable difference"
 
 
 def test_compare_all_holm_over_the_family():

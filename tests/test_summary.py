@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from runner import summary
-from runner.summary import COLUMNS, console_table, markdown, trial_rows, variant_rows, write
+from runner import checkpoint, summary
+from runner.render import console_table, markdown
+from runner.results import COLUMNS, read_records, read_results
+from runner.summary import VariantSummary, summarize, write
+
+
+def trial_rows(results_dir: Path) -> list[dict]:
+    """The summary.csv rows of a results dir."""
+    return [r.row() for r in read_records(results_dir)]
+
+
+def variant_rows(results_dir: Path) -> list[dict]:
+    """The variant rows of a results dir, as dicts, compared with the first variant."""
+    return [dataclasses.asdict(v) for v in summarize(read_records(results_dir))]
 
 
 def _epoch(epoch, train_acc, val_acc, best, best_epoch, status, ips=100.0, total=None):
@@ -121,8 +134,7 @@ def test_error_file_of_a_retry_that_finished(tmp_path):
 
 
 def test_variant_rows(results):
-    rows = trial_rows(results)
-    vs = variant_rows(rows)
+    vs = variant_rows(results)
     assert [v["variant"] for v in vs] == ["zeta", "alpha"]
     zeta, alpha = vs
     assert zeta["trials"] == 2 and zeta["ok"] == 2
@@ -136,15 +148,8 @@ def test_variant_rows(results):
     assert alpha["std"] is None and alpha["min"] == alpha["max"] == 0.60
 
 
-def test_variant_rows_explicit_order(results):
-    rows = trial_rows(results)
-    assert [v["variant"] for v in variant_rows(rows, ["alpha", "zeta"])] == ["alpha", "zeta"]
-    # variants named in the order but absent are skipped; ones not named are appended
-    assert [v["variant"] for v in variant_rows(rows, ["missing", "alpha"])] == ["alpha", "zeta"]
-
-
 def test_write_csv(results):
-    rows = write(results)
+    records, _ = write(results)
     with open(results / "summary.csv", newline="") as f:
         reader = csv.DictReader(f)
         assert reader.fieldnames == COLUMNS
@@ -155,13 +160,13 @@ def test_write_csv(results):
     assert float(got[0]["best_val_accuracy"]) == 0.80
     assert got[2]["error"] == "RuntimeError: CUDA out of memory"
     assert got[1]["checkpoint"] == ""
-    assert [r["trial_dir"] for r in got] == [r["trial_dir"] for r in rows]
+    assert [r["trial_dir"] for r in got] == [r.trial_dir for r in records]
 
 
 def test_write_parquet_matches_rows(results):
     import pyarrow.parquet as pq
 
-    rows = write(results)
+    rows = [r.row() for r in write(results)[0]]
     table = pq.read_table(results / "summary.parquet")
     assert table.column_names == COLUMNS
     assert table.num_rows == 4
@@ -194,11 +199,11 @@ def test_write_markdown(results):
     assert "Partial results" not in md
 
 
-def test_write_markdown_with_order_and_partial(results):
-    write(results, order=["alpha", "zeta"], partial=True)
+def test_write_markdown_partial_in_the_plans_order(results):
+    write(results, partial=True)
     md = (results / "summary.md").read_text()
     assert "Partial results" in md
-    assert md.index("| alpha |") < md.index("| zeta |")
+    assert md.index("| zeta |") < md.index("| alpha |")  # the study's order (params.json), not alphabetical
 
 
 def test_write_is_rerunnable(results):
@@ -208,13 +213,15 @@ def test_write_is_rerunnable(results):
 
 
 def test_markdown_all_none():
-    md = markdown("s", [{"variant": "v", "trials": 1, "ok": 0, "mean": None, "std": None, "min": None, "max": None,
-                         "best_epoch": None, "train_val_gap": float("nan")}], [])
-    assert "| v | 1 | 0 | - | - | - | - | - | - | - | - | - | - | - |" in md
+    empty = VariantSummary(variant="v", trials=1, ok=0, n=0, mean=None, ci=None, std=None, min=None, max=None,
+                           best_epoch=None, train_val_gap=float("nan"), overfitting=False, mean_diff=None, test=None,
+                           shared_seeds=0, p=None, p_holm=None, verdict="")
+    md = markdown("s", [empty], [])
+    assert "| v | 1 | 0 | 0 | - | - | - | - | - | - | - | - | - | - |" in md
 
 
 def test_console_table(results):
-    text = console_table(variant_rows(trial_rows(results)))
+    text = console_table(summarize(read_records(results)))
     lines = text.splitlines()
     assert lines[0].startswith("variant")
     assert lines[2].startswith("zeta") and lines[3].startswith("alpha")
@@ -228,7 +235,7 @@ def test_cli(results):
     repo = Path(__file__).resolve().parents[1]
     bad = subprocess.run([sys.executable, "-m", "runner.summary", str(results / "missing")], cwd=repo,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "usage" in bad.stderr
+    assert bad.returncode == 2 and "no such results dir" in bad.stderr
     ok = subprocess.run([sys.executable, "-m", "runner.summary", str(results)], cwd=repo, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[2].startswith("zeta")
@@ -238,12 +245,12 @@ def test_cli(results):
 def test_read_results_skips_rows_without_epoch(tmp_path):
     p = tmp_path / "result.json"
     p.write_text('{"done": true}\n' + json.dumps(_epoch(1, 0.5, 0.5, 0.5, 1, "running")) + "\nnot json\n")
-    assert [r["epoch"] for r in summary.read_results(p)] == [1]
-    assert summary.read_results(tmp_path / "absent.json") == []
+    assert [r["epoch"] for r in read_results(p)] == [1]
+    assert read_results(tmp_path / "absent.json") == []
 
 
 def test_errored_trials_are_left_out_of_every_variant_stat(results):
-    alpha = {v["variant"]: v for v in variant_rows(trial_rows(results))}["alpha"]
+    alpha = {v["variant"]: v for v in variant_rows(results)}["alpha"]
     # only alpha seed 1 (interrupted, not errored) contributes: best epoch 2, gap 0.65 - 0.60
     assert alpha["best_epoch"] == 2
     assert alpha["train_val_gap"] == pytest.approx(0.05)
@@ -269,7 +276,7 @@ def _md_rows(md: str) -> dict[str, list[str]]:
 def test_variant_rows_statistics(study):
     import numpy as np
 
-    vs = {v["variant"]: v for v in variant_rows(trial_rows(study))}
+    vs = {v["variant"]: v for v in variant_rows(study)}
     base, better, same = vs["base"], vs["better"], vs["same"]
     assert base["n"] == 3 and base["mean"] == pytest.approx(0.82)
     assert base["ci"] == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-6)  # sd 0.02, t(0.975, 2)
@@ -299,19 +306,20 @@ def test_summary_md_has_ci_and_verdict_columns(study):
     assert rows["base"][8] == "3.0"  # median best epoch
 
 
-def test_reference_from_study_json_and_argument(study):
+def test_reference_from_study_json(study):
     info = json.loads((study / "study.json").read_text())
     (study / "study.json").write_text(json.dumps({**info, "reference": "same"}))
     write(study)
     assert _md_rows((study / "summary.md").read_text())["same"][-1] == "reference"
-    write(study, reference="better")
+    (study / "study.json").write_text(json.dumps({**info, "reference": "better"}))
+    write(study)
     rows = _md_rows((study / "summary.md").read_text())
     assert rows["better"][-1] == "reference" and rows["base"][-1] == "worse"
 
 
 def test_stats_leave_out_errored_trials(study):
     crash(next(study.glob("better_seed2_*")))
-    better = {v["variant"]: v for v in variant_rows(trial_rows(study))}["better"]
+    better = {v["variant"]: v for v in variant_rows(study)}["better"]
     assert better["n"] == 2 and better["mean"] == pytest.approx(0.915) and better["test"] == "paired t"
 
 
@@ -328,12 +336,12 @@ def test_confusion_by_variant(study):
 def test_confusion_by_variant_skips_other_classes(study):
     d = next(study.glob("base_seed0_*"))
     (d / "confusion_matrix.json").write_text(json.dumps({"epoch": 1, "classes": ["x", "y"], "matrix": [[1, 0], [0, 1]]}))
-    cms = summary.confusion_by_variant(study, trial_rows(study))
+    cms = summary.confusion_by_variant(study, read_records(study))
     assert cms["base"]["classes"] == ["x", "y"] and cms["base"]["trials"] == 1  # the first trial sets the classes
 
 
 def test_console_table_shows_ci_and_verdict(study):
-    lines = console_table(variant_rows(trial_rows(study))).splitlines()
+    lines = console_table(summarize(read_records(study))).splitlines()
     assert "±95%ci" in lines[0] and lines[0].endswith("verdict")
     table = lines[2:6]
     assert [ln.split()[0] for ln in table] == ["base", "better", "same", "overfit"]
@@ -362,7 +370,7 @@ def test_trials_that_never_started_are_pending_rows(tmp_path):
     (d / "result.json").write_text(json.dumps({"epoch": 1, "status": "completed", "best_val_accuracy": 0.5, "best_epoch": 1,
                                                "train_accuracy": 0.6, "val_accuracy": 0.5, "val_loss": 1.0,
                                                "images_per_second": 100.0}) + "\n")
-    rows = summary.trial_rows(tmp_path)
+    rows = trial_rows(tmp_path)
     assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [("a", 0, "completed"), ("a", 1, "pending"), ("b", 0, "pending")]
     summary.write(tmp_path, partial=True)  # writes every table with the pending rows
     assert (tmp_path / "summary.csv").read_text().count("pending") == 2
@@ -379,4 +387,4 @@ def test_checkpoint_column_points_at_the_best_not_the_latest(tmp_path):
         (d / name).mkdir(parents=True)
         (d / name / "model.pt").write_bytes(b"")
         (d / name / "meta.json").write_text(json.dumps({"epoch": epoch, "val_accuracy": acc}))
-    assert summary._best_checkpoint(d) == "a_seed0_x/checkpoint_000002"
+    assert checkpoint.best(d) == "a_seed0_x/checkpoint_000002"

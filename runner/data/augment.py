@@ -1,9 +1,9 @@
 """Augmentation built from config: albumentations' random transforms on uint8 batches, then Normalize.
 
-``augment.train`` is a list of ``{"name": <albumentations transform>, **arguments}``. Random
-transforms run per image on uint8 (albumentations' own kernels); Normalize runs once per batch as
-a tensor op, with the config's mean/std (the same arithmetic as ``A.Normalize(max_pixel_value=255)``).
-Validation uses no random transform, so its normalized tensor is computed once per trial.
+``augment.train`` is a list of ``{"name": <albumentations transform>, **arguments}``, names from
+``runner.config.AUGMENTATIONS``. Random transforms run per image on uint8 (albumentations' own
+kernels); Normalize runs per batch as a tensor op, with the config's mean/std (the same arithmetic
+as ``A.Normalize(max_pixel_value=255)``), for training and evaluation batches alike.
 """
 
 from __future__ import annotations
@@ -13,17 +13,8 @@ import warnings
 import numpy as np
 import torch
 
-from runner.config import AugmentConfig, ConfigError
-
-# Transforms that keep the image size (so the MLP input stays fixed), by lowercase name.
-TRANSFORMS = {n.lower(): n for n in (
-    "HorizontalFlip", "VerticalFlip", "RandomRotate90", "Transpose", "Affine", "ShiftScaleRotate", "Rotate",
-    "SafeRotate", "Perspective", "ElasticTransform", "GridDistortion", "OpticalDistortion", "RandomResizedCrop",
-    "RandomBrightnessContrast", "ColorJitter", "HueSaturationValue", "RGBShift", "RandomGamma", "CLAHE",
-    "ToGray", "ChannelShuffle", "Equalize", "Posterize", "Solarize", "GaussNoise", "ISONoise", "GaussianBlur",
-    "MotionBlur", "MedianBlur", "Blur", "Defocus", "Sharpen", "Emboss", "Downscale", "ImageCompression",
-    "CoarseDropout", "RandomShadow",
-)}
+from runner.config import AUGMENTATIONS, AugmentConfig, ConfigError
+from runner.errors import first_line
 
 
 class Augment:
@@ -58,9 +49,9 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
     for i, spec in enumerate(cfg.train):
         spec = dict(spec)
         name = str(spec.pop("name", ""))
-        if name.lower() not in TRANSFORMS:
-            raise ConfigError(f"augment.train[{i}]: unknown transform {name!r}; choose from {', '.join(sorted(TRANSFORMS.values()))}")
-        cls = getattr(A, TRANSFORMS[name.lower()])
+        if name.lower() not in AUGMENTATIONS:
+            raise ConfigError(f"augment.train[{i}]: unknown transform {name!r}; choose from {', '.join(sorted(AUGMENTATIONS.values()))}")
+        cls = getattr(A, AUGMENTATIONS[name.lower()])
         if cls.__name__ == "RandomResizedCrop":
             spec.setdefault("size", (image_size, image_size))
         call = f"augment.train[{i}] {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in spec.items())})"
@@ -69,8 +60,7 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
                 warnings.simplefilter("always")
                 transforms.append(cls(**spec))
         except Exception as e:  # noqa: BLE001 - albumentations raises TypeError/ValueError/pydantic errors
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"{call}: {first}") from None
+            raise ConfigError(f"{call}: {first_line(e)}") from None
         # albumentations only warns about a misspelt argument and runs with its default: make it an error.
         bad = [str(w.message) for w in caught if "not valid" in str(w.message) or str(w.message).startswith("Argument")]
         if bad:

@@ -20,6 +20,7 @@ import numpy as np
 
 from runner.config import ConfigError
 from runner.data.audit import pixel_digest
+from runner.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +210,6 @@ def decode_file(path: Path, size: int) -> Decoded:
     return Decoded(out, mode, pixel_digest(a))
 
 
-def decode(path: Path, size: int) -> np.ndarray | None:
-    """One image as uint8 RGB (size, size, 3), or None when it cannot be decoded."""
-    return decode_file(path, size).image
-
-
 _MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")  # PNG, JPEG, GIF, BMP, WebP, TIFF
 
 
@@ -228,7 +224,7 @@ def _decode_error(path: Path, e: Exception) -> str:
         return f"cannot open ({oe.strerror or type(oe).__name__})"
     if not head:
         return "empty file, 0 bytes"
-    msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    msg = first_line(e)
     if isinstance(e, UnidentifiedImageError):
         if head.startswith(_MAGIC):
             return "corrupt (starts like an image, header unreadable)"
@@ -248,3 +244,9 @@ def decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, list[Decoded]]
     for d in decoded:
         d.image = None  # the pixels live in ``images`` now
     return images, decoded
+
+
+def decode_checked(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(images of the files that decoded, ok mask per path, why each file failed ("" when it did not))."""
+    images, decoded = decode_all(paths, size)
+    return images, np.array([d.ok for d in decoded], dtype=bool), [d.error for d in decoded]

@@ -1,22 +1,25 @@
-"""Orchestration: start or join Ray, hand the study's datasets to Ray Tune, run one trial per (variant, seed)."""
+"""Orchestration on Ray: start or join a cluster, then run a Plan's trials with Ray Tune into a results dir.
+
+Every trial's spec goes to Tune in one grid (a trial per (variant, seed)); the study's datasets are
+put into Ray's object store once and handed to every trial; a killed study is restored from Tune's
+experiment state. No statistics and no console output here (runner.progress prints as trials end).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-from runner import storage
-from runner.config import ConfigError, TrialConfig, apply_overrides
-from runner.resources import TRIAL_DRIVER_CPU, Cluster, Fit, fit_trial, max_concurrent
+from runner import checkpoint, storage
+from runner.errors import ConfigError, first_line
+from runner.plan import Plan, TrialSpec
+from runner.resources import TRIAL_DRIVER_CPU, Cluster
 
 log = logging.getLogger(__name__)
 
-# Ray Train settings that cut a worker group's fixed cost (DESIGN §4); a user's own values win.
+# Ray Train settings that cut a worker group's fixed cost (README, Performance); a user's own values win.
 TRAIN_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
@@ -26,20 +29,6 @@ TRAIN_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
     "RAY_DEDUP_LOGS": "1",
 }
-
-
-@dataclass
-class TrialSpec:
-    variant: str
-    seed: int
-    config: TrialConfig
-    data_key: str  # which of the study's datasets this trial reads
-    fit: Fit
-    order: int  # the variant's position in the study, for tables
-
-    def to_param(self) -> dict:
-        return {"variant": self.variant, "seed": self.seed, "data": self.data_key, "order": self.order,
-                "trial": self.config.to_dict()}
 
 
 DRIVER_ENV = "RUNNER_DRIVER_PID"  # marks the processes of a local Ray cluster that a runner study started
@@ -98,11 +87,9 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         try:
             ray.init(address=address, **kwargs)
         except Exception as e:  # noqa: BLE001 - connection, version and auth failures all mean "cannot join"
-            text = str(e)
-            first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
-            hint = ("set RAY_AUTH_MODE (and the token) as the cluster's nodes have them" if "auth" in text.lower()
+            hint = ("set RAY_AUTH_MODE (and the token) as the cluster's nodes have them" if "auth" in str(e).lower()
                     else "start one with `ray start --head` or `ray up cluster.yaml`")
-            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first}); {hint}") from None
+            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first_line(e)}); {hint}") from None
     else:
         if reap_orphans():
             log.warning("stopped Ray processes left behind by an earlier study whose driver was killed")
@@ -144,27 +131,12 @@ def _filesystem(path: Path) -> str:
     return fstype
 
 
-def plan(trials: list[tuple[str, int, TrialConfig]], data_keys: list[str], cluster: Cluster,
-         user_limit: int | None) -> tuple[list[TrialSpec], int, list[str]]:
-    """Fit every trial to the cluster; returns (specs, trials at once, notes for the console)."""
-    specs, notes = [], []
-    order = {v: i for i, v in enumerate(dict.fromkeys(t[0] for t in trials))}
-    for (variant, seed, cfg), key in zip(trials, data_keys):
-        f = fit_trial(cfg.resources, cluster)
-        if f.note:
-            notes.append(f.note)
-            cfg = apply_overrides(cfg, {"resources.cpus_per_worker": f.cpus_per_worker})
-        specs.append(TrialSpec(variant, seed, cfg, key, f, order[variant]))
-    return specs, max_concurrent([s.fit for s in specs], cluster, len(specs), user_limit), list(dict.fromkeys(notes))
-
-
 MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
 
 
-def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, results: str, concurrent: int,
-              printer, spread: bool = False, resume: bool = False):
-    """Run every trial with Ray Tune into ``results`` (STORAGE/NAME, a directory or URI); returns Tune's
-    ResultGrid. ``datasets[data_key]`` -> {"train", "val"}.
+def run_study(plan: Plan, datasets: dict, results: str, printer, resume: bool = False):
+    """Run every trial of ``plan`` with Ray Tune into ``results`` (STORAGE/NAME, a directory or URI);
+    returns Tune's ResultGrid. ``datasets[data_key]`` -> {"train", "val"} Ray Datasets.
 
     With ``resume``, restore the experiment in ``results``: finished trials stay as they are, unfinished
     and errored ones carry on from their last checkpoint.
@@ -172,45 +144,33 @@ def run_study(specs: list[TrialSpec], datasets: dict, classes: dict, results: st
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.trial import checkpoint_config, run_trial
-
-    def trial_fn(config: dict, datasets: dict) -> None:
-        spec = config["spec"]
-        run_trial({**config, "classes": config["classes"][spec["data"]], "cpus_per_worker": spec["trial"]["resources"]["cpus_per_worker"]},
-                  datasets[spec["data"]])
-
-    by_id = {f"{s.variant}/{s.seed}": s for s in specs}
+    from runner.trial import run_trial
 
     def resources(config: dict) -> dict:
-        s = by_id[f"{config['spec']['variant']}/{config['spec']['seed']}"]
+        s = TrialSpec.from_param(config["spec"])
         # In-process trials hold their worker's CPUs; a worker-group trial holds a token CPU and Ray Train
         # reserves its workers in a placement group of their own.
-        return {"cpu": s.fit.trial_cpus, "gpu": s.config.resources.gpus_per_worker} if s.config.resources.workers_per_trial == 0 \
+        return {"cpu": s.fit.trial_cpus, "gpu": s.config.resources.gpus_per_worker} if s.in_process \
             else {"cpu": TRIAL_DRIVER_CPU}
 
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, datasets=datasets), resources)
-    param_space = {
-        "spec": tune.grid_search([s.to_param() for s in specs]),
-        "classes": classes,
-        "placement_strategy": "SPREAD" if spread else "PACK",
-        "results_dir": results,
-    }
+    trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), resources)
+    param_space = {"spec": tune.grid_search([s.to_param() for s in plan.specs]), "results_dir": results}
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
     if resume:
         tuner = tune.Tuner.restore(results, trainable, resume_unfinished=True, resume_errored=True,
                                    param_space=param_space)
         # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
-        tuner._local_tuner.get_run_config().callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
+        tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner.fit()
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent, reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrent, reuse_actors=True,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=storage.name(results), storage_path=storage.parent(results), verbose=0,
-            callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), printer],
+            name=storage.name(results), storage_path=storage.parent(results), verbose=0, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
-            checkpoint_config=checkpoint_config(tune.CheckpointConfig),
+            checkpoint_config=checkpoint.ray_config(tune.CheckpointConfig),
         ),
     )
     return tuner.fit()
@@ -220,49 +180,3 @@ def _trial_name(trial) -> str:
     spec = trial.config["spec"]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec["variant"])
     return f"{safe}_seed{spec['seed']}_{trial.trial_id}"
-
-
-def make_printer(total: int, out=sys.stdout):
-    """A Tune callback that prints one fixed-column line as each trial ends."""
-    from ray.tune import Callback
-
-    class Printer(Callback):
-        HEARTBEAT_S = 30  # with nothing else printed for this long, say what is running
-
-        def __init__(self):
-            self.done = 0
-            self.t0 = self.last_print = time.time()
-            self.last: dict[str, dict] = {}
-
-        def on_step_end(self, iteration, trials, **info):
-            if time.time() - self.last_print < self.HEARTBEAT_S:
-                return
-            running = [t for t in trials if t.status == "RUNNING"]
-            epochs = ", ".join(f"{t.config['spec']['variant']}/{t.config['spec']['seed']} epoch {self.last.get(t.trial_id, {}).get('epoch', 0)}"
-                               for t in running[:4])
-            out.write(f"        {time.time() - self.t0:6.0f}s  {self.done}/{total} done, {len(running)} running: {epochs}\n")
-            out.flush()
-            self.last_print = time.time()
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.last[trial.trial_id] = result
-
-        def _line(self, trial, status: str) -> None:
-            self.done += 1
-            spec = trial.config["spec"]
-            r = self.last.get(trial.trial_id, {})
-            acc = r.get("best_val_accuracy")
-            acc_s = f"{acc:6.3f}" if isinstance(acc, float) else "     -"
-            ep = f"{r.get('best_epoch', '-')}/{r.get('epoch', '-')}"
-            out.write(f"[{self.done:>{len(str(total))}}/{total}] {time.time() - self.t0:6.0f}s  {spec['variant'][:28]:<28} "
-                      f"seed {spec['seed']:<4} {status:<13} best val acc {acc_s}  epoch {ep}\n")
-            out.flush()
-            self.last_print = time.time()
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._line(trial, self.last.get(trial.trial_id, {}).get("status", "completed"))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._line(trial, "error")
-
-    return Printer()

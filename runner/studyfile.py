@@ -1,4 +1,9 @@
-"""Where a results dir came from: resolved config, git commit, package versions, machine (study.json)."""
+"""study.json, the one reader and writer: what a study planned and where its results came from.
+
+It holds the study's name, its variants in order with their overrides, the reference, the seeds,
+every planned trial (``TrialSpec.to_param``), the data each dataset key holds, the cluster, and
+provenance: the command, the git commit, package versions and the machine.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+NAME = "study.json"
 
 PACKAGES = ("runner", "ray", "torch", "albumentations", "tensorboard", "scikit-learn", "pyarrow", "numpy", "scipy", "matplotlib")
 
@@ -47,8 +55,33 @@ def machine() -> dict:
             "hostname": platform.node()}
 
 
-def write_study_json(path: Path, **fields) -> None:
+@dataclass(frozen=True)
+class StudyFile:
+    """What study.json says; ``doc`` is the whole document (the report shows its provenance)."""
+
+    name: str
+    variants: tuple[str, ...]  # in the study's order
+    reference: str | None
+    trials: tuple[dict, ...]  # TrialSpec params, as planned
+    doc: dict = field(default_factory=dict)
+
+
+def write(results_dir: Path, **fields) -> None:
+    """Write study.json (atomically) with ``fields`` and this process's provenance."""
     doc = {"command": sys.argv, "git_commit": git_commit(), "versions": versions(), "machine": machine(), **fields}
+    path = Path(results_dir) / NAME
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def read(results_dir: Path) -> StudyFile | None:
+    """The results dir's study.json, or None when it is missing or unreadable."""
+    try:
+        doc = json.loads((Path(results_dir) / NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return StudyFile(doc.get("study") or Path(results_dir).name, tuple(doc.get("variants") or ()), doc.get("reference"),
+                     tuple(doc.get("trials") or ()), doc)

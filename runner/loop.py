@@ -1,0 +1,286 @@
+"""The training loop of one trial, without Ray: spec -> seed -> data -> model -> optimizer -> epochs
+{train, validate, report, stop?}.
+
+Every place the loop touches the outside goes through a ``Session``: its rank in the trial's worker
+group, its data shard, the collectives, reporting each epoch with its checkpoint, and the state to
+resume from. ``runner.trial.RaySession`` is Ray's (local mode and worker groups alike);
+``MemorySession`` runs a trial in this process, for tests and benchmarks. Rank 0 writes the trial's
+own files: TensorBoard events and the best epoch's confusion matrix and classification report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from runner import checkpoint, storage
+from runner.data.augment import Augment
+from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
+from runner.metrics import classification_report, confusion
+from runner.model import build_model
+from runner.plan import TrialSpec
+from runner.results import Status
+
+
+class Session(Protocol):
+    """What the loop needs from whatever runs it."""
+
+    rank: int  # this worker's rank in the trial's group (0 writes files and checkpoints)
+    world: int  # workers in the group
+    device: torch.device
+
+    def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """This worker's (uint8 images, labels) of split ``name``; every rank gets as many train images."""
+        ...
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model ready for the group (DDP-wrapped when there are several workers)."""
+        ...
+
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over the workers."""
+        ...
+
+    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
+        """Rank 0's value on every worker."""
+        ...
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        """Hand an epoch's metrics (and its checkpoint dir, copied before this returns) to whoever runs the trial."""
+        ...
+
+    def restored_state(self) -> dict | None:
+        """The last reported checkpoint's state when the trial is being retried or resumed, else None."""
+        ...
+
+    def workers(self) -> str:
+        """Where the group's workers run, in rank order, for the results."""
+        ...
+
+
+class MemorySession:
+    """One worker in this process: the data given, reports kept in ``reports``, each checkpoint copied to
+    ``keep/checkpoint_EPOCH`` (as Ray copies it into the trial dir), resumed from ``resume_from``."""
+
+    rank, world, device = 0, 1, torch.device("cpu")
+
+    def __init__(self, data: dict, keep: Path, resume_from: str | None = None):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        self.data, self.keep, self.resume_from = data, Path(keep), resume_from
+        self.reports: list[dict] = []
+        self.checkpoints: list[str] = []
+
+    def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.data[name]
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        self.reports.append(metrics)
+        if checkpoint_dir:
+            kept = self.keep / f"checkpoint_{metrics['epoch']}"
+            shutil.copytree(checkpoint_dir, kept)
+            self.checkpoints.append(str(kept))
+
+    def restored_state(self) -> dict | None:
+        return checkpoint.read_dir(self.resume_from) if self.resume_from else None
+
+    def workers(self) -> str:
+        return f"local:{os.getpid()}"
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What an epoch carries on to the next, and what a checkpoint saves to resume from."""
+
+    stopper: EarlyStopping
+    first_epoch: int = 1
+    best_preds: np.ndarray | None = None  # val predictions at the best epoch
+    history: list = dataclasses.field(default_factory=list)  # per epoch: accuracies and val loss
+
+
+def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None) -> None:
+    """Run ``spec``'s epochs (from its last checkpoint when resumed), reporting each through ``session``.
+
+    ``trial_dir``: the trial's dir in the results dir (a path or URI); ``entered``: when the trial
+    started, so the result says what it cost before its first step.
+    """
+    t_start = time.time()
+    cfg = spec.config
+    torch.set_num_threads(max(1, round(cfg.resources.cpus_per_worker)))
+    seed = _seed(cfg.train.seed, spec.variant, session.rank)
+    train_x, train_y = session.shard("train")  # uint8, in memory; every rank runs the same number of steps
+    val_x, val_y = session.shard("val")
+    augment = Augment(cfg.augment, cfg.data.image_size, seed)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    in_features = int(np.prod(train_x.shape[1:]))
+    model = session.prepare(build_model(cfg.model, in_features, len(spec.classes)).to(session.device))
+    opt = build_optimizer(cfg.optim, model.parameters())
+    progress = _Progress(EarlyStopping(cfg.train.patience))
+    state = session.restored_state()
+    if state is not None:  # a retried worker group or trial: carry on after the last finished epoch
+        progress = _restore(state, model, opt, progress.stopper)
+    files = storage.TrialFiles(trial_dir) if session.rank == 0 else None  # staged and uploaded for a URI
+    times = {"trial_start": t_start, "first_step_time": time.time(), "entered": entered or t_start}
+    board = _board(files, progress.first_epoch)
+    workers = session.workers()
+    try:
+        for epoch in range(progress.first_epoch, cfg.train.epochs + 1):
+            metrics, preds, improved = _epoch(spec, session, model, opt, augment, (train_x, train_y, val_x, val_y),
+                                              seed, epoch, progress.stopper)
+            metrics.update(_bookkeeping(times, workers, progress.first_epoch))
+            if improved:
+                progress.best_preds = preds
+            progress.history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
+            last = metrics["status"] != Status.RUNNING
+            if board:  # before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy
+                _write_files(board, files, spec, progress, model, metrics, (val_x, val_y), last)
+            _report(spec, session, model, opt, progress, metrics, improved, last)
+            if last:
+                break
+    finally:
+        if files:  # a URI's staged files are uploaded, also when the trial fails
+            files.close()
+
+
+def _epoch(spec: TrialSpec, session: Session, model, opt, augment: Augment, data: tuple, seed: int, epoch: int,
+           stopper: EarlyStopping) -> tuple[dict, np.ndarray, bool]:
+    """Train and validate one epoch; returns (its metrics with a status, val predictions, new best?)."""
+    cfg = spec.config
+    train_x, train_y, val_x, val_y = data
+    t0 = time.perf_counter()
+    rng = _seed_epoch(seed, epoch, augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
+    batch = max(1, cfg.train.batch_size // session.world)  # train.batch_size is global
+    tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, session.device,
+                                        amp=cfg.train.amp))
+    train_seconds = time.perf_counter() - t0
+    va, preds = evaluate(model, val_x, val_y, cfg.augment, session.device)
+    va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
+    train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
+    val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
+    improved = stopper.update(val_acc, epoch)
+    diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
+    metrics = {
+        "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+        "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
+        "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
+        "status": _status(diverged, stopper, epoch, cfg.train.epochs),
+    }
+    return metrics, preds, improved
+
+
+def _status(diverged: bool, stopper: EarlyStopping, epoch: int, epochs: int) -> Status:
+    if diverged:
+        return Status.DIVERGED
+    if stopper.should_stop and epoch < epochs:
+        return Status.EARLY_STOPPED
+    return Status.COMPLETED if epoch == epochs or stopper.should_stop else Status.RUNNING
+
+
+def _bookkeeping(times: dict, workers: str, first_epoch: int) -> dict:
+    """The result fields that say what the trial cost and where it ran."""
+    return {
+        "setup_seconds": times["first_step_time"] - times["entered"],  # trial entered -> first training step
+        "trial_start": times["trial_start"], "first_step_time": times["first_step_time"], "time": time.time(),
+        "workers": workers, "memory_mib": _rss_mib(), "resumed_from_epoch": first_epoch - 1,
+    }
+
+
+def _report(spec: TrialSpec, session: Session, model, opt, progress: _Progress, metrics: dict, improved: bool,
+            last: bool) -> None:
+    """Report the epoch. Rank 0 checkpoints every checkpoint_every epochs, and always the best model and the
+    end (evaluate/predict use the best)."""
+    every = spec.config.train.checkpoint_every
+    save = session.rank == 0 and (metrics["epoch"] % every == 0 or improved or last)
+    ckpt_dir = checkpoint.save(_state(spec, model, opt, progress, metrics)) if save else None
+    session.report({**metrics, "status": str(metrics["status"])}, ckpt_dir)  # Ray copies the checkpoint before returning
+    if ckpt_dir:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def _state(spec: TrialSpec, model, opt, progress: _Progress, metrics: dict) -> dict:
+    """Everything a retried trial needs to carry on, plus what evaluate/predict need to use the model."""
+    return {
+        "model": getattr(model, "module", model).state_dict(), "optimizer": opt.state_dict(),
+        "config": spec.config.to_dict(), "classes": list(spec.classes), "epoch": metrics["epoch"],
+        checkpoint.SCORE: metrics["val_accuracy"], "stopper": dataclasses.asdict(progress.stopper),
+        "history": progress.history,
+        # a list, not an array: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
+        "best_preds": None if progress.best_preds is None else np.asarray(progress.best_preds).tolist(),
+    }
+
+
+def _restore(state: dict, model, opt, stopper: EarlyStopping) -> _Progress:
+    getattr(model, "module", model).load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    for k, v in state["stopper"].items():
+        setattr(stopper, k, v)
+    preds = state["best_preds"]
+    return _Progress(stopper, state["epoch"] + 1, None if preds is None else np.asarray(preds, dtype=np.int64),
+                     state["history"])
+
+
+def _board(files: storage.TrialFiles | None, first_epoch: int):
+    """Rank 0's TensorBoard run in the trial dir (None on other ranks)."""
+    from runner.tblog import TrialBoard
+
+    return TrialBoard(str(files.dir), purge_step=first_epoch) if files else None
+
+
+def _write_files(board, files: storage.TrialFiles, spec: TrialSpec, progress: _Progress, model, metrics: dict,
+                 val: tuple[np.ndarray, np.ndarray], last: bool) -> None:
+    """The epoch's events; at the end, every file of the trial (before its final status is reported)."""
+    board.epoch(metrics, getattr(model, "module", model))
+    if last:
+        stopper, (val_x, val_y), classes = progress.stopper, val, list(spec.classes)
+        if progress.best_preds is not None:
+            cm = confusion(val_y, progress.best_preds, len(classes))
+            report = classification_report(val_y, progress.best_preds, classes)
+            board.best(stopper.best_epoch, cm, report, val_x, val_y, progress.best_preds, classes)
+            (files.dir / "confusion_matrix.json").write_text(json.dumps(
+                {"epoch": stopper.best_epoch, "classes": classes, "matrix": cm.tolist()}))
+            (files.dir / "classification_report.txt").write_text(f"best epoch {stopper.best_epoch}\n\n{report}")
+        board.finish(spec, stopper)
+    files.sync()  # a URI's copy is as far as the checkpoint that follows
+
+
+def _seed(study_seed: int, variant: str, rank: int) -> int:
+    """A seed per (study seed, variant, worker rank), stable across runs and machines."""
+    seed = (study_seed * 1_000_003 + zlib.crc32(variant.encode()) + rank * 7919) % (2**31)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    return seed
+
+
+def _seed_epoch(seed: int, epoch: int, augment: Augment) -> np.random.Generator:
+    """Seed torch (dropout) and the augmentation for one epoch; return the epoch's shuffling generator."""
+    epoch_seed = (seed * 10_007 + epoch) % (2**31)
+    torch.manual_seed(epoch_seed)
+    augment.reseed(epoch_seed)
+    return np.random.default_rng(epoch_seed)
+
+
+def _rss_mib() -> float:
+    """This process's resident memory, MiB (Linux; 0 elsewhere)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0

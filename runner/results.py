@@ -1,0 +1,151 @@
+"""A study's results dir as typed trial records: one ``TrialRecord`` per planned trial.
+
+Reads what Ray Tune and the trials leave in ``STORAGE/NAME`` (a directory; a URI is read through a
+local copy of its small files): each trial dir's params.json (its ``TrialSpec``) and result.json
+(one row per epoch, the last one saying the trial's ``Status``), error.txt when it failed, and its
+kept checkpoints; study.json adds the trials the plan holds that never started (``pending``). Also
+killed and partial studies: a line cut short by a crash is skipped, a trial whose last row says
+``running`` was interrupted. No Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from runner import checkpoint, studyfile
+from runner.errors import first_line
+
+
+class Status(StrEnum):
+    """Where a trial stands. Each epoch's result carries one; a record derives its own from the last."""
+
+    RUNNING = "running"  # in result.json only: the trial had more epochs to go
+    COMPLETED = "completed"  # ran every epoch
+    EARLY_STOPPED = "early_stopped"  # stopped by train.patience
+    DIVERGED = "diverged"  # a loss became NaN/inf: a result (that setting does not train), not a failure
+    ERROR = "error"  # the training code failed; error.txt holds the traceback
+    INTERRUPTED = "interrupted"  # started, then the study stopped (Ctrl-C, SIGTERM, kill): --resume finishes it
+    PENDING = "pending"  # planned, never started
+
+    @property
+    def finished(self) -> bool:
+        """Ran to an end that is a result."""
+        return self in FINISHED
+
+    @property
+    def unfinished(self) -> bool:
+        """--resume runs it (again, from its last checkpoint)."""
+        return self in UNFINISHED
+
+
+FINISHED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED, Status.DIVERGED})
+UNFINISHED = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.PENDING})
+TRAINED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED})  # finished with a model worth comparing
+
+COLUMNS = [  # summary.csv / summary.parquet, a row per trial (TrialRecord.row)
+    "variant", "seed", "status", "best_val_accuracy", "best_epoch", "epochs_run", "final_train_accuracy",
+    "final_val_accuracy", "final_val_loss", "trial_seconds", "setup_seconds", "images_per_second",
+    "checkpoint", "trial_dir", "error",
+]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as its results dir shows it. ``epochs`` are result.json's rows, oldest first."""
+
+    variant: str
+    seed: int
+    order: int  # the variant's position in the study
+    status: Status
+    epochs: tuple[dict, ...] = ()
+    trial_dir: str = ""  # its dir's name under the results dir ("" for a pending trial)
+    checkpoint: str = ""  # the best kept checkpoint, relative to the results dir ("" for none)
+    error: str = ""  # the line naming the error of a failed trial
+
+    @property
+    def last(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        return self.last.get("best_val_accuracy")
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.last.get("best_epoch")
+
+    @property
+    def epochs_run(self) -> int:
+        return self.last.get("epoch", 0)
+
+    @property
+    def train_val_gap(self) -> float | None:
+        """Final train accuracy - final val accuracy."""
+        tr, va = self.last.get("train_accuracy"), self.last.get("val_accuracy")
+        return None if tr is None or va is None else tr - va
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Median train speed over the epochs, the first (warm-up) left out when there are more."""
+        ips = [r["images_per_second"] for r in self.epochs[1:]] or [r["images_per_second"] for r in self.epochs]
+        return _round(statistics.median(ips), 1) if ips else None
+
+    def row(self) -> dict:
+        """The trial's summary.csv row, in COLUMNS order."""
+        last = self.last
+        return {
+            "variant": self.variant, "seed": self.seed, "status": str(self.status),
+            "best_val_accuracy": self.best_val_accuracy, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+            "final_train_accuracy": last.get("train_accuracy"), "final_val_accuracy": last.get("val_accuracy"),
+            "final_val_loss": last.get("val_loss"), "trial_seconds": _round(last.get("time_total_s"), 2),
+            "setup_seconds": _round(last.get("setup_seconds"), 2), "images_per_second": self.images_per_second,
+            "checkpoint": self.checkpoint, "trial_dir": self.trial_dir, "error": self.error,
+        }
+
+
+def read_records(results_dir: Path) -> list[TrialRecord]:
+    """A record per trial dir, plus a ``pending`` one per planned trial that never started; in the
+    study's variant order, then by seed."""
+    results_dir = Path(results_dir)
+    records = [_record(p.parent) for p in sorted(results_dir.glob("*/params.json"))]
+    started = {(r.variant, r.seed) for r in records}
+    study = studyfile.read(results_dir)
+    for spec in study.trials if study else ():
+        if (spec["variant"], spec["seed"]) not in started:
+            records.append(TrialRecord(spec["variant"], spec["seed"], spec.get("order", 0), Status.PENDING))
+    return sorted(records, key=lambda r: (r.order, r.variant, r.seed))
+
+
+def _record(trial_dir: Path) -> TrialRecord:
+    spec = json.loads((trial_dir / "params.json").read_text())["spec"]
+    epochs = tuple(read_results(trial_dir / "result.json"))
+    status = Status(epochs[-1].get("status", Status.PENDING)) if epochs else Status.PENDING
+    err = trial_dir / "error.txt"
+    error = ""
+    if err.exists() and not status.finished:  # error.txt stays behind when a retry later finished the trial
+        status, error = Status.ERROR, first_line(err.read_text(errors="replace"))
+    elif status == Status.RUNNING:
+        status = Status.INTERRUPTED
+    return TrialRecord(spec["variant"], spec["seed"], spec.get("order", 0), status, epochs, trial_dir.name,
+                       checkpoint.best(trial_dir), error)
+
+
+def read_results(path: Path) -> list[dict]:
+    """The per-epoch rows of a trial's result.json; lines cut short by a crash are skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return [r for r in out if "epoch" in r]
+
+
+def _round(x, n: int) -> float | None:
+    return None if x is None else round(float(x), n)
