@@ -20,6 +20,8 @@ run: install
 	$(PY) -m runner.tune configs/init_study.py $(ARGS)
 
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:

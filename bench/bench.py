@@ -74,7 +74,9 @@ def course_loop(folder: Path, cfg: TrialConfig, epochs: int, threads: int) -> tu
     torch.set_num_threads(threads)
     classes = sorted(p.name for p in (folder / "train").iterdir())
     norm = A.Normalize(mean=cfg.augment.mean, std=cfg.augment.std)
-    train_tf = A.Compose([A.Resize(64, 64), A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.2), norm, ToTensorV2()])
+    train_tf = A.Compose(
+        [A.Resize(64, 64), A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.2), norm, ToTensorV2()]
+    )
     val_tf = A.Compose([A.Resize(64, 64), norm, ToTensorV2()])
 
     class Folder(Dataset):
@@ -109,7 +111,7 @@ def course_loop(folder: Path, cfg: TrialConfig, epochs: int, threads: int) -> tu
         train_s += time.perf_counter() - te
         model.eval()
         with torch.no_grad():
-            for x, y in val:
+            for x, _y in val:
                 model(x)
     return seen / train_s, time.perf_counter() - t0
 
@@ -135,7 +137,7 @@ def compute_limit(cfg: TrialConfig, n: int, threads: int, epochs: int = 3) -> fl
     for _ in range(epochs):
         t0 = time.perf_counter()
         for i in range(0, n, cfg.train.batch_size):
-            loss = F.cross_entropy(model(x[i:i + cfg.train.batch_size]), y[i:i + cfg.train.batch_size])
+            loss = F.cross_entropy(model(x[i : i + cfg.train.batch_size]), y[i : i + cfg.train.batch_size])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -201,7 +203,8 @@ def run_runner(folder: Path, epochs: int | None, out: Path) -> dict:
     study_file = out / "bench_study.py"
     study_file.write_text(
         "import dataclasses\nfrom runner.config import load_study\n"
-        f"study = dataclasses.replace(load_study({str(ROOT / 'configs/regularization_study.py')!r}), seeds=(0,), name='bench')\n")
+        f"study = dataclasses.replace(load_study({str(ROOT / 'configs/regularization_study.py')!r}), seeds=(0,), name='bench')\n"
+    )
     args = [sys.executable, "-m", "runner.tune", str(study_file), "--storage", str(out), "--set", f"data.path={folder}"]
     if epochs:
         args += ["--set", f"train.epochs={epochs}", "--set", "train.patience=0"]
@@ -220,13 +223,23 @@ def run_runner(folder: Path, epochs: int | None, out: Path) -> dict:
     for rj in sorted(results.glob("*/result.json")):
         rows = [json.loads(line) for line in rj.read_text().splitlines() if '"epoch"' in line]
         params = json.loads((rj.parent / "params.json").read_text())["spec"]
-        trials.append({"variant": params["variant"], "epochs": len(rows), "cfg": TrialConfig.from_dict(params["trial"]),
-                       "ips": [r["images_per_second"] for r in rows[1:]] or [rows[0]["images_per_second"]],
-                       "setup": rows[0]["setup_seconds"], "first_step": rows[0]["first_step_time"],
-                       "last": rows[-1]["time"]})
+        trials.append(
+            {
+                "variant": params["variant"],
+                "epochs": len(rows),
+                "cfg": TrialConfig.from_dict(params["trial"]),
+                "ips": [r["images_per_second"] for r in rows[1:]] or [rows[0]["images_per_second"]],
+                "setup": rows[0]["setup_seconds"],
+                "first_step": rows[0]["first_step_time"],
+                "last": rows[-1]["time"],
+            }
+        )
     concurrent = json.loads((results / "study.json").read_text())["max_concurrent"]
     return {
-        "wall": t_exit - t0, "trials": trials, "concurrent": concurrent, "peak_gib": mem.peak / 2**20,
+        "wall": t_exit - t0,
+        "trials": trials,
+        "concurrent": concurrent,
+        "peak_gib": mem.peak / 2**20,
         "start_to_first_step": min(t["first_step"] for t in trials) - t0,
         "last_step_to_exit": t_exit - max(t["last"] for t in trials),
     }
@@ -240,7 +253,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="runner-bench-") as tmp:
         tmp = Path(tmp)
         folder = write_course_folder(tmp / "lesions")
-        print(f"machine: {cores} cores; data: builtin:lesions as 882 PNG files (702 train / 180 val) in {folder}", flush=True)
+        print(
+            f"machine: {cores} cores; data: builtin:lesions as 882 PNG files (702 train / 180 val) in {folder}",
+            flush=True,
+        )
         print("running runner on configs/regularization_study.py (one seed) ...", flush=True)
         r = run_runner(folder, args.epochs, tmp)
         trials = r["trials"]
@@ -262,15 +278,30 @@ def main() -> None:
     rows = [
         ("a. course loop, train images/s", f"{a:8.0f}", f"({cores} threads, decode + augment every epoch)"),
         ("b. compute limit, train images/s", f"{b:8.0f}", f"({per_trial_threads} thread(s), as one runner trial)"),
-        ("   compute limit, copies at once, images/s", f"{b_conc:8.0f}", f"(b with {r['concurrent']} processes at once, per process)"),
+        (
+            "   compute limit, copies at once, images/s",
+            f"{b_conc:8.0f}",
+            f"(b with {r['concurrent']} processes at once, per process)",
+        ),
         ("c. runner in a trial, images/s", f"{c:8.0f}", "(median over trials of the median epoch after the first)"),
         ("d. fixed cost per trial, median s", f"{setup:8.2f}", "(trial entered -> first training step)"),
-        ("   study start -> first step, s", f"{r['start_to_first_step']:8.1f}", "(command start, incl. Ray start and decode)"),
+        (
+            "   study start -> first step, s",
+            f"{r['start_to_first_step']:8.1f}",
+            "(command start, incl. Ray start and decode)",
+        ),
         ("   last step -> exit, s", f"{r['last_step_to_exit']:8.1f}", "(summary, report, Ray shutdown)"),
-        ("e. runner study wall, s", f"{r['wall']:8.1f}", f"({len(trials)} trials, {r['concurrent']} at a time, "
-                                                        f"{sum(t['epochs'] for t in trials)} epochs in all)"),
+        (
+            "e. runner study wall, s",
+            f"{r['wall']:8.1f}",
+            f"({len(trials)} trials, {r['concurrent']} at a time, {sum(t['epochs'] for t in trials)} epochs in all)",
+        ),
         ("   course loop, same trials in a row, s", f"{course_wall:8.1f}", ""),
-        ("f. peak memory (PSS) per concurrent trial, GiB", f"{peak_per_trial:8.2f}", f"({r['peak_gib']:.2f} GiB in all)"),
+        (
+            "f. peak memory (PSS) per concurrent trial, GiB",
+            f"{peak_per_trial:8.2f}",
+            f"({r['peak_gib']:.2f} GiB in all)",
+        ),
     ]
     w = max(len(k) for k, _, _ in rows)
     print()
@@ -286,7 +317,9 @@ def main() -> None:
         ("peak GiB per concurrent trial (<= 1.5)", peak_per_trial, TARGETS["peak GiB per trial"]),
     ]
     for k, v, target in checks:
-        verdict = "" if target is None else ("  met" if (v >= target if k.startswith("c/") else v <= target) else "  MISSED")
+        verdict = (
+            "" if target is None else ("  met" if (v >= target if k.startswith("c/") else v <= target) else "  MISSED")
+        )
         print(f"{k:<{w}}  {v:8.2f}{verdict}")
 
 

@@ -29,14 +29,28 @@ def study_file(tmp: Path, k: int, epochs: int) -> Path:
     p.write_text(
         "from runner.config import *\n"
         f"study = Study(name='gpu_k{k}', base=TrialConfig(train=TrainConfig(epochs={epochs})),\n"
-        f"              variants={{f'copy{{i}}': {{}} for i in range({k})}})\n")
+        f"              variants={{f'copy{{i}}': {{}} for i in range({k})}})\n"
+    )
     return p
 
 
 def run(tmp: Path, k: int, epochs: int, extra: list[str], name: str) -> dict:
     cpus = max(1, (os.cpu_count() or 1) // k)
-    args = [sys.executable, "-m", "runner.tune", str(study_file(tmp, k, epochs)), "--storage", str(tmp), "--name", name,
-            "--set", f"resources.gpus_per_worker={1 / k:.4f}", "--set", f"resources.cpus_per_worker={cpus}", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "runner.tune",
+        str(study_file(tmp, k, epochs)),
+        "--storage",
+        str(tmp),
+        "--name",
+        name,
+        "--set",
+        f"resources.gpus_per_worker={1 / k:.4f}",
+        "--set",
+        f"resources.cpus_per_worker={cpus}",
+        *extra,
+    ]
     t0 = time.time()
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     wall = time.time() - t0
@@ -58,7 +72,9 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device visible to torch; run it on a GPU machine")
-    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPUs")
+    print(
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPUs"
+    )
     with tempfile.TemporaryDirectory(prefix="runner-gpu-") as tmp:
         tmp = Path(tmp)
         results = {k: run(tmp, k, args.epochs, [], f"k{k}") for k in args.k}
@@ -73,7 +89,10 @@ def main() -> None:
         ratio = f"{r['aggregate'] / base:6.2f}" if base else "     -"
         print(f"{k:>10}  {r['per_trial']:>18.0f}  {r['aggregate']:>9.0f}  {ratio}  {r['wall']:>12.1f}")
     for label, r in (("bf16 autocast (train.amp)", amp), ("1-worker DDP group (nccl)", ddp)):
-        print(f"{label}: " + (f"error: {r['error']}" if "error" in r else f"{r['per_trial']:.0f} images/s, study {r['wall']:.1f} s"))
+        print(
+            f"{label}: "
+            + (f"error: {r['error']}" if "error" in r else f"{r['per_trial']:.0f} images/s, study {r['wall']:.1f} s")
+        )
 
 
 if __name__ == "__main__":

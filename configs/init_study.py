@@ -3,6 +3,7 @@
 Every variant uses dropout 0.1, as the course did, on the course's 512 -> 128 MLP; three seeds each
 so differences can be told from noise.
 """
+
 from runner.config import ModelConfig, Study, TrialConfig
 
 study = Study(

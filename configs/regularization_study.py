@@ -3,6 +3,7 @@
 Early stopping with patience 10 epochs on val accuracy, so each variant gets up to 50 epochs and
 stops once it no longer improves; the best epoch is what the summary compares.
 """
+
 from runner.config import ModelConfig, Study, TrainConfig, TrialConfig
 
 study = Study(

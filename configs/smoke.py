@@ -1,4 +1,5 @@
 """Smoke test: two tiny variants x two seeds on the built-in digits, 2 epochs. Runs in seconds per trial."""
+
 from runner.config import DataConfig, ModelConfig, Study, TrainConfig, TrialConfig
 
 study = Study(

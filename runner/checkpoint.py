@@ -42,8 +42,9 @@ def read(path) -> dict:
     import numpy as np
     import torch
 
-    with torch.serialization.safe_globals([np._core.multiarray._reconstruct, np.ndarray, np.dtype,
-                                           type(np.dtype(np.int64))]):
+    with torch.serialization.safe_globals(
+        [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.int64))]
+    ):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -58,6 +59,7 @@ def best(trial_dir: Path) -> str:
     "" when there is none. Checkpoints without meta.json (older results) rank below, newest first. A
     checkpoint counts by its model.pt or its meta.json (a URI's results are read from a copy without
     the weights)."""
+
     def score(d: Path) -> tuple:
         try:
             meta = json.loads((d / META).read_text())
@@ -65,7 +67,9 @@ def best(trial_dir: Path) -> str:
         except (OSError, ValueError, KeyError):
             return (0, 0.0, 0, (d / FILE).stat().st_mtime if (d / FILE).exists() else 0.0)
 
-    found = {p.parent for pattern in (f"**/checkpoint_*/{FILE}", f"**/checkpoint_*/{META}") for p in trial_dir.glob(pattern)}
+    found = {
+        p.parent for pattern in (f"**/checkpoint_*/{FILE}", f"**/checkpoint_*/{META}") for p in trial_dir.glob(pattern)
+    }
     return str(max(found, key=score).relative_to(trial_dir.parent)) if found else ""
 
 
@@ -107,7 +111,7 @@ def pick(results_dir: Path | str, variant: str | None = None, seed: int | None =
 
 
 def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
-    from runner.errors import ConfigError, first_line
+    from runner.errors import ConfigError
     from runner.results import Status, read_records
     from runner.summary import summarize
 
@@ -115,7 +119,9 @@ def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
         raise ConfigError(f"{results_dir}: no such results dir")
     records = read_records(results_dir)
     if not records:
-        raise ConfigError(f"{results_dir}: no trial results here; give STORAGE/NAME of a study run with python -m runner.tune")
+        raise ConfigError(
+            f"{results_dir}: no trial results here; give STORAGE/NAME of a study run with python -m runner.tune"
+        )
     ok = [r for r in records if r.status != Status.ERROR]  # an errored trial's checkpoint is not trusted
     with_ckpt = [r for r in ok if r.checkpoint]
     if variant is None:
@@ -128,7 +134,9 @@ def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
         raise ConfigError(f"--variant {variant!r}: not in {results_dir}; choose one of {', '.join(known)}")
     candidates = [r for r in with_ckpt if r.variant == variant and (seed is None or r.seed == seed)]
     if not candidates:
-        raise ConfigError(f"{results_dir}: variant {variant!r}{'' if seed is None else f' seed {seed}'} has no checkpoint")
+        raise ConfigError(
+            f"{results_dir}: variant {variant!r}{'' if seed is None else f' seed {seed}'} has no checkpoint"
+        )
     return max(candidates, key=lambda r: r.best_val_accuracy if r.best_val_accuracy is not None else -1.0)
 
 

@@ -15,12 +15,12 @@ import math
 import os
 import traceback
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from runner.errors import ConfigError
-
 
 # --------------------------------------------------------------------------- trial config
 
@@ -49,7 +49,10 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: tuple[int, ...] = (512, 128)  # widths of the hidden layers: Flatten -> 512 -> ReLU -> 128 -> ReLU -> classes
+    hidden: tuple[int, ...] = (
+        512,
+        128,
+    )  # widths of the hidden layers: Flatten -> 512 -> ReLU -> 128 -> ReLU -> classes
     dropout: float = 0.0  # dropout probability after each hidden ReLU (0 = none)
     batchnorm: bool = False  # BatchNorm1d after each hidden Linear, before the ReLU
     init: str = "default"  # default | xavier_uniform | kaiming_normal | uniform (biases zeroed unless default)
@@ -69,7 +72,9 @@ class TrainConfig:
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
     amp: bool = False  # bf16 autocast for the forward pass on GPU (ignored on CPU, where it is slower)
-    checkpoint_every: int = 1  # epochs between checkpoints (resume points); a new best and the last epoch always get one
+    checkpoint_every: int = (
+        1  # epochs between checkpoints (resume points); a new best and the last epoch always get one
+    )
     seed: int = 0  # set per trial from the study's seeds
 
 
@@ -93,7 +98,7 @@ class TrialConfig:
         return _to_plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrialConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialConfig:
         return apply_overrides(cls(), flatten(d))
 
 
@@ -103,14 +108,48 @@ INITS = ("default", "xavier_uniform", "kaiming_normal", "uniform")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LEAKAGE = ("warn", "fail", "drop")
 # albumentations transforms that keep the image size (so the MLP input stays fixed), by lowercase name
-AUGMENTATIONS = {n.lower(): n for n in (
-    "HorizontalFlip", "VerticalFlip", "RandomRotate90", "Transpose", "Affine", "ShiftScaleRotate", "Rotate",
-    "SafeRotate", "Perspective", "ElasticTransform", "GridDistortion", "OpticalDistortion", "RandomResizedCrop",
-    "RandomBrightnessContrast", "ColorJitter", "HueSaturationValue", "RGBShift", "RandomGamma", "CLAHE",
-    "ToGray", "ChannelShuffle", "Equalize", "Posterize", "Solarize", "GaussNoise", "ISONoise", "GaussianBlur",
-    "MotionBlur", "MedianBlur", "Blur", "Defocus", "Sharpen", "Emboss", "Downscale", "ImageCompression",
-    "CoarseDropout", "RandomShadow",
-)}
+AUGMENTATIONS = {
+    n.lower(): n
+    for n in (
+        "HorizontalFlip",
+        "VerticalFlip",
+        "RandomRotate90",
+        "Transpose",
+        "Affine",
+        "ShiftScaleRotate",
+        "Rotate",
+        "SafeRotate",
+        "Perspective",
+        "ElasticTransform",
+        "GridDistortion",
+        "OpticalDistortion",
+        "RandomResizedCrop",
+        "RandomBrightnessContrast",
+        "ColorJitter",
+        "HueSaturationValue",
+        "RGBShift",
+        "RandomGamma",
+        "CLAHE",
+        "ToGray",
+        "ChannelShuffle",
+        "Equalize",
+        "Posterize",
+        "Solarize",
+        "GaussNoise",
+        "ISONoise",
+        "GaussianBlur",
+        "MotionBlur",
+        "MedianBlur",
+        "Blur",
+        "Defocus",
+        "Sharpen",
+        "Emboss",
+        "Downscale",
+        "ImageCompression",
+        "CoarseDropout",
+        "RandomShadow",
+    )
+}
 
 
 def lookup(registry: Mapping[str, Any], name: str, key: str) -> Any:
@@ -194,9 +233,7 @@ def apply_overrides(cfg: TrialConfig, overrides: Mapping[str, Any]) -> TrialConf
         by_section.setdefault(section, {})[name] = coerced
     if problems:
         raise ConfigError("; ".join(problems))
-    return dataclasses.replace(
-        cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()}
-    )
+    return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()})
 
 
 def _unknown_key(key: str, keys: Mapping[str, Any]) -> str:
@@ -240,7 +277,12 @@ def coerce(value: Any, tp: Any) -> Any:
             return value
         raise ValueError("expected true or false")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
             raise ValueError("expected a whole number")
         return int(value)
     if tp is float:
@@ -267,46 +309,66 @@ def coerce(value: Any, tp: Any) -> Any:
 # --------------------------------------------------------------------------- validation
 
 
+class _Problems(list):
+    """Problems found so far, as 'key=value (where): what is allowed' strings."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.at = f" ({where})" if where else ""
+
+    def need(self, ok: bool, key: str, value: Any, allowed: str) -> None:
+        if not ok:
+            self.append(f"{key}={value!r}{self.at}: {allowed}")
+
+
 def validate(cfg: TrialConfig, where: str = "") -> list[str]:
     """Every out-of-range value in ``cfg``, as 'key=value: what is allowed' strings."""
-    p = []
-    at = f" ({where})" if where else ""
+    p = _Problems(where)
+    _check_data(cfg.data, cfg.augment, p)
+    _check_model(cfg.model, cfg.optim, p)
+    _check_train(cfg.train, cfg.model, cfg.resources, p)
+    return list(p)
 
-    def need(ok: bool, key: str, value: Any, allowed: str) -> None:
-        if not ok:
-            p.append(f"{key}={value!r}{at}: {allowed}")
 
-    d, a, m, o, t, r = cfg.data, cfg.augment, cfg.model, cfg.optim, cfg.train, cfg.resources
-    need(bool(d.path.strip()), "data.path", d.path, "give an image folder or builtin:lesions / builtin:digits")
-    need(8 <= d.image_size <= 512, "data.image_size", d.image_size, "must be between 8 and 512 pixels")
-    need(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be a fraction in (0, 1)")
-    need(d.leakage in LEAKAGE, "data.leakage", d.leakage, f"choose one of {', '.join(LEAKAGE)}")
-    need(len(a.mean) == 3 and len(a.std) == 3, "augment.mean/std", (a.mean, a.std), "need 3 values each (R, G, B)")
-    need(all(s > 0 for s in a.std), "augment.std", a.std, "must be > 0")
+def _check_data(d: DataConfig, a: AugmentConfig, p: _Problems) -> None:
+    p.need(bool(d.path.strip()), "data.path", d.path, "give an image folder or builtin:lesions / builtin:digits")
+    p.need(8 <= d.image_size <= 512, "data.image_size", d.image_size, "must be between 8 and 512 pixels")
+    p.need(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be a fraction in (0, 1)")
+    p.need(d.leakage in LEAKAGE, "data.leakage", d.leakage, f"choose one of {', '.join(LEAKAGE)}")
+    p.need(len(a.mean) == 3 and len(a.std) == 3, "augment.mean/std", (a.mean, a.std), "need 3 values each (R, G, B)")
+    p.need(all(s > 0 for s in a.std), "augment.std", a.std, "must be > 0")
+    example = '{"name": "VerticalFlip", "p": 0.5}'
     for i, spec in enumerate(a.train):
         name = spec.get("name")
-        need(isinstance(name, str), f"augment.train[{i}]", spec, 'each entry needs a "name", e.g. {"name": "VerticalFlip", "p": 0.5}')
+        p.need(isinstance(name, str), f"augment.train[{i}]", spec, f'each entry needs a "name", e.g. {example}')
         if isinstance(name, str) and name.lower() not in AUGMENTATIONS:
-            p.append(f"augment.train[{i}]: unknown transform {name!r}; choose from "
-                     f"{', '.join(sorted(AUGMENTATIONS.values()))}{at}")
-    need(len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", m.hidden, "need one or more positive widths, e.g. [512, 128]")
-    need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
-    need(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")
-    need(o.name in OPTIMIZERS, "optim.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
-    need(o.lr > 0 and math.isfinite(o.lr), "optim.lr", o.lr, "must be > 0")
-    need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
-    need(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
-    need(t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
-    need(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
-    per_worker = t.batch_size // max(1, r.workers_per_trial)
-    need(not m.batchnorm or per_worker >= 2, "train.batch_size", t.batch_size,
-         f"BatchNorm needs at least 2 images per worker per step; use >= {2 * max(1, r.workers_per_trial)}")
-    need(t.patience >= 0, "train.patience", t.patience, "must be >= 0 (0 turns early stopping off)")
-    need(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "must be >= 1 (1 = every epoch)")
-    need(r.workers_per_trial >= 0, "resources.workers_per_trial", r.workers_per_trial, "must be >= 0 (0 trains in the trial process)")
-    need(r.cpus_per_worker > 0, "resources.cpus_per_worker", r.cpus_per_worker, "must be > 0")
-    need(r.gpus_per_worker >= 0, "resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")
-    return p
+            known = ", ".join(sorted(AUGMENTATIONS.values()))
+            p.append(f"augment.train[{i}]: unknown transform {name!r}; choose from {known}{p.at}")
+
+
+def _check_model(m: ModelConfig, o: OptimConfig, p: _Problems) -> None:
+    widths_ok = len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden)
+    p.need(widths_ok, "model.hidden", m.hidden, "need one or more positive widths, e.g. [512, 128]")
+    p.need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
+    p.need(m.init in INITS, "model.init", m.init, f"choose one of {', '.join(INITS)}")
+    p.need(o.name in OPTIMIZERS, "optim.name", o.name, f"choose one of {', '.join(OPTIMIZERS)}")
+    p.need(o.lr > 0 and math.isfinite(o.lr), "optim.lr", o.lr, "must be > 0")
+    p.need(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
+    p.need(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
+
+
+def _check_train(t: TrainConfig, m: ModelConfig, r: ResourcesConfig, p: _Problems) -> None:
+    p.need(t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
+    p.need(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
+    workers = max(1, r.workers_per_trial)
+    bn = f"BatchNorm needs at least 2 images per worker per step; use >= {2 * workers}"
+    p.need(not m.batchnorm or t.batch_size // workers >= 2, "train.batch_size", t.batch_size, bn)
+    p.need(t.patience >= 0, "train.patience", t.patience, "must be >= 0 (0 turns early stopping off)")
+    p.need(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "must be >= 1 (1 = every epoch)")
+    no_workers = "must be >= 0 (0 trains in the trial process)"
+    p.need(r.workers_per_trial >= 0, "resources.workers_per_trial", r.workers_per_trial, no_workers)
+    p.need(r.cpus_per_worker > 0, "resources.cpus_per_worker", r.cpus_per_worker, "must be > 0")
+    p.need(r.gpus_per_worker >= 0, "resources.gpus_per_worker", r.gpus_per_worker, "must be >= 0")
 
 
 def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialConfig]]:
@@ -315,7 +377,7 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
         raise ConfigError(f"{where}: `study` must be a runner.config.Study, got {type(study).__name__}")
     problems = []
     if not isinstance(study.name, str) or not study.name or any(c in study.name for c in '/\\:*?"<>| '):
-        problems.append(f"{where}: name={study.name!r} must be a non-empty name without spaces or /\\:*?\"<>|")
+        problems.append(f'{where}: name={study.name!r} must be a non-empty name without spaces or /\\:*?"<>|')
     if not isinstance(study.base, TrialConfig):
         problems.append(f"{where}: base must be a TrialConfig")
     if not study.variants or not isinstance(study.variants, Mapping):
@@ -355,7 +417,11 @@ def _typed(cfg: TrialConfig, where: str) -> TrialConfig:
             problems.append(f"{where}: base.{section} must be a {cls.__name__}(...), got {type(value).__name__}")
     if problems:
         raise ConfigError("; ".join(problems))
-    values = {f"{s}.{f.name}": getattr(getattr(cfg, s), f.name) for s in _SECTIONS for f in dataclasses.fields(getattr(cfg, s))}
+    values = {
+        f"{s}.{f.name}": getattr(getattr(cfg, s), f.name)
+        for s in _SECTIONS
+        for f in dataclasses.fields(getattr(cfg, s))
+    }
     try:
         return apply_overrides(TrialConfig(), values)
     except ConfigError as e:
@@ -399,7 +465,9 @@ def load_study(path: str | Path) -> Study:
         line = f":{frames[-1].lineno}" if frames else ""
         raise ConfigError(f"{path}{line}: {type(e).__name__}: {e}") from None
     if not hasattr(module, "study"):
-        raise ConfigError(f"{path}: defines no `study`; add `study = Study(name=..., base=TrialConfig(...), variants={{...}})`")
+        raise ConfigError(
+            f"{path}: defines no `study`; add `study = Study(name=..., base=TrialConfig(...), variants={{...}})`"
+        )
     return module.study
 
 

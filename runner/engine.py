@@ -32,9 +32,18 @@ def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
     return lookup(BUILDERS, cfg.name, "optim.name")(cfg, params)
 
 
-def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, batch_size: int,
-                augment, norm: AugmentConfig, rng: np.random.Generator, device: torch.device,
-                amp: bool = False) -> torch.Tensor:
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    augment,
+    norm: AugmentConfig,
+    rng: np.random.Generator,
+    device: torch.device,
+    amp: bool = False,
+) -> torch.Tensor:
     """Train on (x uint8, y) in shuffled batches; returns [loss sum, correct, images] as a float64 tensor.
 
     ``amp``: bf16 autocast on CUDA (no loss scaling needed for bf16); a no-op on CPU.
@@ -46,7 +55,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: 
         perm = perm[:-1]  # a last batch of one image breaks BatchNorm; drop it (reshuffled every epoch)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for i in range(0, len(perm), batch_size):
-        idx = np.sort(perm[i:i + batch_size])  # sorted gather is faster; order within a batch does not matter
+        idx = np.sort(perm[i : i + batch_size])  # sorted gather is faster; order within a batch does not matter
         xb = normalize(torch.from_numpy(augment(x[idx])).to(device, non_blocking=True), norm)
         yb = torch.from_numpy(y[idx]).to(device, non_blocking=True)
         with autocast:
@@ -55,25 +64,36 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: np.ndarray, y: 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == yb).sum().double(),
-                             torch.tensor(float(len(idx)), dtype=torch.float64, device=device)])
+        sums += torch.stack(
+            [
+                loss.detach().double() * len(idx),
+                (logits.argmax(1) == yb).sum().double(),
+                torch.tensor(float(len(idx)), dtype=torch.float64, device=device),
+            ]
+        )
     return sums
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, norm: AugmentConfig,
-             device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+def evaluate(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, norm: AugmentConfig, device: torch.device
+) -> tuple[torch.Tensor, np.ndarray]:
     """Returns ([loss sum, correct, images] float64 tensor, predicted labels)."""
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     preds = []
     for i in range(0, len(y), EVAL_BATCH):
-        xb = normalize(torch.from_numpy(x[i:i + EVAL_BATCH]).to(device), norm)
-        yb = torch.from_numpy(y[i:i + EVAL_BATCH]).to(device)
+        xb = normalize(torch.from_numpy(x[i : i + EVAL_BATCH]).to(device), norm)
+        yb = torch.from_numpy(y[i : i + EVAL_BATCH]).to(device)
         logits = model(xb)
         pred = logits.argmax(1)
-        sums += torch.stack([F.cross_entropy(logits, yb, reduction="sum").double(), (pred == yb).sum().double(),
-                             torch.tensor(float(len(yb)), dtype=torch.float64, device=device)])
+        sums += torch.stack(
+            [
+                F.cross_entropy(logits, yb, reduction="sum").double(),
+                (pred == yb).sum().double(),
+                torch.tensor(float(len(yb)), dtype=torch.float64, device=device),
+            ]
+        )
         preds.append(pred.cpu().numpy())
     return sums, np.concatenate(preds) if preds else np.zeros(0, np.int64)
 

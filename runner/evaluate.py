@@ -34,8 +34,10 @@ from runner.metrics import classification_report, confusion
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, images: np.ndarray, cfg: TrialConfig) -> np.ndarray:
     """Softmax class probabilities (N, classes) for uint8 images (N, S, S, 3), normalized as in training."""
-    out = [torch.softmax(model(normalize(torch.from_numpy(images[i:i + EVAL_BATCH]), cfg.augment)), 1).numpy()
-           for i in range(0, len(images), EVAL_BATCH)]
+    out = [
+        torch.softmax(model(normalize(torch.from_numpy(images[i : i + EVAL_BATCH]), cfg.augment)), 1).numpy()
+        for i in range(0, len(images), EVAL_BATCH)
+    ]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -58,8 +60,9 @@ def load_labelled(root: Path, size: int, classes: list[str]) -> tuple[np.ndarray
     return images, labels, skipped, "all" if found.is_val is None else "val"
 
 
-def evaluate_folder(results_dir: Path, data: Path, out: Path, variant: str | None = None,
-                    seed: int | None = None) -> dict:
+def evaluate_folder(
+    results_dir: Path, data: Path, out: Path, variant: str | None = None, seed: int | None = None
+) -> dict:
     """Evaluate the picked checkpoint on ``data``; writes the files into ``out`` and returns metrics.json's dict."""
     picked = checkpoint.pick(results_dir, variant, seed)
     model, cfg, classes, ckpt = checkpoint.load_model(picked.path)
@@ -68,18 +71,32 @@ def evaluate_folder(results_dir: Path, data: Path, out: Path, variant: str | Non
     cm = confusion(labels, preds, len(classes))
     report = classification_report(labels, preds, classes)
     metrics = {
-        "accuracy": sums[1].item() / sums[2].item(), "loss": sums[0].item() / sums[2].item(), "images": len(labels),
-        "split": split, "skipped_files": skipped, "data": str(data), "checkpoint": picked.source,
-        "variant": picked.record.variant, "seed": picked.record.seed, "checkpoint_epoch": ckpt.get("epoch"),
-        "checkpoint_val_accuracy": ckpt.get(checkpoint.SCORE), "classes": classes,
-        "per_class_recall": {c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)},
+        "accuracy": sums[1].item() / sums[2].item(),
+        "loss": sums[0].item() / sums[2].item(),
+        "images": len(labels),
+        "split": split,
+        "skipped_files": skipped,
+        "data": str(data),
+        "checkpoint": picked.source,
+        "variant": picked.record.variant,
+        "seed": picked.record.seed,
+        "checkpoint_epoch": ckpt.get("epoch"),
+        "checkpoint_val_accuracy": ckpt.get(checkpoint.SCORE),
+        "classes": classes,
+        "per_class_recall": {
+            c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)
+        },
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": cm.tolist()}))
     (out / "classification_report.txt").write_text(report)
-    _confusion_png(cm, classes, f"{picked.record.variant} seed {picked.record.seed} on {Path(data).name}",
-                   out / "confusion_matrix.png")
+    _confusion_png(
+        cm,
+        classes,
+        f"{picked.record.variant} seed {picked.record.seed} on {Path(data).name}",
+        out / "confusion_matrix.png",
+    )
     return {**metrics, "report": report}
 
 
@@ -99,10 +116,14 @@ def _confusion_png(cm: np.ndarray, classes: list[str], title: str, path: Path) -
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results_dir", help="the study's results dir (STORAGE/NAME, a directory or s3:// / gs:// URI)")
-    p.add_argument("--data", type=Path, required=True, help="image folder: ROOT/CLASS/* or ROOT/train|val/CLASS/* (val/ is used)")
+    p.add_argument(
+        "--data", type=Path, required=True, help="image folder: ROOT/CLASS/* or ROOT/train|val/CLASS/* (val/ is used)"
+    )
     p.add_argument("--variant", help="variant whose best trial to use (default: the best mean val accuracy)")
     p.add_argument("--seed", type=int, help="use this seed's trial of the variant")
-    p.add_argument("--out", type=Path, help="output dir (default RESULTS_DIR/eval_FOLDERNAME; ./eval_FOLDERNAME for a URI)")
+    p.add_argument(
+        "--out", type=Path, help="output dir (default RESULTS_DIR/eval_FOLDERNAME; ./eval_FOLDERNAME for a URI)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,9 +134,14 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"checkpoint  {m['checkpoint']} (variant {m['variant']}, seed {m['seed']}, epoch {m['checkpoint_epoch']}, "
-          f"val accuracy {render.fmt(m['checkpoint_val_accuracy'])})")
-    print(f"data        {m['data']}: {m['images']} images" + (f", {len(m['skipped_files'])} unreadable skipped" if m["skipped_files"] else ""))
+    print(
+        f"checkpoint  {m['checkpoint']} (variant {m['variant']}, seed {m['seed']}, epoch {m['checkpoint_epoch']}, "
+        f"val accuracy {render.fmt(m['checkpoint_val_accuracy'])})"
+    )
+    print(
+        f"data        {m['data']}: {m['images']} images"
+        + (f", {len(m['skipped_files'])} unreadable skipped" if m["skipped_files"] else "")
+    )
     if m["split"] == "all":
         print("note        the folder has no val/: evaluated on every image, including any the model was trained on")
     print(f"accuracy    {m['accuracy']:.3f} (loss {m['loss']:.3f})")

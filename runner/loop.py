@@ -108,13 +108,28 @@ class MemorySession:
 
 
 @dataclasses.dataclass
-class _Progress:
+class Progress:
     """What an epoch carries on to the next, and what a checkpoint saves to resume from."""
 
     stopper: EarlyStopping
     first_epoch: int = 1
     best_preds: np.ndarray | None = None  # val predictions at the best epoch
     history: list = dataclasses.field(default_factory=list)  # per epoch: accuracies and val loss
+
+
+@dataclasses.dataclass
+class _Run:
+    """One trial's working set, built once: what every epoch reads and updates."""
+
+    spec: TrialSpec
+    session: Session
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    augment: Augment
+    train: tuple[np.ndarray, np.ndarray]  # this worker's shard, uint8 images and labels
+    val: tuple[np.ndarray, np.ndarray]
+    seed: int  # this worker's seed (study seed, variant, rank)
+    progress: Progress
 
 
 def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None) -> None:
@@ -124,36 +139,20 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
     started, so the result says what it cost before its first step.
     """
     t_start = time.time()
-    cfg = spec.config
-    torch.set_num_threads(max(1, round(cfg.resources.cpus_per_worker)))
-    seed = _seed(cfg.train.seed, spec.variant, session.rank)
-    train_x, train_y = session.shard("train")  # uint8, in memory; every rank runs the same number of steps
-    val_x, val_y = session.shard("val")
-    augment = Augment(cfg.augment, cfg.data.image_size, seed)
-    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
-    in_features = int(np.prod(train_x.shape[1:]))
-    model = session.prepare(build_model(cfg.model, in_features, len(spec.classes)).to(session.device))
-    opt = build_optimizer(cfg.optim, model.parameters())
-    progress = _Progress(EarlyStopping(cfg.train.patience))
-    state = session.restored_state()
-    if state is not None:  # a retried worker group or trial: carry on after the last finished epoch
-        progress = _restore(state, model, opt, progress.stopper)
+    run = _setup(spec, session)
     files = storage.TrialFiles(trial_dir) if session.rank == 0 else None  # staged and uploaded for a URI
     times = {"trial_start": t_start, "first_step_time": time.time(), "entered": entered or t_start}
-    board = _board(files, progress.first_epoch)
+    board = _board(files, run.progress.first_epoch)
     workers = session.workers()
     try:
-        for epoch in range(progress.first_epoch, cfg.train.epochs + 1):
-            metrics, preds, improved = _epoch(spec, session, model, opt, augment, (train_x, train_y, val_x, val_y),
-                                              seed, epoch, progress.stopper)
-            metrics.update(_bookkeeping(times, workers, progress.first_epoch))
-            if improved:
-                progress.best_preds = preds
-            progress.history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
+        for epoch in range(run.progress.first_epoch, spec.config.train.epochs + 1):
+            metrics, improved = _epoch(run, epoch)
+            metrics.update(_bookkeeping(times, workers, run.progress.first_epoch))
             last = metrics["status"] != Status.RUNNING
-            if board:  # before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy
-                _write_files(board, files, spec, progress, model, metrics, (val_x, val_y), last)
-            _report(spec, session, model, opt, progress, metrics, improved, last)
+            # Files before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy.
+            if board:
+                _write_files(run, board, files, metrics, last)
+            _report(run, metrics, improved, last)
             if last:
                 break
     finally:
@@ -161,30 +160,52 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
             files.close()
 
 
-def _epoch(spec: TrialSpec, session: Session, model, opt, augment: Augment, data: tuple, seed: int, epoch: int,
-           stopper: EarlyStopping) -> tuple[dict, np.ndarray, bool]:
-    """Train and validate one epoch; returns (its metrics with a status, val predictions, new best?)."""
+def _setup(spec: TrialSpec, session: Session) -> _Run:
+    """seed -> data -> model -> optimizer -> the state to resume from."""
     cfg = spec.config
-    train_x, train_y, val_x, val_y = data
+    torch.set_num_threads(max(1, round(cfg.resources.cpus_per_worker)))
+    seed = _seed(cfg.train.seed, spec.variant, session.rank)
+    train_x, train_y = session.shard("train")  # uint8, in memory; every rank runs the same number of steps
+    val = session.shard("val")
+    augment = Augment(cfg.augment, cfg.data.image_size, seed)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    in_features = int(np.prod(train_x.shape[1:]))
+    model = session.prepare(build_model(cfg.model, in_features, len(spec.classes)).to(session.device))
+    opt = build_optimizer(cfg.optim, model.parameters())
+    progress = Progress(EarlyStopping(cfg.train.patience))
+    state = session.restored_state()
+    if state is not None:  # a retried worker group or trial: carry on after the last finished epoch
+        progress = _restore(state, model, opt, progress.stopper)
+    return _Run(spec, session, model, opt, augment, (train_x, train_y), val, seed, progress)
+
+
+def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
+    """Train and validate one epoch; returns (its metrics with a status, new best?)."""
+    cfg, session = run.spec.config, run.session
     t0 = time.perf_counter()
-    rng = _seed_epoch(seed, epoch, augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
+    rng = _seed_epoch(run.seed, epoch, run.augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
     batch = max(1, cfg.train.batch_size // session.world)  # train.batch_size is global
-    tr = session.all_reduce(train_epoch(model, opt, train_x, train_y, batch, augment, cfg.augment, rng, session.device,
-                                        amp=cfg.train.amp))
+    sums = train_epoch(run.model, run.opt, *run.train, batch, run.augment, cfg.augment, rng, session.device,
+                       amp=cfg.train.amp)  # fmt: skip
+    tr = session.all_reduce(sums)
     train_seconds = time.perf_counter() - t0
-    va, preds = evaluate(model, val_x, val_y, cfg.augment, session.device)
+    va, preds = evaluate(run.model, *run.val, cfg.augment, session.device)
     va = session.broadcast(va)  # rank 0's view decides, so every rank stops together
     train_loss, train_acc, n_train = tr[0].item() / tr[2].item(), tr[1].item() / tr[2].item(), tr[2].item()
     val_loss, val_acc = va[0].item() / va[2].item(), va[1].item() / va[2].item()
+    stopper = run.progress.stopper
     improved = stopper.update(val_acc, epoch)
+    if improved:
+        run.progress.best_preds = preds
     diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
     metrics = {
         "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
         "val_accuracy": val_acc, "best_val_accuracy": stopper.best, "best_epoch": stopper.best_epoch,
         "epoch_seconds": time.perf_counter() - t0, "images_per_second": n_train / train_seconds,
         "status": _status(diverged, stopper, epoch, cfg.train.epochs),
-    }
-    return metrics, preds, improved
+    }  # fmt: skip
+    run.progress.history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
+    return metrics, improved
 
 
 def _status(diverged: bool, stopper: EarlyStopping, epoch: int, epochs: int) -> Status:
@@ -199,43 +220,52 @@ def _bookkeeping(times: dict, workers: str, first_epoch: int) -> dict:
     """The result fields that say what the trial cost and where it ran."""
     return {
         "setup_seconds": times["first_step_time"] - times["entered"],  # trial entered -> first training step
-        "trial_start": times["trial_start"], "first_step_time": times["first_step_time"], "time": time.time(),
-        "workers": workers, "memory_mib": _rss_mib(), "resumed_from_epoch": first_epoch - 1,
+        "trial_start": times["trial_start"],
+        "first_step_time": times["first_step_time"],
+        "time": time.time(),
+        "workers": workers,
+        "memory_mib": _rss_mib(),
+        "resumed_from_epoch": first_epoch - 1,
     }
 
 
-def _report(spec: TrialSpec, session: Session, model, opt, progress: _Progress, metrics: dict, improved: bool,
-            last: bool) -> None:
-    """Report the epoch. Rank 0 checkpoints every checkpoint_every epochs, and always the best model and the
-    end (evaluate/predict use the best)."""
-    every = spec.config.train.checkpoint_every
-    save = session.rank == 0 and (metrics["epoch"] % every == 0 or improved or last)
-    ckpt_dir = checkpoint.save(_state(spec, model, opt, progress, metrics)) if save else None
-    session.report({**metrics, "status": str(metrics["status"])}, ckpt_dir)  # Ray copies the checkpoint before returning
+def _report(run: _Run, metrics: dict, improved: bool, last: bool) -> None:
+    """Report the epoch. Rank 0 checkpoints every checkpoint_every epochs, and always the best model and
+    the end (evaluate/predict use the best)."""
+    every = run.spec.config.train.checkpoint_every
+    ckpt_dir = None
+    if run.session.rank == 0 and (metrics["epoch"] % every == 0 or improved or last):
+        epoch, acc = metrics["epoch"], metrics["val_accuracy"]
+        ckpt_dir = checkpoint.save(checkpoint_state(run.spec, run.model, run.opt, run.progress, epoch, acc))
+    run.session.report({**metrics, "status": str(metrics["status"])}, ckpt_dir)  # Ray copies the checkpoint first
     if ckpt_dir:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
-def _state(spec: TrialSpec, model, opt, progress: _Progress, metrics: dict) -> dict:
+def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int, val_accuracy: float) -> dict:
     """Everything a retried trial needs to carry on, plus what evaluate/predict need to use the model."""
     return {
-        "model": getattr(model, "module", model).state_dict(), "optimizer": opt.state_dict(),
-        "config": spec.config.to_dict(), "classes": list(spec.classes), "epoch": metrics["epoch"],
-        checkpoint.SCORE: metrics["val_accuracy"], "stopper": dataclasses.asdict(progress.stopper),
+        "model": getattr(model, "module", model).state_dict(),
+        "optimizer": opt.state_dict(),
+        "config": spec.config.to_dict(),
+        "classes": list(spec.classes),
+        "epoch": epoch,
+        checkpoint.SCORE: val_accuracy,
+        "stopper": dataclasses.asdict(progress.stopper),
         "history": progress.history,
         # a list, not an array: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
         "best_preds": None if progress.best_preds is None else np.asarray(progress.best_preds).tolist(),
     }
 
 
-def _restore(state: dict, model, opt, stopper: EarlyStopping) -> _Progress:
+def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
     getattr(model, "module", model).load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     for k, v in state["stopper"].items():
         setattr(stopper, k, v)
     preds = state["best_preds"]
-    return _Progress(stopper, state["epoch"] + 1, None if preds is None else np.asarray(preds, dtype=np.int64),
-                     state["history"])
+    best_preds = None if preds is None else np.asarray(preds, dtype=np.int64)
+    return Progress(stopper, state["epoch"] + 1, best_preds, state["history"])
 
 
 def _board(files: storage.TrialFiles | None, first_epoch: int):
@@ -245,20 +275,20 @@ def _board(files: storage.TrialFiles | None, first_epoch: int):
     return TrialBoard(str(files.dir), purge_step=first_epoch) if files else None
 
 
-def _write_files(board, files: storage.TrialFiles, spec: TrialSpec, progress: _Progress, model, metrics: dict,
-                 val: tuple[np.ndarray, np.ndarray], last: bool) -> None:
+def _write_files(run: _Run, board, files: storage.TrialFiles, metrics: dict, last: bool) -> None:
     """The epoch's events; at the end, every file of the trial (before its final status is reported)."""
-    board.epoch(metrics, getattr(model, "module", model))
+    board.epoch(metrics, getattr(run.model, "module", run.model))
     if last:
-        stopper, (val_x, val_y), classes = progress.stopper, val, list(spec.classes)
+        progress, (val_x, val_y), classes = run.progress, run.val, list(run.spec.classes)
+        best_epoch = progress.stopper.best_epoch
         if progress.best_preds is not None:
             cm = confusion(val_y, progress.best_preds, len(classes))
             report = classification_report(val_y, progress.best_preds, classes)
-            board.best(stopper.best_epoch, cm, report, val_x, val_y, progress.best_preds, classes)
-            (files.dir / "confusion_matrix.json").write_text(json.dumps(
-                {"epoch": stopper.best_epoch, "classes": classes, "matrix": cm.tolist()}))
-            (files.dir / "classification_report.txt").write_text(f"best epoch {stopper.best_epoch}\n\n{report}")
-        board.finish(spec, stopper)
+            board.best(best_epoch, cm, report, val_x, val_y, progress.best_preds, classes)
+            cm_json = {"epoch": best_epoch, "classes": classes, "matrix": cm.tolist()}
+            (files.dir / "confusion_matrix.json").write_text(json.dumps(cm_json))
+            (files.dir / "classification_report.txt").write_text(f"best epoch {best_epoch}\n\n{report}")
+        board.finish(run.spec, progress.stopper)
     files.sync()  # a URI's copy is as far as the checkpoint that follows
 
 

@@ -21,7 +21,12 @@ def _uniform(w: torch.Tensor) -> None:
 
 
 # config.INITS name -> weight initializer for Linear layers; "default" keeps PyTorch's own (Kaiming-uniform, a=sqrt(5)).
-INITIALIZERS = {"default": None, "xavier_uniform": _xavier_uniform, "kaiming_normal": _kaiming_normal, "uniform": _uniform}
+INITIALIZERS = {
+    "default": None,
+    "xavier_uniform": _xavier_uniform,
+    "kaiming_normal": _kaiming_normal,
+    "uniform": _uniform,
+}
 assert tuple(INITIALIZERS) == INITS, "runner.config.INITS names what this registry builds"
 
 

@@ -43,7 +43,11 @@ def reap_orphans() -> int:
     stopped = 0
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            env = dict(kv.split("=", 1) for kv in (proc / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in kv)
+            env = dict(
+                kv.split("=", 1)
+                for kv in (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in kv
+            )
             driver = int(env.get(DRIVER_ENV, "0"))
             if not driver or driver == os.getpid() or Path(f"/proc/{driver}").exists():
                 continue
@@ -64,8 +68,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except (OSError, ValueError) as e:
-        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({getattr(e, 'strerror', None) or e}); "
-                          "start one with `ray start --head` or `ray up cluster.yaml`, or check HOST:PORT") from None
+        raise ConfigError(
+            f"--address {address}: cannot connect to a Ray cluster ({getattr(e, 'strerror', None) or e}); "
+            "start one with `ray start --head` or `ray up cluster.yaml`, or check HOST:PORT"
+        ) from None
 
 
 def init_ray(address: str | None, verbose: bool) -> Cluster:
@@ -79,7 +85,8 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     kwargs = dict(
-        log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
+        log_to_driver=verbose,
+        logging_level=logging.INFO if verbose else logging.ERROR,
         runtime_env={"env_vars": {k: os.environ[k] for k in TRAIN_ENV}},
     )
     if address:
@@ -87,8 +94,11 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         try:
             ray.init(address=address, **kwargs)
         except Exception as e:  # noqa: BLE001 - connection, version and auth failures all mean "cannot join"
-            hint = ("set RAY_AUTH_MODE (and the token) as the cluster's nodes have them" if "auth" in str(e).lower()
-                    else "start one with `ray start --head` or `ray up cluster.yaml`")
+            hint = (
+                "set RAY_AUTH_MODE (and the token) as the cluster's nodes have them"
+                if "auth" in str(e).lower()
+                else "start one with `ray start --head` or `ray up cluster.yaml`"
+            )
             raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first_line(e)}); {hint}") from None
     else:
         if reap_orphans():
@@ -98,8 +108,11 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     res = [n.get("Resources", {}) for n in nodes]
     return Cluster(
-        cpus=sum(r.get("CPU", 0) for r in res), gpus=sum(r.get("GPU", 0) for r in res),
-        node_cpus=max(r.get("CPU", 0) for r in res), node_gpus=max(r.get("GPU", 0) for r in res), nodes=len(nodes),
+        cpus=sum(r.get("CPU", 0) for r in res),
+        gpus=sum(r.get("GPU", 0) for r in res),
+        node_cpus=max(r.get("CPU", 0) for r in res),
+        node_gpus=max(r.get("GPU", 0) for r in res),
+        nodes=len(nodes),
         hosts=len({n.get("NodeManagerAddress") for n in nodes}),
     )
 
@@ -114,8 +127,10 @@ def check_shared_storage(location: str, cluster: Cluster) -> None:
         return
     fstype = _filesystem(Path(location))
     if not fstype.startswith(NETWORK_FILESYSTEMS):
-        raise ConfigError(f"--storage {location}: a node-local {fstype or 'local'} directory, but the cluster spans {cluster.hosts} "
-                          "machines whose trials write there; pass a path every node mounts (NFS/EFS/...) or an s3:// / gs:// URI")
+        raise ConfigError(
+            f"--storage {location}: a node-local {fstype or 'local'} directory, but the cluster spans {cluster.hosts} "
+            "machines whose trials write there; pass a path every node mounts (NFS/EFS/...) or an s3:// / gs:// URI"
+        )
 
 
 def _filesystem(path: Path) -> str:
@@ -146,34 +161,40 @@ def run_study(plan: Plan, datasets: dict, results: str, printer, resume: bool = 
 
     from runner.trial import run_trial
 
-    def resources(config: dict) -> dict:
-        s = TrialSpec.from_param(config["spec"])
-        # In-process trials hold their worker's CPUs; a worker-group trial holds a token CPU and Ray Train
-        # reserves its workers in a placement group of their own.
-        return {"cpu": s.fit.trial_cpus, "gpu": s.config.resources.gpus_per_worker} if s.in_process \
-            else {"cpu": TRIAL_DRIVER_CPU}
-
-    trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), resources)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search([s.to_param() for s in plan.specs]), "results_dir": results}
     callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
     if resume:
-        tuner = tune.Tuner.restore(results, trainable, resume_unfinished=True, resume_errored=True,
-                                   param_space=param_space)
+        tuner = tune.Tuner.restore(
+            results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
         # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner.fit()
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrent, reuse_actors=True,
-                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(
-            name=storage.name(results), storage_path=storage.parent(results), verbose=0, callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
-            checkpoint_config=checkpoint.ray_config(tune.CheckpointConfig),
-        ),
+    tune_config = tune.TuneConfig(
+        max_concurrent_trials=plan.concurrent,
+        reuse_actors=True,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
     )
-    return tuner.fit()
+    run_config = tune.RunConfig(
+        name=storage.name(results),
+        storage_path=storage.parent(results),
+        verbose=0,
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
+        checkpoint_config=checkpoint.ray_config(tune.CheckpointConfig),
+    )
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+
+
+def _resources(config: dict) -> dict:
+    """What a trial holds: an in-process trial its worker's CPUs/GPUs; a worker-group trial a token CPU
+    (Ray Train reserves its workers in a placement group of their own)."""
+    s = TrialSpec.from_param(config["spec"])
+    if s.in_process:
+        return {"cpu": s.fit.trial_cpus, "gpu": s.config.resources.gpus_per_worker}
+    return {"cpu": TRIAL_DRIVER_CPU}
 
 
 def _trial_name(trial) -> str:

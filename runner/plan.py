@@ -37,13 +37,27 @@ class TrialSpec:
 
     def to_param(self) -> dict:
         """Plain JSON values for Tune's param_space and study.json."""
-        return {"variant": self.variant, "seed": self.seed, "order": self.order, "data": self.data_key,
-                "classes": list(self.classes), "trial": self.config.to_dict(), "fit": dataclasses.asdict(self.fit)}
+        return {
+            "variant": self.variant,
+            "seed": self.seed,
+            "order": self.order,
+            "data": self.data_key,
+            "classes": list(self.classes),
+            "trial": self.config.to_dict(),
+            "fit": dataclasses.asdict(self.fit),
+        }
 
     @classmethod
     def from_param(cls, d: dict) -> TrialSpec:
-        return cls(d["variant"], d["seed"], d["order"], d["data"], tuple(d["classes"]), TrialConfig.from_dict(d["trial"]),
-                   Fit(**d["fit"]))
+        return cls(
+            d["variant"],
+            d["seed"],
+            d["order"],
+            d["data"],
+            tuple(d["classes"]),
+            TrialConfig.from_dict(d["trial"]),
+            Fit(**d["fit"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -58,8 +72,13 @@ class Plan:
     notes: tuple[str, ...] = ()  # for the console, e.g. a request lowered to fit
 
 
-def make_plan(study: Study, trials: list[tuple[str, int, TrialConfig]], data: list[tuple[str, list[str]]],
-              cluster: Cluster, user_limit: int | None = None) -> Plan:
+def make_plan(
+    study: Study,
+    trials: list[tuple[str, int, TrialConfig]],
+    data: list[tuple[str, list[str]]],
+    cluster: Cluster,
+    user_limit: int | None = None,
+) -> Plan:
     """Fit every trial to ``cluster``. ``data[i]`` is trial i's (dataset key, class names)."""
     order = {v: i for i, v in enumerate(study.variants)}
     specs, notes = [], []
@@ -70,8 +89,16 @@ def make_plan(study: Study, trials: list[tuple[str, int, TrialConfig]], data: li
             cfg = apply_overrides(cfg, {"resources.cpus_per_worker": fit.cpus_per_worker})
         specs.append(TrialSpec(variant, seed, order[variant], key, tuple(classes), cfg, fit))
     concurrent = max_concurrent([s.fit for s in specs], cluster, len(specs), user_limit)
-    return Plan(study.name, tuple(study.variants), study.reference_variant, tuple(study.seeds), tuple(specs), concurrent,
-                cluster, tuple(dict.fromkeys(notes)))
+    return Plan(
+        study.name,
+        tuple(study.variants),
+        study.reference_variant,
+        tuple(study.seeds),
+        tuple(specs),
+        concurrent,
+        cluster,
+        tuple(dict.fromkeys(notes)),
+    )
 
 
 def check_same_study(plan: Plan, planned_before: list[dict], where: str) -> None:
@@ -80,12 +107,22 @@ def check_same_study(plan: Plan, planned_before: list[dict], where: str) -> None
     Compared through TrialConfig, so a setting added since the study ran compares as its default;
     resources are left out, as they are fitted to the cluster of the day.
     """
+
     def comparable(params: list[dict]) -> list[dict]:
-        return [{"variant": p["variant"], "seed": p["seed"], "order": p.get("order", 0), "data": p.get("data"),
-                 "trial": {k: v for k, v in TrialConfig.from_dict(p["trial"]).to_dict().items() if k != "resources"}}
-                for p in params]
+        return [
+            {
+                "variant": p["variant"],
+                "seed": p["seed"],
+                "order": p.get("order", 0),
+                "data": p.get("data"),
+                "trial": {k: v for k, v in TrialConfig.from_dict(p["trial"]).to_dict().items() if k != "resources"},
+            }
+            for p in params
+        ]
 
     now = json.loads(json.dumps([s.to_param() for s in plan.specs]))
     if comparable(now) != comparable(planned_before):
-        raise ConfigError(f"{where} no longer describes that study; resume with the original config and --set values, "
-                          "or start a new study without --resume")
+        raise ConfigError(
+            f"{where} no longer describes that study; resume with the original config and --set values, "
+            "or start a new study without --resume"
+        )

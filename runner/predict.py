@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from runner import checkpoint, cli
 from runner.config import ConfigError
 from runner.data import folder
-from runner import checkpoint, cli
 from runner.evaluate import probabilities
 
 MAX_LISTED = 10  # undecodable files named on stderr
@@ -31,8 +31,13 @@ def list_images(root: Path) -> list[Path]:
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder")
     try:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in folder.IMAGE_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in folder.IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
     except OSError as e:
         raise ConfigError(f"--data {root}: cannot read the folder ({e.strerror or e})") from None
     if not files:
@@ -46,16 +51,18 @@ def prediction_rows(paths: list[Path], probs: np.ndarray, classes: list[str]) ->
     for path, p in zip(paths, probs):
         top = np.argsort(-p, kind="stable")[:3]
         row = {"path": str(path)}
-        for k, (name, conf) in enumerate(zip(("predicted_class", "top2_class", "top3_class"),
-                                             ("confidence", "top2_confidence", "top3_confidence"))):
+        for k, (name, conf) in enumerate(
+            zip(("predicted_class", "top2_class", "top3_class"), ("confidence", "top2_confidence", "top3_confidence"))
+        ):
             row[name] = classes[top[k]] if k < len(top) else ""
             row[conf] = round(float(p[top[k]]), 4) if k < len(top) else ""
         rows.append(row)
     return rows
 
 
-def predict_folder(results_dir: Path, data: Path, out: Path, variant: str | None = None,
-                   seed: int | None = None) -> tuple[str, int, list[tuple[Path, str]]]:
+def predict_folder(
+    results_dir: Path, data: Path, out: Path, variant: str | None = None, seed: int | None = None
+) -> tuple[str, int, list[tuple[Path, str]]]:
     """Write the CSV; returns (checkpoint used, images labelled, (path, why) of files that could not be decoded)."""
     picked = checkpoint.pick(results_dir, variant, seed)
     model, cfg, classes, _ = checkpoint.load_model(picked.path)

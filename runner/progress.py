@@ -25,7 +25,9 @@ def make_printer(total: int, out=sys.stdout):
                 return
             running = [t for t in trials if t.status == "RUNNING"]
             epochs = ", ".join(f"{_name(t)} epoch {self.last.get(t.trial_id, {}).get('epoch', 0)}" for t in running[:4])
-            self._write(f"        {time.time() - self.t0:6.0f}s  {self.done}/{total} done, {len(running)} running: {epochs}")
+            self._write(
+                f"        {time.time() - self.t0:6.0f}s  {self.done}/{total} done, {len(running)} running: {epochs}"
+            )
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.last[trial.trial_id] = result
@@ -43,8 +45,10 @@ def make_printer(total: int, out=sys.stdout):
             acc = r.get("best_val_accuracy")
             acc_s = f"{acc:6.3f}" if isinstance(acc, float) else "     -"
             ep = f"{r.get('best_epoch', '-')}/{r.get('epoch', '-')}"
-            self._write(f"[{self.done:>{len(str(total))}}/{total}] {time.time() - self.t0:6.0f}s  {spec['variant'][:28]:<28} "
-                        f"seed {spec['seed']:<4} {status:<13} best val acc {acc_s}  epoch {ep}")
+            self._write(
+                f"[{self.done:>{len(str(total))}}/{total}] {time.time() - self.t0:6.0f}s  {spec['variant'][:28]:<28} "
+                f"seed {spec['seed']:<4} {status:<13} best val acc {acc_s}  epoch {ep}"
+            )
 
         def _write(self, line: str) -> None:
             out.write(line + "\n")

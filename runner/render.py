@@ -11,8 +11,22 @@ import math
 from runner import stats
 from runner.results import TRAINED
 
-VARIANT_HEADER = ["variant", "trials", "ok", "n", "mean ± 95% CI", "std", "min", "max", "median best epoch",
-                  "train-val gap", "Δ vs reference", "test", "p (Holm)", "verdict"]
+VARIANT_HEADER = [
+    "variant",
+    "trials",
+    "ok",
+    "n",
+    "mean ± 95% CI",
+    "std",
+    "min",
+    "max",
+    "median best epoch",
+    "train-val gap",
+    "Δ vs reference",
+    "test",
+    "p (Holm)",
+    "verdict",
+]
 SHORT_VERDICT = {"no detectable difference": "no diff"}
 
 
@@ -33,8 +47,22 @@ def variant_cells(v) -> list[str]:
     """A VariantSummary as the text cells under VARIANT_HEADER (summary.md and report.html)."""
     mean = fmt(v.mean) + (f" ± {fmt(v.ci)}" if v.ci is not None else "")
     gap = fmt(v.train_val_gap) + (" overfits" if v.overfitting else "")
-    return [v.variant, str(v.trials), str(v.ok), str(v.n), mean, fmt(v.std), fmt(v.min), fmt(v.max), fmt(v.best_epoch, 1),
-            gap, signed(v.mean_diff), v.test or "-", pvalue(v.p_holm), v.verdict or "-"]
+    return [
+        v.variant,
+        str(v.trials),
+        str(v.ok),
+        str(v.n),
+        mean,
+        fmt(v.std),
+        fmt(v.min),
+        fmt(v.max),
+        fmt(v.best_epoch, 1),
+        gap,
+        signed(v.mean_diff),
+        v.test or "-",
+        pvalue(v.p_holm),
+        v.verdict or "-",
+    ]
 
 
 def reference_of(variants) -> str | None:
@@ -43,9 +71,11 @@ def reference_of(variants) -> str | None:
 
 def method_note() -> str:
     """How the comparison is made, in one sentence set (summary.md and report.html)."""
-    return (f"Δ = mean over shared seeds of (variant - reference). Test: paired t-test below {stats.WILCOXON_MIN} "
-            f"shared seeds, Wilcoxon signed-rank from {stats.WILCOXON_MIN}; p Holm-corrected over the variants "
-            f"compared; verdict at α = {stats.ALPHA}.")
+    return (
+        f"Δ = mean over shared seeds of (variant - reference). Test: paired t-test below {stats.WILCOXON_MIN} "
+        f"shared seeds, Wilcoxon signed-rank from {stats.WILCOXON_MIN}; p Holm-corrected over the variants "
+        f"compared; verdict at α = {stats.ALPHA}."
+    )
 
 
 def markdown(name: str, variants, records, partial: bool = False) -> str:
@@ -82,12 +112,16 @@ def console_table(variants) -> str:
     for v in variants:
         flag = "!" if v.overfitting else " "
         verdict = v.verdict or "-"
-        lines.append(f"{v.variant:<{w}}  {v.trials:>6}  {v.ok:>2}  {fmt(v.mean):>6}  {fmt(v.ci):>6}  "
-                     f"{fmt(v.std):>6}  {fmt(v.min):>6}  {fmt(v.max):>6}  {fmt(v.best_epoch, 1):>7}  "
-                     f"{fmt(v.train_val_gap):>6}{flag}  {pvalue(v.p_holm):>7}  {SHORT_VERDICT.get(verdict, verdict)}")
+        lines.append(
+            f"{v.variant:<{w}}  {v.trials:>6}  {v.ok:>2}  {fmt(v.mean):>6}  {fmt(v.ci):>6}  "
+            f"{fmt(v.std):>6}  {fmt(v.min):>6}  {fmt(v.max):>6}  {fmt(v.best_epoch, 1):>7}  "
+            f"{fmt(v.train_val_gap):>6}{flag}  {pvalue(v.p_holm):>7}  {SHORT_VERDICT.get(verdict, verdict)}"
+        )
     ref = reference_of(variants)
     if ref and len(variants) > 1:
-        lines.append(f"verdict: vs {ref} over shared seeds, Holm-corrected p < {stats.ALPHA}; no diff = no detectable difference")
+        lines.append(
+            f"verdict: vs {ref} over shared seeds, Holm-corrected p < {stats.ALPHA}; no diff = no detectable difference"
+        )
     if any(v.overfitting for v in variants):
         lines.append(f"! train-val gap above {OVERFIT_GAP:.2f}: overfits")
     return "\n".join(lines)

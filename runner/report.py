@@ -43,10 +43,14 @@ def write_report(results_dir: Path) -> Path:
     rows = read_records(results_dir)
     variants = summary.summarize(rows, found.reference if found else None)
     unfinished = [r for r in rows if r.status in UNFINISHED]
-    parts = [f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
-             f"<p class='note'>{_e(results_dir)}: {len(rows)} trials, {len(variants)} variants</p>"]
+    parts = [
+        f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
+        f"<p class='note'>{_e(results_dir)}: {len(rows)} trials, {len(variants)} variants</p>",
+    ]
     if unfinished:
-        parts.append(f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>")
+        parts.append(
+            f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>"
+        )
     parts += ["<h2>Summary</h2>", _summary_section(variants)]
     if rows:
         parts += ["<h2>Learning curves</h2>", _curves_section(rows, [v.variant for v in variants])]
@@ -57,12 +61,16 @@ def write_report(results_dir: Path) -> Path:
     audit = _read_json(results_dir / "audit.json")
     if audit:
         parts += ["<h2>Data audit</h2>", _kv_table(audit)]
-    env = {k: study[k] for k in ("command", "git_commit", "versions", "machine", "cluster", "max_concurrent") if k in study}
+    env = {
+        k: study[k] for k in ("command", "git_commit", "versions", "machine", "cluster", "max_concurrent") if k in study
+    }
     if isinstance(env.get("command"), list):
         env["command"] = " ".join(map(str, env["command"]))
     parts += ["<h2>Environment</h2>", _kv_table(env) if env else "<p class='note'>no study.json</p>"]
-    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_e(study.get('study', results_dir.name))}</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_e(study.get('study', results_dir.name))}</title>"
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
     out = results_dir / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
@@ -84,15 +92,22 @@ def curves(rows: list, key: str) -> dict[str, dict]:
     for v, by_epoch in per_variant.items():
         epochs = sorted(by_epoch)
         vals = [np.asarray(by_epoch[e], dtype=float) for e in epochs]
-        out[v] = {"epoch": epochs, "mean": [x.mean() for x in vals], "min": [x.min() for x in vals],
-                  "max": [x.max() for x in vals], "n": [len(x) for x in vals]}
+        out[v] = {
+            "epoch": epochs,
+            "mean": [x.mean() for x in vals],
+            "min": [x.min() for x in vals],
+            "max": [x.max() for x in vals],
+            "n": [len(x) for x in vals],
+        }
     return out
 
 
 def _summary_section(variants: list) -> str:
-    note = (f"<p class='note'>Best val accuracy over seeds (fractions 0..1), mean ± half-width of the 95 % CI "
-            f"(t-distribution). Reference: <b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note())} "
-            f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>")
+    note = (
+        f"<p class='note'>Best val accuracy over seeds (fractions 0..1), mean ± half-width of the 95 % CI "
+        f"(t-distribution). Reference: <b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note())} "
+        f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>"
+    )
     return note + _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
 
 
@@ -128,7 +143,7 @@ def _curves_section(rows: list, order: list[str]) -> str:
         ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     axes[0, 0].set_ylabel("accuracy")
     fig.tight_layout()
@@ -148,15 +163,28 @@ def _confusion_section(cms: dict[str, dict]) -> str:
         fig = confusion_figure(np.asarray(cm["matrix"]), cm["classes"], 0)
         fig.axes[0].set_title(f"{v}: sum over {cm['trials']} trials", fontsize=9)
         imgs.append(_img(_png(fig), f"confusion matrix {v}"))
-    return ("<p class='note'>Rows true class, columns predicted, at each trial's best epoch, summed over the variant's "
-            "trials.</p><div class='grid'>" + "".join(imgs) + "</div>")
+    return (
+        "<p class='note'>Rows true class, columns predicted, at each trial's best epoch, summed over the variant's "
+        "trials.</p><div class='grid'>" + "".join(imgs) + "</div>"
+    )
 
 
 def _trials_table(records: list) -> str:
     head = ["variant", "seed", "status", "best val accuracy", "best epoch", "epochs run", "seconds", "error"]
     rows = [r.row() for r in records]
-    cells = [[r["variant"], str(r["seed"]), r["status"], render.fmt(r["best_val_accuracy"]), str(r["best_epoch"] or "-"),
-              str(r["epochs_run"]), render.fmt(r["trial_seconds"], 1), r["error"]] for r in rows]
+    cells = [
+        [
+            r["variant"],
+            str(r["seed"]),
+            r["status"],
+            render.fmt(r["best_val_accuracy"]),
+            str(r["best_epoch"] or "-"),
+            str(r["epochs_run"]),
+            render.fmt(r["trial_seconds"], 1),
+            r["error"],
+        ]
+        for r in rows
+    ]
     return _table(head, cells, text_cols={0, 2, 7})
 
 
@@ -184,8 +212,12 @@ def _value(v) -> str:
 
 def _table(head: list[str], rows: list[list[str]], text_cols: set[int] = frozenset()) -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td{' class=text' if i in text_cols else ''}>{_e(c)}</td>" for i, c in enumerate(r))
-                  + "</tr>" for r in rows)
+    trs = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=text' if i in text_cols else ''}>{_e(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{th}</tr>{trs}</table>"
 
 
@@ -224,7 +256,10 @@ def run(args) -> int:
         print(f"error: {results_dir}: no such results dir", file=sys.stderr)
         return 2
     if not any(results_dir.glob("*/params.json")) and studyfile.read(results_dir) is None:
-        print(f"error: {results_dir}: no study here (no study.json, no trial dirs); give STORAGE/NAME of a study", file=sys.stderr)
+        print(
+            f"error: {results_dir}: no study here (no study.json, no trial dirs); give STORAGE/NAME of a study",
+            file=sys.stderr,
+        )
         return 2
     print(write_report(results_dir))
     return 0

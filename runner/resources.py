@@ -39,11 +39,17 @@ class Fit:
 def fit_trial(res: ResourcesConfig, cluster: Cluster) -> Fit:
     workers = res.workers_per_trial
     if res.gpus_per_worker > 0 and cluster.gpus == 0:
-        raise ConfigError(f"resources.gpus_per_worker={res.gpus_per_worker}: the cluster has no GPU; set resources.gpus_per_worker=0 or connect with --address to a cluster with GPUs")
+        raise ConfigError(
+            f"resources.gpus_per_worker={res.gpus_per_worker}: the cluster has no GPU; set resources.gpus_per_worker=0 or connect with --address to a cluster with GPUs"
+        )
     if res.gpus_per_worker > max(cluster.node_gpus, 0) and cluster.gpus > 0:
-        raise ConfigError(f"resources.gpus_per_worker={res.gpus_per_worker}: no node has more than {cluster.node_gpus:g} GPUs; lower it")
+        raise ConfigError(
+            f"resources.gpus_per_worker={res.gpus_per_worker}: no node has more than {cluster.node_gpus:g} GPUs; lower it"
+        )
     if workers * res.gpus_per_worker > cluster.gpus:
-        raise ConfigError(f"resources.workers_per_trial={workers} x gpus_per_worker={res.gpus_per_worker} needs {workers * res.gpus_per_worker:g} GPUs; the cluster has {cluster.gpus:g}")
+        raise ConfigError(
+            f"resources.workers_per_trial={workers} x gpus_per_worker={res.gpus_per_worker} needs {workers * res.gpus_per_worker:g} GPUs; the cluster has {cluster.gpus:g}"
+        )
     c = res.cpus_per_worker
     if workers == 0:
         fitted = min(c, cluster.node_cpus)
@@ -52,7 +58,9 @@ def fit_trial(res: ResourcesConfig, cluster: Cluster) -> Fit:
         fitted = min(c, room, cluster.node_cpus - (TRIAL_DRIVER_CPU if cluster.nodes == 1 else 0))
         fitted = math.floor(fitted * 100 + 1e-6) / 100  # down to 0.01 CPU; the epsilon absorbs float error
         if fitted < 0.01:
-            raise ConfigError(f"resources.workers_per_trial={workers}: the cluster's {cluster.cpus:g} CPUs cannot hold that many workers; lower it")
+            raise ConfigError(
+                f"resources.workers_per_trial={workers}: the cluster's {cluster.cpus:g} CPUs cannot hold that many workers; lower it"
+            )
     note = ""
     if fitted < c:
         note = f"resources.cpus_per_worker lowered from {c:g} to {fitted:g} to fit {cluster.cpus:g} CPUs"

@@ -47,9 +47,21 @@ UNFINISHED = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.PENDING})
 TRAINED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED})  # finished with a model worth comparing
 
 COLUMNS = [  # summary.csv / summary.parquet, a row per trial (TrialRecord.row)
-    "variant", "seed", "status", "best_val_accuracy", "best_epoch", "epochs_run", "final_train_accuracy",
-    "final_val_accuracy", "final_val_loss", "trial_seconds", "setup_seconds", "images_per_second",
-    "checkpoint", "trial_dir", "error",
+    "variant",
+    "seed",
+    "status",
+    "best_val_accuracy",
+    "best_epoch",
+    "epochs_run",
+    "final_train_accuracy",
+    "final_val_accuracy",
+    "final_val_loss",
+    "trial_seconds",
+    "setup_seconds",
+    "images_per_second",
+    "checkpoint",
+    "trial_dir",
+    "error",
 ]
 
 
@@ -98,12 +110,21 @@ class TrialRecord:
         """The trial's summary.csv row, in COLUMNS order."""
         last = self.last
         return {
-            "variant": self.variant, "seed": self.seed, "status": str(self.status),
-            "best_val_accuracy": self.best_val_accuracy, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
-            "final_train_accuracy": last.get("train_accuracy"), "final_val_accuracy": last.get("val_accuracy"),
-            "final_val_loss": last.get("val_loss"), "trial_seconds": _round(last.get("time_total_s"), 2),
-            "setup_seconds": _round(last.get("setup_seconds"), 2), "images_per_second": self.images_per_second,
-            "checkpoint": self.checkpoint, "trial_dir": self.trial_dir, "error": self.error,
+            "variant": self.variant,
+            "seed": self.seed,
+            "status": str(self.status),
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "final_train_accuracy": last.get("train_accuracy"),
+            "final_val_accuracy": last.get("val_accuracy"),
+            "final_val_loss": last.get("val_loss"),
+            "trial_seconds": _round(last.get("time_total_s"), 2),
+            "setup_seconds": _round(last.get("setup_seconds"), 2),
+            "images_per_second": self.images_per_second,
+            "checkpoint": self.checkpoint,
+            "trial_dir": self.trial_dir,
+            "error": self.error,
         }
 
 
@@ -130,8 +151,16 @@ def _record(trial_dir: Path) -> TrialRecord:
         status, error = Status.ERROR, first_line(err.read_text(errors="replace"))
     elif status == Status.RUNNING:
         status = Status.INTERRUPTED
-    return TrialRecord(spec["variant"], spec["seed"], spec.get("order", 0), status, epochs, trial_dir.name,
-                       checkpoint.best(trial_dir), error)
+    return TrialRecord(
+        spec["variant"],
+        spec["seed"],
+        spec.get("order", 0),
+        status,
+        epochs,
+        trial_dir.name,
+        checkpoint.best(trial_dir),
+        error,
+    )
 
 
 def read_results(path: Path) -> list[dict]:

@@ -23,7 +23,7 @@ not proof, and 6 give p = 0.031.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -35,7 +35,7 @@ def is_uri(location: str) -> bool:
 def local_path(location: str) -> Path:
     """A directory given as a path or ``file://`` URI, absolute."""
     s = str(location)
-    return Path(os.path.expanduser(s[len("file://"):] if s.startswith("file://") else s)).resolve()
+    return Path(os.path.expanduser(s[len("file://") :] if s.startswith("file://") else s)).resolve()
 
 
 def join(location: str, *parts: str) -> str:
@@ -71,7 +71,9 @@ def tensorboard_command(location: str) -> str:
     env = ""
     if base.startswith("s3://") and "endpoint_override" in options:
         host = options["endpoint_override"]
-        env = "S3_ENDPOINT=" + shlex.quote(host if "://" in host else f"{options.get('scheme', 'https')}://{host}") + " "
+        env = (
+            "S3_ENDPOINT=" + shlex.quote(host if "://" in host else f"{options.get('scheme', 'https')}://{host}") + " "
+        )
     return f"{env}tensorboard --logdir {shlex.quote(base)}"
 
 
@@ -84,8 +86,10 @@ def filesystem(location: str):
     try:
         fs, path = pyarrow.fs.FileSystem.from_uri(str(location))
     except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid / OSError / ValueError
-        raise ConfigError(f"{location}: not a storage URI pyarrow can open ({first_line(e)}); "
-                          "use a directory, s3://BUCKET/PATH or gs://BUCKET/PATH") from None
+        raise ConfigError(
+            f"{location}: not a storage URI pyarrow can open ({first_line(e)}); "
+            "use a directory, s3://BUCKET/PATH or gs://BUCKET/PATH"
+        ) from None
     if not path.strip("/"):
         raise ConfigError(f"{location}: no bucket in the URI; use s3://BUCKET/PATH or gs://BUCKET/PATH")
     return fs, path.rstrip("/")
@@ -104,7 +108,9 @@ def check_writable(location: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
 
     error = _with_timeout(attempt, timeout_s)
     if error == "timeout":
-        raise ConfigError(f"--storage {location}: no answer in {timeout_s:.0f} s; check the endpoint, network and credentials")
+        raise ConfigError(
+            f"--storage {location}: no answer in {timeout_s:.0f} s; check the endpoint, network and credentials"
+        )
     if error:
         raise ConfigError(f"--storage {location}: cannot write there ({error}); check the path and credentials")
 
@@ -172,7 +178,7 @@ def download(location: str, local_dir: Path, skip=lambda rel: False) -> None:
     for info in fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True)):
         if info.type != pyarrow.fs.FileType.File:
             continue
-        rel = info.path[len(path):].lstrip("/")
+        rel = info.path[len(path) :].lstrip("/")
         if skip(rel):
             continue
         dst = Path(local_dir) / rel
@@ -225,8 +231,11 @@ class TrialFiles:
     def __init__(self, location: str):
         self.location = str(location)
         self.remote = is_uri(self.location)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"runner-trial-{name(self.location)[:60]}-")) if self.remote \
+        self.dir = (
+            Path(tempfile.mkdtemp(prefix=f"runner-trial-{name(self.location)[:60]}-"))
+            if self.remote
             else local_path(self.location)
+        )
         self.dir.mkdir(parents=True, exist_ok=True)
         self._seen: dict = {}
 
@@ -276,7 +285,9 @@ def check_storage(location: str, create: bool = True) -> str:
         existing = next(p for p in [path, *path.parents] if p.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             why = "Not a directory" if not existing.is_dir() else "Permission denied"
-            raise ConfigError(f"--storage {location}: cannot write there ({why}); pass --storage with a writable directory")
+            raise ConfigError(
+                f"--storage {location}: cannot write there ({why}); pass --storage with a writable directory"
+            )
         return str(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -284,7 +295,9 @@ def check_storage(location: str, create: bool = True) -> str:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"--storage {location}: cannot write there ({e.strerror}); pass --storage with a writable directory") from None
+        raise ConfigError(
+            f"--storage {location}: cannot write there ({e.strerror}); pass --storage with a writable directory"
+        ) from None
     return str(path)
 
 
@@ -307,8 +320,9 @@ def resume_dir(location: str, name: str, given: str) -> str:
     if given:
         d = given if is_uri(given) else str(local_path(given))
     else:
+
         def number(n: str) -> int:
-            tail = n[len(name) + 1:]
+            tail = n[len(name) + 1 :]
             return int(tail) if tail.isdigit() else 0
 
         taken = [n for n in children(location) if n == name or (n.startswith(f"{name}-") and number(n))]
@@ -316,5 +330,7 @@ def resume_dir(location: str, name: str, given: str) -> str:
             raise ConfigError(f"--resume: no results of study {name!r} under {location}; start it without --resume")
         d = join(location, max(taken, key=number))  # NAME itself counts as 0
     if not any(n.startswith("experiment_state-") and n.endswith(".json") for n in children(d)):
-        raise ConfigError(f"--resume {d}: not a study results dir (no experiment_state-*.json); give the dir the study printed as 'output'")
+        raise ConfigError(
+            f"--resume {d}: not a study results dir (no experiment_state-*.json); give the dir the study printed as 'output'"
+        )
     return d

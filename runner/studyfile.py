@@ -18,18 +18,35 @@ from pathlib import Path
 
 NAME = "study.json"
 
-PACKAGES = ("runner", "ray", "torch", "albumentations", "tensorboard", "scikit-learn", "pyarrow", "numpy", "scipy", "matplotlib")
+PACKAGES = (
+    "runner",
+    "ray",
+    "torch",
+    "albumentations",
+    "tensorboard",
+    "scikit-learn",
+    "pyarrow",
+    "numpy",
+    "scipy",
+    "matplotlib",
+)
 
 
 def git_commit() -> str | None:
     """The commit of the runner checkout this code runs from (with '-dirty' for uncommitted changes)."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -51,8 +68,13 @@ def machine() -> dict:
         mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(), "memory_gib": mem,
-            "hostname": platform.node()}
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "memory_gib": mem,
+        "hostname": platform.node(),
+    }
 
 
 @dataclass(frozen=True)
@@ -83,5 +105,10 @@ def read(results_dir: Path) -> StudyFile | None:
         return None
     if not isinstance(doc, dict):
         return None
-    return StudyFile(doc.get("study") or Path(results_dir).name, tuple(doc.get("variants") or ()), doc.get("reference"),
-                     tuple(doc.get("trials") or ()), doc)
+    return StudyFile(
+        doc.get("study") or Path(results_dir).name,
+        tuple(doc.get("variants") or ()),
+        doc.get("reference"),
+        tuple(doc.get("trials") or ()),
+        doc,
+    )

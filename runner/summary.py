@@ -58,8 +58,10 @@ def summarize(records: list[TrialRecord], reference: str | None = None) -> list[
     """Per variant, in the records' (the plan's) order; compared with ``reference`` (default: the first)."""
     variants = list(dict.fromkeys(r.variant for r in records))
     done = [r for r in records if r.status != Status.ERROR]  # an errored trial's numbers describe nothing
-    by_seed = {v: {r.seed: r.best_val_accuracy for r in done if r.variant == v and r.best_val_accuracy is not None}
-               for v in variants}
+    by_seed = {
+        v: {r.seed: r.best_val_accuracy for r in done if r.variant == v and r.best_val_accuracy is not None}
+        for v in variants
+    }
     tests = stats.compare_all(by_seed, reference or (variants[0] if variants else ""))
     return [_variant(v, [r for r in records if r.variant == v], by_seed[v], tests[v]) for v in variants]
 
@@ -72,11 +74,24 @@ def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test
     gaps = [r.train_val_gap for r in ok if r.train_val_gap is not None]
     gap = statistics.fmean(gaps) if gaps else None
     return VariantSummary(
-        variant=v, trials=len(records), ok=sum(r.status in TRAINED for r in records), n=len(accs), mean=mean, ci=ci,
-        std=statistics.stdev(accs) if len(accs) > 1 else None, min=min(accs) if accs else None,
-        max=max(accs) if accs else None, best_epoch=statistics.median(eps) if eps else None, train_val_gap=gap,
-        overfitting=gap is not None and gap > OVERFIT_GAP, mean_diff=test["mean_diff"], test=test["test"],
-        shared_seeds=test["n"], p=test["p"], p_holm=test["p_holm"], verdict=test["verdict"],
+        variant=v,
+        trials=len(records),
+        ok=sum(r.status in TRAINED for r in records),
+        n=len(accs),
+        mean=mean,
+        ci=ci,
+        std=statistics.stdev(accs) if len(accs) > 1 else None,
+        min=min(accs) if accs else None,
+        max=max(accs) if accs else None,
+        best_epoch=statistics.median(eps) if eps else None,
+        train_val_gap=gap,
+        overfitting=gap is not None and gap > OVERFIT_GAP,
+        mean_diff=test["mean_diff"],
+        test=test["test"],
+        shared_seeds=test["n"],
+        p=test["p"],
+        p_holm=test["p_holm"],
+        verdict=test["verdict"],
     )
 
 
@@ -97,7 +112,9 @@ def confusion_by_variant(results_dir: Path, records: list[TrialRecord]) -> dict[
             log.warning("%s: classes differ from the variant's other trials; left out", path)
             continue
         m = cm["matrix"]
-        agg["matrix"] = m if agg["matrix"] is None else [[a + b for a, b in zip(x, y)] for x, y in zip(agg["matrix"], m)]
+        agg["matrix"] = (
+            m if agg["matrix"] is None else [[a + b for a, b in zip(x, y)] for x, y in zip(agg["matrix"], m)]
+        )
         agg["trials"] += 1
     return out
 
@@ -124,8 +141,16 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"variant": pa.string(), "seed": pa.int64(), "status": pa.string(), "best_epoch": pa.int64(),
-             "epochs_run": pa.int64(), "checkpoint": pa.string(), "trial_dir": pa.string(), "error": pa.string()}
+    types = {
+        "variant": pa.string(),
+        "seed": pa.int64(),
+        "status": pa.string(),
+        "best_epoch": pa.int64(),
+        "epochs_run": pa.int64(),
+        "checkpoint": pa.string(),
+        "trial_dir": pa.string(),
+        "error": pa.string(),
+    }
     schema = pa.schema([(c, types.get(c, pa.float64())) for c in COLUMNS])
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 

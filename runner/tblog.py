@@ -13,8 +13,12 @@ import numpy as np
 
 # result field -> TensorBoard tag, written every epoch
 EPOCH_TAGS = {
-    "train_loss": "train/loss", "train_accuracy": "train/accuracy", "val_loss": "val/loss",
-    "val_accuracy": "val/accuracy", "epoch_seconds": "time/epoch_seconds", "images_per_second": "time/images_per_second",
+    "train_loss": "train/loss",
+    "train_accuracy": "train/accuracy",
+    "val_loss": "val/loss",
+    "val_accuracy": "val/accuracy",
+    "epoch_seconds": "time/epoch_seconds",
+    "images_per_second": "time/images_per_second",
 }
 HISTOGRAM_SAMPLE = 65_536  # weights drawn per layer for its histogram (bench/ and README: the cost of all of them)
 
@@ -51,8 +55,16 @@ class TrialBoard:
             if bool(w.isfinite().all()):  # a diverged trial has none to draw
                 self.writer.add_histogram(f"weights/{name}", w, epoch)
 
-    def best(self, epoch: int, cm: np.ndarray, report: str, images: np.ndarray, y_true: np.ndarray,
-             y_pred: np.ndarray, classes: list[str]) -> None:
+    def best(
+        self,
+        epoch: int,
+        cm: np.ndarray,
+        report: str,
+        images: np.ndarray,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        classes: list[str],
+    ) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -62,8 +74,10 @@ class TrialBoard:
 
     def finish(self, spec, stopper) -> None:
         """The trial's hparams with its best val accuracy and epoch, then close the run."""
-        self.hparams(hparams(spec.variant, spec.config), {"best/val_accuracy": max(stopper.best, 0.0),
-                                                          "best/epoch": stopper.best_epoch})
+        self.hparams(
+            hparams(spec.variant, spec.config),
+            {"best/val_accuracy": max(stopper.best, 0.0), "best/epoch": stopper.best_epoch},
+        )
         self.writer.close()
 
     def hparams(self, values: dict, metrics: dict) -> None:
@@ -83,9 +97,18 @@ def hparams(variant: str, cfg) -> dict:
     """A trial's hyper-parameters (a TrialConfig) as TensorBoard HParams values (numbers, strings, bools)."""
     m, o, t = cfg.model, cfg.optim, cfg.train
     return {
-        "variant": variant, "seed": t.seed, "hidden": "-".join(map(str, m.hidden)), "dropout": m.dropout,
-        "batchnorm": m.batchnorm, "init": m.init, "optimizer": o.name, "lr": o.lr, "weight_decay": o.weight_decay,
-        "batch_size": t.batch_size, "epochs": t.epochs, "patience": t.patience,
+        "variant": variant,
+        "seed": t.seed,
+        "hidden": "-".join(map(str, m.hidden)),
+        "dropout": m.dropout,
+        "batchnorm": m.batchnorm,
+        "init": m.init,
+        "optimizer": o.name,
+        "lr": o.lr,
+        "weight_decay": o.weight_decay,
+        "batch_size": t.batch_size,
+        "epochs": t.epochs,
+        "patience": t.patience,
         "augment": ",".join(str(a.get("name")) for a in cfg.augment.train) or "none",
     }
 
@@ -96,13 +119,17 @@ def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n), dpi=90)
     ax.imshow(cm, cmap="Blues")
-    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=f"confusion matrix, epoch {epoch}")
+    ax.set(
+        xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=f"confusion matrix, epoch {epoch}"
+    )
     ax.set_xticklabels([c[:14] for c in classes], rotation=45, ha="right", fontsize=7)
     ax.set_yticklabels([c[:14] for c in classes], fontsize=7)
     high = cm.max() / 2 if cm.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if cm[i, j] > high else "black")
+            ax.text(
+                j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if cm[i, j] > high else "black"
+            )
     fig.tight_layout()
     return fig
 
@@ -120,6 +147,10 @@ def image_grid_figure(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
         if k < n:
             ax.imshow(images[k])
             ok = y_true[k] == y_pred[k]
-            ax.set_title(f"pred {classes[y_pred[k]][:12]}\ntrue {classes[y_true[k]][:12]}", fontsize=7, color="green" if ok else "red")
+            ax.set_title(
+                f"pred {classes[y_pred[k]][:12]}\ntrue {classes[y_true[k]][:12]}",
+                fontsize=7,
+                color="green" if ok else "red",
+            )
     fig.tight_layout()
     return fig

@@ -47,7 +47,9 @@ def run_trial(config: dict, datasets: dict) -> None:
     except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
         message = first_line(e, 500)
         # The traceback, then the one line the summary shows.
-        storage.write_text(storage.join(trial_dir, "error.txt"), "".join(traceback.format_exception(e)) + "\n" + message + "\n")
+        storage.write_text(
+            storage.join(trial_dir, "error.txt"), "".join(traceback.format_exception(e)) + "\n" + message + "\n"
+        )
         ray.tune.report({"status": str(Status.ERROR), "error": message})
     finally:
         _release_memory()
@@ -62,18 +64,25 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):
     res = spec.config.resources
     use_gpu = res.gpus_per_worker > 0
     scaling = ray.train.ScalingConfig(
-        num_workers=res.workers_per_trial, use_gpu=use_gpu,
+        num_workers=res.workers_per_trial,
+        use_gpu=use_gpu,
         resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})},
     )
     loop_config = {"spec": spec, "trial_dir": trial_dir, "entered": entered}
     if spec.in_process:  # the loop reads the datasets directly and reports to Tune itself
-        return TorchTrainer(functools.partial(_worker, datasets=datasets), train_loop_config=loop_config,
-                            scaling_config=scaling)
+        return TorchTrainer(
+            functools.partial(_worker, datasets=datasets), train_loop_config=loop_config, scaling_config=scaling
+        )
     return TorchTrainer(  # Train shards the train set per worker; metrics reach Tune via the callback
-        _worker, train_loop_config=loop_config, scaling_config=scaling, datasets=datasets,
+        _worker,
+        train_loop_config=loop_config,
+        scaling_config=scaling,
+        datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         run_config=ray.train.RunConfig(
-            name="train", storage_path=trial_dir, callbacks=[TuneReportCallback()],
+            name="train",
+            storage_path=trial_dir,
+            callbacks=[TuneReportCallback()],
             checkpoint_config=checkpoint.ray_config(ray.train.CheckpointConfig),
             failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_RESTARTS),
         ),
@@ -107,11 +116,9 @@ def _drain_reports_to_tune(timeout_s: float = 30.0) -> None:
 
 
 def _release_memory() -> None:
-    """Hand this trial's freed memory back to the OS before Tune reuses the process for the next trial.
-
-    Measured: without this a reused trial process grew by 100-200 MiB per trial (glibc keeps freed
-    heap pages of the model, optimizer and checkpoint buffers), 0.7 -> 1.4 GiB over 6 trials.
-    """
+    """Hand this trial's freed memory back to the OS before Tune reuses the process for the next trial:
+    glibc keeps freed heap pages of the model, optimizer and checkpoint buffers, so a reused trial
+    process would grow with every trial (README, Performance)."""
     import ctypes
     import gc
 

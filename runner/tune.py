@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import cli, storage
-from runner.config import ConfigError, DataConfig, Study, TrialConfig, check_study, load_study, parse_set, with_overrides
+from runner.config import (
+    ConfigError,
+    DataConfig,
+    Study,
+    TrialConfig,
+    check_study,
+    load_study,
+    parse_set,
+    with_overrides,
+)
 from runner.plan import Plan, make_plan
 from runner.resources import Cluster
 
@@ -32,16 +41,34 @@ DEFAULT_STORAGE = "~/ray_results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="study file defining `study = Study(...)`, e.g. configs/init_study.py")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a trial setting for every trial, e.g. --set train.epochs=3 --set data.path=~/images")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="where results dirs go: a directory (shared by every node of "
-                   f"a cluster) or an s3:// / gs:// URI (default {DEFAULT_STORAGE})")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a trial setting for every trial, e.g. --set train.epochs=3 --set data.path=~/images",
+    )
+    p.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="where results dirs go: a directory (shared by every node of "
+        f"a cluster) or an s3:// / gs:// URI (default {DEFAULT_STORAGE})",
+    )
     p.add_argument("--name", help="results dir name under --storage (default: the study's name, numbered if taken)")
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one")
-    p.add_argument("--max-concurrent", type=int, metavar="N", help="run at most N trials at once (default: as many as fit)")
-    p.add_argument("--dry-run", action="store_true", help="print the trial plan, resources and data summary; start nothing")
-    p.add_argument("--resume", nargs="?", const="", metavar="RESULTS_DIR",
-                   help="finish an interrupted study: its unfinished trials only (default: the study's latest results dir)")
+    p.add_argument(
+        "--max-concurrent", type=int, metavar="N", help="run at most N trials at once (default: as many as fit)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the trial plan, resources and data summary; start nothing"
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="RESULTS_DIR",
+        help="finish an interrupted study: its unfinished trials only (default: the study's latest results dir)",
+    )
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs")
 
 
@@ -116,7 +143,9 @@ def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> tuple[dict, list[s
     keys: dict[DataConfig, str] = {}
     for _, _, cfg in trials:
         keys.setdefault(cfg.data, f"d{len(keys)}")
-    for aug, size in {(repr(c.augment), c.data.image_size): (c.augment, c.data.image_size) for _, _, c in trials}.values():
+    for aug, size in {
+        (repr(c.augment), c.data.image_size): (c.augment, c.data.image_size) for _, _, c in trials
+    }.values():
         check_augment(aug, size)
     images = {key: load_images(d) for d, key in keys.items()}
     for im in images.values():
@@ -129,7 +158,11 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
     """The plan on this machine (a cluster given by --address is not contacted); nothing is created."""
     cpus = float(os.cpu_count() or 1)
     plan = prepared.plan(Cluster(cpus=cpus, gpus=0.0, node_cpus=cpus, node_gpus=0.0), args.max_concurrent)
-    where = "this machine" if not args.address else f"this machine (the cluster at {args.address} is not contacted in a dry run)"
+    where = (
+        "this machine"
+        if not args.address
+        else f"this machine (the cluster at {args.address} is not contacted in a dry run)"
+    )
     print(f"{_study_line(plan)}, {plan.concurrent} at a time on {where} ({cpus:g} CPUs)")
     print(f"output {storage.join(prepared.storage, plan.study)}")
     print()
@@ -138,8 +171,10 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
     for s in plan.specs:
         cfg = s.config
         changes = ", ".join(f"{k}={v}" for k, v in prepared.study.variants[s.variant].items()) or "(base)"
-        print(f"{s.variant:<{w}}  {s.seed:>4}  {cfg.train.epochs:>6}  {cfg.train.batch_size:>5}  "
-              f"{cfg.resources.workers_per_trial:>7}  {s.fit.cpus_per_worker:>11g}  {cfg.resources.gpus_per_worker:>11g}  {changes}")
+        print(
+            f"{s.variant:<{w}}  {s.seed:>4}  {cfg.train.epochs:>6}  {cfg.train.batch_size:>5}  "
+            f"{cfg.resources.workers_per_trial:>7}  {s.fit.cpus_per_worker:>11g}  {cfg.resources.gpus_per_worker:>11g}  {changes}"
+        )
     print("\ndry run: nothing started")
     return 0
 
@@ -156,8 +191,11 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
 
     resuming = args.resume is not None
     study = prepared.study
-    results = Results(storage.resume_dir(prepared.storage, study.name, args.resume) if resuming
-                      else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name)))
+    results = Results(
+        storage.resume_dir(prepared.storage, study.name, args.resume)
+        if resuming
+        else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name))
+    )
     try:
         cluster = orchestrate.init_ray(args.address, args.verbose)
         orchestrate.check_shared_storage(prepared.storage, cluster)
@@ -192,8 +230,11 @@ def _print_plan(plan: Plan, results, resuming: bool) -> None:
     for n in plan.notes:
         print(f"note   {n}")
     c = plan.cluster
-    print(f"{_study_line(plan)}, {plan.concurrent} at a time on {c.cpus:g} CPUs" + (f" / {c.gpus:g} GPUs" if c.gpus else "")
-          + f" ({c.nodes} node{'s' if c.nodes > 1 else ''})")
+    print(
+        f"{_study_line(plan)}, {plan.concurrent} at a time on {c.cpus:g} CPUs"
+        + (f" / {c.gpus:g} GPUs" if c.gpus else "")
+        + f" ({c.nodes} node{'s' if c.nodes > 1 else ''})"
+    )
     print(f"output {results}" + ("  (resuming: finished trials are kept)" if resuming else ""))
 
 
@@ -203,14 +244,22 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
     from runner import studyfile
 
     results.local.mkdir(parents=True, exist_ok=True)
-    (results.local / "audit.json").write_text(json.dumps({k: im.audit for k, im in prepared.images.items()}, indent=2) + "\n")
+    (results.local / "audit.json").write_text(
+        json.dumps({k: im.audit for k, im in prepared.images.items()}, indent=2) + "\n"
+    )
     if not resuming:
-        studyfile.write(results.local, study=plan.study, reference=plan.reference, seeds=list(plan.seeds),
-                        variants={v: dict(prepared.study.variants[v]) for v in plan.variants},
-                        trials=[s.to_param() for s in plan.specs],
-                        data={k: im.summary() for k, im in prepared.images.items()},
-                        cluster=dataclasses.asdict(plan.cluster), max_concurrent=plan.concurrent,
-                        config_file=str(Path(config).resolve()))
+        studyfile.write(
+            results.local,
+            study=plan.study,
+            reference=plan.reference,
+            seeds=list(plan.seeds),
+            variants={v: dict(prepared.study.variants[v]) for v in plan.variants},
+            trials=[s.to_param() for s in plan.specs],
+            data={k: im.summary() for k, im in prepared.images.items()},
+            cluster=dataclasses.asdict(plan.cluster),
+            max_concurrent=plan.concurrent,
+            config_file=str(Path(config).resolve()),
+        )
     results.push()
 
 
@@ -228,22 +277,29 @@ def _finish(args, results, planned: int, seconds: float, fit_seconds: float) -> 
         report = _write_report(results.local)
         results.push()
     except OSError as e:  # the trials' results are kept where they are; only the tables are missing
-        raise ConfigError(f"{results}: the trials ran, but their summary could not be written ({first_line(e)}); "
-                          f"write it with python -m runner.summary {shlex.quote(results.uri)}") from None
+        raise ConfigError(
+            f"{results}: the trials ran, but their summary could not be written ({first_line(e)}); "
+            f"write it with python -m runner.summary {shlex.quote(results.uri)}"
+        ) from None
     print()
     print(render.console_table(variants))
     print()
     print(f"{'stopped' if unfinished else 'done'} after {seconds:.0f} s ({fit_seconds:.0f} s running trials)")
     _print_where(results, report)
     if unfinished:
-        print(f"interrupted: {len(unfinished)} of {planned} trials unfinished (summary marked partial); finish them with\n"
-              f"  python -m runner.tune {shlex.join([args.config, *(f'--set={v}' for v in args.set)])} "
-              f"--resume {shlex.quote(results.uri)}", file=sys.stderr)
+        print(
+            f"interrupted: {len(unfinished)} of {planned} trials unfinished (summary marked partial); finish them with\n"
+            f"  python -m runner.tune {shlex.join([args.config, *(f'--set={v}' for v in args.set)])} "
+            f"--resume {shlex.quote(results.uri)}",
+            file=sys.stderr,
+        )
         return 130
     failed = [r for r in records if not r.status.finished]
     if failed:
-        print("failed trials: " + ", ".join(f"{r.variant} seed {r.seed} ({r.status}: {r.error[:120]})" for r in failed),
-              file=sys.stderr)
+        print(
+            "failed trials: " + ", ".join(f"{r.variant} seed {r.seed} ({r.status}: {r.error[:120]})" for r in failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -263,14 +319,20 @@ def _write_report(results_dir: Path) -> Path | None:
     try:
         return write_report(results_dir)
     except Exception as e:  # noqa: BLE001
-        logging.getLogger("runner").warning("could not write report.html (%s: %s); rebuild it with python -m runner.report %s",
-                                            type(e).__name__, e, results_dir)
+        logging.getLogger("runner").warning(
+            "could not write report.html (%s: %s); rebuild it with python -m runner.report %s",
+            type(e).__name__,
+            e,
+            results_dir,
+        )
         return None
 
 
 def _study_line(plan: Plan) -> str:
-    return (f"study  {plan.study}: {_n(len(plan.variants), 'variant')} x {_n(len(plan.seeds), 'seed')} = "
-            f"{len(plan.specs)} trials")
+    return (
+        f"study  {plan.study}: {_n(len(plan.variants), 'variant')} x {_n(len(plan.seeds), 'seed')} = "
+        f"{len(plan.specs)} trials"
+    )
 
 
 def _n(k: int, word: str) -> str:
@@ -279,8 +341,10 @@ def _n(k: int, word: str) -> str:
 
 def _data_line(s: dict) -> str:
     when = "from cache" if s["from_cache"] else f"loaded in {s['load_seconds']:.1f} s"
-    line = (f"data   {s['source']}: {s['train_images']} train / {s['val_images']} val images, {len(s['classes'])} classes, "
-            f"{s['image_size']}x{s['image_size']}, {when}")
+    line = (
+        f"data   {s['source']}: {s['train_images']} train / {s['val_images']} val images, {len(s['classes'])} classes, "
+        f"{s['image_size']}x{s['image_size']}, {when}"
+    )
     if s["skipped_files"]:
         line += f", {len(s['skipped_files'])} unreadable files skipped"
     if s["ignored_files"]:

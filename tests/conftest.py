@@ -18,14 +18,26 @@ def _cache_dir(tmp_path_factory, monkeypatch):
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m runner.tune ARGS` in a subprocess, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "runner.tune", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     """`python -m runner.tune ARGS` started in the background (to be signalled or killed)."""
-    return subprocess.Popen([sys.executable, "-m", "runner.tune", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner.tune", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def write_study(path: Path, body: str) -> Path:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_image, save_image, train_val_folder
 from PIL import Image
 
 from runner.config import ConfigError, DataConfig
-from conftest import random_image, save_image, train_val_folder
 from runner.data import audit, folder
 from runner.data.audit import counts, duplicates, format_audit, leakage_error, pixel_digest, warnings
+from runner.data.builtin import LESION_CLASSES
 from runner.data.source import load_images
 
 S = 16
@@ -87,7 +88,10 @@ def test_warnings_thresholds():
 def test_leakage_warning_depends_on_policy():
     a = _audit_of(["h1"], ["h1", "h2"])
     a["leakage"] = {"policy": "warn", "dropped": 0}
-    assert "1 val image identical to a train image, so val accuracy is optimistic; --set data.leakage=drop" in warnings(a)[0]
+    assert (
+        "1 val image identical to a train image, so val accuracy is optimistic; --set data.leakage=drop"
+        in warnings(a)[0]
+    )
     a["leakage"] = {"policy": "drop", "dropped": 1}
     assert warnings(a)[0] == "1 val image identical to a train image dropped from val (data.leakage=drop)"
 
@@ -101,8 +105,16 @@ def test_leakage_error_names_count_pairs_and_fix():
 
 def test_format_audit_fixed_columns():
     a = _audit_of(["h1", "h2", "h3"], ["h1", "h9"], train_y=[0, 0, 1], val_y=[0, 1])
-    a.update(audit.file_facts(Path("/r"), [(Path(f"/r/train/a/{i}.jpg"), "empty file, 0 bytes") for i in range(5)],
-                              [Path("/r/notes.txt")], [Path("/r/.DS_Store")], [Path("/r/train/c")], ["RGB", "RGBA", "P", "P", "L"]))
+    a.update(
+        audit.file_facts(
+            Path("/r"),
+            [(Path(f"/r/train/a/{i}.jpg"), "empty file, 0 bytes") for i in range(5)],
+            [Path("/r/notes.txt")],
+            [Path("/r/.DS_Store")],
+            [Path("/r/train/c")],
+            ["RGB", "RGBA", "P", "P", "L"],
+        )
+    )
     a["leakage"] = {"policy": "warn", "dropped": 0}
     text = format_audit(a)
     lines = text.splitlines()
@@ -142,7 +154,11 @@ def test_builtin_digits_audit_reports_what_is_there():
     a = s.audit
     assert a["source"] == "builtin:digits"
     assert a["images"] == {"train": len(s.train_y), "val": len(s.val_y)}
-    assert a["duplicates"]["train_val"] == 0 and a["duplicates"]["within_train"] == 0 and a["duplicates"]["within_val"] == 0
+    assert (
+        a["duplicates"]["train_val"] == 0
+        and a["duplicates"]["within_train"] == 0
+        and a["duplicates"]["within_val"] == 0
+    )
     assert 1.0 <= a["imbalance"]["ratio"] < 1.2
     assert a["leakage"] == {"policy": "warn", "dropped": 0} and a["warnings"] == []
 
@@ -151,9 +167,7 @@ def test_builtin_lesions_audit_counts():
     a = load_images(DataConfig(path="builtin:lesions", image_size=8)).audit
     assert a["images"] == {"train": 702, "val": 180}
     assert a["imbalance"]["ratio"] == 1.0
-    assert set(a["per_class"]) == {"actinic_keratosis", "basal_cell_carcinoma", "dermatofibroma", "melanoma", "nevus",
-                                   "pigmented_benign_keratosis", "seborrheic_keratosis", "squamous_cell_carcinoma",
-                                   "vascular_lesion"}
+    assert set(a["per_class"]) == set(LESION_CLASSES)
 
 
 # --------------------------------------------------------------------------- folders
@@ -283,19 +297,31 @@ def test_second_run_reuses_the_audit_without_decoding_or_hashing(leaky, decode_c
     assert second.cached
     assert decode_calls == {"decode": 16, "hash": 15}  # nothing decoded or hashed again
     assert second.audit == first.audit
-    assert second.audit["unreadable"] == [{"path": "val/dog/bad.png", "reason": "corrupt (starts like an image, header unreadable)"}]
+    assert second.audit["unreadable"] == [
+        {"path": "val/dog/bad.png", "reason": "corrupt (starts like an image, header unreadable)"}
+    ]
 
 
-@pytest.mark.parametrize("change, effect", [
-    (lambda root: _save(root / "val" / "dog" / "leak.png", Image.open(root / "train" / "dog" / "0.png")), ("duplicates", "train_val", 4)),
-    (lambda root: (root / "train" / "cat" / "readme.md").write_text("x"), ("ignored", "count", 1)),
-    (lambda root: (root / "train" / "cat" / ".DS_Store").write_text("x"), ("hidden", "count", 1)),
-    (lambda root: (root / "train" / "newclass").mkdir(), ("empty_class_folders", None, ["train/newclass"])),
-    (lambda root: (root / "train" / "cat" / "zero.png").write_bytes(b""),
-     ("unreadable", None, [{"path": "train/cat/zero.png", "reason": "empty file, 0 bytes"}])),
-    (lambda root: os.symlink("missing.png", root / "train" / "cat" / "link.png"),
-     ("unreadable", None, [{"path": "train/cat/link.png", "reason": "broken symlink to missing.png"}])),
-])
+@pytest.mark.parametrize(
+    "change, effect",
+    [
+        (
+            lambda root: _save(root / "val" / "dog" / "leak.png", Image.open(root / "train" / "dog" / "0.png")),
+            ("duplicates", "train_val", 4),
+        ),
+        (lambda root: (root / "train" / "cat" / "readme.md").write_text("x"), ("ignored", "count", 1)),
+        (lambda root: (root / "train" / "cat" / ".DS_Store").write_text("x"), ("hidden", "count", 1)),
+        (lambda root: (root / "train" / "newclass").mkdir(), ("empty_class_folders", None, ["train/newclass"])),
+        (
+            lambda root: (root / "train" / "cat" / "zero.png").write_bytes(b""),
+            ("unreadable", None, [{"path": "train/cat/zero.png", "reason": "empty file, 0 bytes"}]),
+        ),
+        (
+            lambda root: os.symlink("missing.png", root / "train" / "cat" / "link.png"),
+            ("unreadable", None, [{"path": "train/cat/link.png", "reason": "broken symlink to missing.png"}]),
+        ),
+    ],
+)
 def test_audit_cache_is_invalidated_when_the_folder_changes(leaky, decode_calls, change, effect):
     cfg = DataConfig(path=str(leaky), image_size=S)
     load_images(cfg)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, random_image, run_cli, save_image, train_val_folder
 from PIL import Image
 
-from conftest import ROOT, random_image, run_cli, save_image, train_val_folder
 from runner.config import ConfigError, DataConfig
 from runner.data.audit import format_audit
 from runner.data.source import load_images
@@ -49,14 +49,26 @@ STUDY_HEAD = "from runner.config import DataConfig, ModelConfig, Study, TrainCon
 CONFIG_FILES = [
     pytest.param("study = Study(name='x',,)\n", "bad.py:2: syntax error", id="syntax-error"),
     pytest.param("x = 1\n", "bad.py: defines no `study`; add `study = Study(", id="no-study"),
-    pytest.param("study = Study(name='x', variants={'a': {}, 'b': {'model.dropot': 0.1}})\n",
-                 "variant 'b': unknown key 'model.dropot' (did you mean 'model.dropout'?)", id="variant-unknown-key"),
-    pytest.param("study = Study(name='x', variants={'a': {'optim.lr': -1}})\n",
-                 "optim.lr=-1.0 (variant 'a'): must be > 0", id="variant-out-of-range"),
-    pytest.param("study = Study(name='x', base=TrialConfig(model=ModelConfig(dropout='0.1')))\n",
-                 "base: model.dropout='0.1': expected a finite number", id="wrong-type-in-file"),
-    pytest.param("study = Study(name='x', base=TrialConfig(model=ModelConfig(dropot=0.1)))\n",
-                 "bad.py:2: TypeError:", id="unknown-argument-in-file"),
+    pytest.param(
+        "study = Study(name='x', variants={'a': {}, 'b': {'model.dropot': 0.1}})\n",
+        "variant 'b': unknown key 'model.dropot' (did you mean 'model.dropout'?)",
+        id="variant-unknown-key",
+    ),
+    pytest.param(
+        "study = Study(name='x', variants={'a': {'optim.lr': -1}})\n",
+        "optim.lr=-1.0 (variant 'a'): must be > 0",
+        id="variant-out-of-range",
+    ),
+    pytest.param(
+        "study = Study(name='x', base=TrialConfig(model=ModelConfig(dropout='0.1')))\n",
+        "base: model.dropout='0.1': expected a finite number",
+        id="wrong-type-in-file",
+    ),
+    pytest.param(
+        "study = Study(name='x', base=TrialConfig(model=ModelConfig(dropot=0.1)))\n",
+        "bad.py:2: TypeError:",
+        id="unknown-argument-in-file",
+    ),
     pytest.param("import numpy\nraise RuntimeError('boom')\n", "bad.py:3: RuntimeError: boom", id="exception-in-file"),
     pytest.param("study = {'name': 'x'}\n", "`study` must be a runner.config.Study, got dict", id="study-not-a-study"),
     pytest.param("study = Study(name='has space')\n", "name='has space' must be a non-empty name", id="bad-study-name"),
@@ -70,11 +82,16 @@ def test_bad_config_file(tmp_path, body, fragment):
     assert fragment in _cli_error(tmp_path, str(config))
 
 
-@pytest.mark.parametrize("config, fragment", [
-    pytest.param("configs/nope.py", "configs/nope.py: no such config file (try configs/init_study.py)", id="missing-config"),
-    pytest.param("configs", "configs: is a directory; give a study file inside it", id="config-is-a-directory"),
-    pytest.param("README.md", "README.md: a study config is a Python file", id="config-not-python"),
-])
+@pytest.mark.parametrize(
+    "config, fragment",
+    [
+        pytest.param(
+            "configs/nope.py", "configs/nope.py: no such config file (try configs/init_study.py)", id="missing-config"
+        ),
+        pytest.param("configs", "configs: is a directory; give a study file inside it", id="config-is-a-directory"),
+        pytest.param("README.md", "README.md: a study config is a Python file", id="config-not-python"),
+    ],
+)
 def test_bad_config_path(tmp_path, config, fragment):
     assert fragment in _cli_error(tmp_path, config)
 
@@ -82,7 +99,8 @@ def test_bad_config_path(tmp_path, config, fragment):
 # --------------------------------------------------------------------------- flags and --set
 
 
-@pytest.mark.parametrize("args, fragment", [
+# fmt: off
+BAD_FLAGS = [
     pytest.param(["--set", "model.dropout"], "--set 'model.dropout': expected KEY=VALUE", id="set-without-equals"),
     pytest.param(["--set", "=0.1"], "expected KEY=VALUE", id="set-without-key"),
     pytest.param(["--set", "model.hidden=abc"], "--set: model.hidden='abc': expected a list, e.g. [512, 128]", id="set-wrong-type"),
@@ -97,7 +115,11 @@ def test_bad_config_path(tmp_path, config, fragment):
     pytest.param(["--set", "optim.name=rmsprop"], "optim.name='rmsprop' (variant 'base'): choose one of adam, adamw, sgd", id="unknown-optimizer"),
     pytest.param(["--set", "data.leakage=ignore"], "data.leakage='ignore' (variant 'base'): choose one of warn, fail, drop", id="unknown-leakage"),
     pytest.param(["--max-concurrent", "0"], "--max-concurrent 0: must be >= 1", id="max-concurrent-zero"),
-])
+]
+# fmt: on
+
+
+@pytest.mark.parametrize("args, fragment", BAD_FLAGS)
 def test_bad_flag(tmp_path, args, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", *args)
 
@@ -111,8 +133,10 @@ def test_unwritable_storage(tmp_path):
     (tmp_path / "a_file").write_text("x")
     proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "a_file" / "runs"), timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (f"error: --storage {tmp_path / 'a_file' / 'runs'}: cannot write there (Not a directory); "
-                                   "pass --storage with a writable directory")
+    assert proc.stderr.strip() == (
+        f"error: --storage {tmp_path / 'a_file' / 'runs'}: cannot write there (Not a directory); "
+        "pass --storage with a writable directory"
+    )
 
 
 @pytest.mark.e2e  # joins (tries to join) a Ray cluster, so not a unit test
@@ -158,10 +182,22 @@ def test_train_and_test_without_val_holds_out_part_of_train(tmp_path):
     """The common train/ + test/ layout: val is held out of train/ (data.val_fraction); test/ is left alone."""
     root = tmp_path / "imgs"
     _train_without_val(root)
-    proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}",
-                   "--set", "data.val_fraction=0.34", timeout=120)
+    proc = run_cli(
+        "configs/smoke.py",
+        "--dry-run",
+        "--storage",
+        str(tmp_path / "out"),
+        "--set",
+        f"data.path={root}",
+        "--set",
+        "data.val_fraction=0.34",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "has train/ but no val/: holding out data.val_fraction of train/ per class as val; test/ not used" in proc.stderr
+    assert (
+        "has train/ but no val/: holding out data.val_fraction of train/ per class as val; test/ not used"
+        in proc.stderr
+    )
     assert "4 train / 2 val images, 2 classes" in proc.stdout
 
 
@@ -170,16 +206,37 @@ def _leaky(root: Path) -> None:
     (root / "val" / "cat" / "copy.png").write_bytes((root / "train" / "cat" / "0.png").read_bytes())
 
 
-@pytest.mark.parametrize("build, extra, fragment", [
-    pytest.param(_val_class_missing_from_train, [], "classes ['bird'] are in val but not in train; add them to train/", id="val-class-missing-from-train"),
-    pytest.param(_single_class, [], "found 1 class folder(s) with images; need at least 2", id="single-class"),
-    pytest.param(_only_non_images, [], "found 0 class folder(s) with images (4 other files ignored, e.g. cat/labels.csv; images end in",
-                 id="only-non-image-files"),
-    pytest.param(_every_image_unreadable, [], "none of the 4 image files could be decoded (e.g. ", id="every-image-unreadable"),
-    pytest.param(_leaky, ["--set", "data.leakage=fail"],
-                 "1 val image identical to a train image (val/cat/copy.png = train/cat/0.png); remove them from the folder, "
-                 "or pass --set data.leakage=drop", id="leakage-fail"),
-])
+@pytest.mark.parametrize(
+    "build, extra, fragment",
+    [
+        pytest.param(
+            _val_class_missing_from_train,
+            [],
+            "classes ['bird'] are in val but not in train; add them to train/",
+            id="val-class-missing-from-train",
+        ),
+        pytest.param(_single_class, [], "found 1 class folder(s) with images; need at least 2", id="single-class"),
+        pytest.param(
+            _only_non_images,
+            [],
+            "found 0 class folder(s) with images (4 other files ignored, e.g. cat/labels.csv; images end in",
+            id="only-non-image-files",
+        ),
+        pytest.param(
+            _every_image_unreadable,
+            [],
+            "none of the 4 image files could be decoded (e.g. ",
+            id="every-image-unreadable",
+        ),
+        pytest.param(
+            _leaky,
+            ["--set", "data.leakage=fail"],
+            "1 val image identical to a train image (val/cat/copy.png = train/cat/0.png); remove them from the folder, "
+            "or pass --set data.leakage=drop",
+            id="leakage-fail",
+        ),
+    ],
+)
 def test_bad_folder(tmp_path, build, extra, fragment):
     root = tmp_path / "imgs"
     root.mkdir()
@@ -187,11 +244,20 @@ def test_bad_folder(tmp_path, build, extra, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", "--set", f"data.path={root}", *extra)
 
 
-@pytest.mark.parametrize("path, fragment", [
-    pytest.param("/no/such/folder", "data.path='/no/such/folder': no such folder", id="missing-data-path"),
-    pytest.param(str(ROOT / "README.md"), "README.md': is a file, not a folder of class folders", id="data-path-is-a-file"),
-    pytest.param("builtin:mnist", "unknown built-in dataset; choose one of builtin:lesions, builtin:digits", id="unknown-builtin"),
-])
+@pytest.mark.parametrize(
+    "path, fragment",
+    [
+        pytest.param("/no/such/folder", "data.path='/no/such/folder': no such folder", id="missing-data-path"),
+        pytest.param(
+            str(ROOT / "README.md"), "README.md': is a file, not a folder of class folders", id="data-path-is-a-file"
+        ),
+        pytest.param(
+            "builtin:mnist",
+            "unknown built-in dataset; choose one of builtin:lesions, builtin:digits",
+            id="unknown-builtin",
+        ),
+    ],
+)
 def test_bad_data_path(tmp_path, path, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", "--set", f"data.path={path}")
 
@@ -217,22 +283,55 @@ def _palette_with_transparency() -> Image.Image:
 # name -> (make it under a class folder, where the audit reports it, what it says)
 BAD_FILES = {
     "zero-byte-jpg": (lambda d: (d / "zero.jpg").write_bytes(b""), "unreadable", "zero.jpg (empty file, 0 bytes)"),
-    "truncated-png": (lambda d: (d / "trunc.png").write_bytes(_png_bytes(_img(5, 64))[:300]), "unreadable", "trunc.png (truncated)"),
-    "text-as-jpg": (lambda d: (d / "page.jpg").write_text("<html><body>404 Not Found</body></html>\n"), "unreadable",
-                    "page.jpg (a text file, not an image)"),
-    "random-bytes-png": (lambda d: (d / "noise.png").write_bytes(bytes(range(256)) * 4), "unreadable", "noise.png (not an image (unknown format))"),
-    "png-header-then-garbage": (lambda d: (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40), "unreadable",
-                                "bad.png (corrupt (starts like an image, header unreadable))"),
-    "directory-named-like-image": (lambda d: (d / "folder.jpg").mkdir(), "unreadable", "folder.jpg (a folder named like an image)"),
-    "broken-symlink": (lambda d: os.symlink("gone.png", d / "link.png"), "unreadable", "link.png (broken symlink to gone.png)"),
+    "truncated-png": (
+        lambda d: (d / "trunc.png").write_bytes(_png_bytes(_img(5, 64))[:300]),
+        "unreadable",
+        "trunc.png (truncated)",
+    ),
+    "text-as-jpg": (
+        lambda d: (d / "page.jpg").write_text("<html><body>404 Not Found</body></html>\n"),
+        "unreadable",
+        "page.jpg (a text file, not an image)",
+    ),
+    "random-bytes-png": (
+        lambda d: (d / "noise.png").write_bytes(bytes(range(256)) * 4),
+        "unreadable",
+        "noise.png (not an image (unknown format))",
+    ),
+    "png-header-then-garbage": (
+        lambda d: (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40),
+        "unreadable",
+        "bad.png (corrupt (starts like an image, header unreadable))",
+    ),
+    "directory-named-like-image": (
+        lambda d: (d / "folder.jpg").mkdir(),
+        "unreadable",
+        "folder.jpg (a folder named like an image)",
+    ),
+    "broken-symlink": (
+        lambda d: os.symlink("gone.png", d / "link.png"),
+        "unreadable",
+        "link.png (broken symlink to gone.png)",
+    ),
     "symlink-loop": (lambda d: os.symlink("loop.png", d / "loop.png"), "unreadable", "loop.png (symlink loop)"),
     "cmyk-jpeg": (lambda d: _save(d / "cmyk.jpg", _img(6).convert("CMYK")), "converted", "CMYK"),
-    "16-bit-png": (lambda d: _save(d / "g16.png", Image.fromarray((np.arange(400).reshape(20, 20) * 150).astype(np.uint16))),
-                   "converted", "I;16"),
-    "palette-png-with-transparency": (lambda d: _save(d / "pal.png", _palette_with_transparency(), transparency=0), "converted", "P"),
+    "16-bit-png": (
+        lambda d: _save(d / "g16.png", Image.fromarray((np.arange(400).reshape(20, 20) * 150).astype(np.uint16))),
+        "converted",
+        "I;16",
+    ),
+    "palette-png-with-transparency": (
+        lambda d: _save(d / "pal.png", _palette_with_transparency(), transparency=0),
+        "converted",
+        "P",
+    ),
     "rgba-png": (lambda d: _save(d / "rgba.png", Image.new("RGBA", (20, 20), (200, 0, 0, 0))), "converted", "RGBA"),
     "grayscale-jpeg": (lambda d: _save(d / "gray.jpg", _img(7).convert("L")), "converted", "L"),
-    "hidden-files": (lambda d: [(d / ".DS_Store").write_bytes(b"\x00"), (d / "._0.png").write_bytes(b"\x00")], "hidden", ".DS_Store"),
+    "hidden-files": (
+        lambda d: [(d / ".DS_Store").write_bytes(b"\x00"), (d / "._0.png").write_bytes(b"\x00")],
+        "hidden",
+        ".DS_Store",
+    ),
     "non-image-file": (lambda d: (d / "notes.txt").write_text("x"), "ignored", "notes.txt"),
     "empty-class-folder": (lambda d: (d.parent / "empty_class").mkdir(), "empty_class_folders", "train/empty_class"),
 }
@@ -278,7 +377,9 @@ def test_partly_corrupt_folder_through_the_cli(tmp_path):
     root = _good_folder(tmp_path / "imgs", n_train=5, n_val=2)
     for make, _, _ in BAD_FILES.values():
         make(root / "train" / "cat")
-    proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}", timeout=120)
+    proc = run_cli(
+        "configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}", timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # nothing logged per bad file: the audit lists them
     assert "8 unreadable files skipped" in proc.stdout and "1 non-image file ignored" in proc.stdout
@@ -288,7 +389,9 @@ def test_partly_corrupt_folder_through_the_cli(tmp_path):
 def test_dry_run_prints_the_audit(tmp_path):
     root = _good_folder(tmp_path / "imgs")
     (root / "train" / "cat" / "zero.jpg").write_bytes(b"")
-    proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}", timeout=120)
+    proc = run_cli(
+        "configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}", timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "unreadable, skipped" in proc.stdout and "train/cat/zero.jpg (empty file, 0 bytes)" in proc.stdout
     assert "same in train and val" in proc.stdout
@@ -305,7 +408,7 @@ def test_resume_check_treats_a_key_added_since_as_its_default(tmp_path):
     """A study run before a setting existed (its study.json lacks the key) still resumes; a changed value does not."""
     import json
 
-    from runner.config import ConfigError, Study, TrialConfig
+    from runner.config import ConfigError, Study
     from runner.plan import check_same_study, make_plan
     from runner.resources import Cluster
 

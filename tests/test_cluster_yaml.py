@@ -31,11 +31,16 @@ def test_ray_rejects_a_schema_error_in_cluster_yaml():
     assert list(e.value.path) == ["max_workers"] and e.value.validator == "type"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c.update(head_node_type="cpu_head"), "`head_node_type` must be one of `available_node_types`."),
-    (lambda c: c["available_node_types"]["gpu_worker"].update(min_workers=5),
-     "The specified global `max_workers` is smaller than the sum of `min_workers`"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(head_node_type="cpu_head"), "`head_node_type` must be one of `available_node_types`."),
+        (
+            lambda c: c["available_node_types"]["gpu_worker"].update(min_workers=5),
+            "The specified global `max_workers` is smaller than the sum of `min_workers`",
+        ),
+    ],
+)
 def test_ray_rejects_inconsistent_node_types(edit, message):
     from ray.autoscaler._private.util import prepare_config, validate_config
 

@@ -139,25 +139,28 @@ def test_right_name_in_wrong_section_suggests_the_right_section():
 # --------------------------------------------------------------------------- --set parsing
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("3", 3),
-    ("-2", -2),
-    ("0.5", 0.5),
-    ("1e-3", 1e-3),
-    ("true", True),
-    ("True", True),
-    ("FALSE", False),
-    ("none", None),
-    ("null", None),
-    ("[256,128]", [256, 128]),
-    ("[256, 128]", [256, 128]),
-    ("builtin:digits", "builtin:digits"),
-    ("~/images/skin", "~/images/skin"),
-    ("/data/isic", "/data/isic"),
-    ("adamw", "adamw"),
-    ("'quoted'", "quoted"),
-    ('{"name": "VerticalFlip", "p": 0.5}', {"name": "VerticalFlip", "p": 0.5}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("3", 3),
+        ("-2", -2),
+        ("0.5", 0.5),
+        ("1e-3", 1e-3),
+        ("true", True),
+        ("True", True),
+        ("FALSE", False),
+        ("none", None),
+        ("null", None),
+        ("[256,128]", [256, 128]),
+        ("[256, 128]", [256, 128]),
+        ("builtin:digits", "builtin:digits"),
+        ("~/images/skin", "~/images/skin"),
+        ("/data/isic", "/data/isic"),
+        ("adamw", "adamw"),
+        ("'quoted'", "quoted"),
+        ('{"name": "VerticalFlip", "p": 0.5}', {"name": "VerticalFlip", "p": 0.5}),
+    ],
+)
 def test_parse_value(text, expected):
     got = parse_value(text)
     assert got == expected
@@ -165,10 +168,24 @@ def test_parse_value(text, expected):
 
 
 def test_parse_set_builds_dotted_dict():
-    got = parse_set(["model.dropout=0.1", "train.epochs=3", "model.batchnorm=true", "model.hidden=[256,128]",
-                     "data.path=builtin:digits", " optim.name =sgd"])
-    assert got == {"model.dropout": 0.1, "train.epochs": 3, "model.batchnorm": True, "model.hidden": [256, 128],
-                   "data.path": "builtin:digits", "optim.name": "sgd"}
+    got = parse_set(
+        [
+            "model.dropout=0.1",
+            "train.epochs=3",
+            "model.batchnorm=true",
+            "model.hidden=[256,128]",
+            "data.path=builtin:digits",
+            " optim.name =sgd",
+        ]
+    )
+    assert got == {
+        "model.dropout": 0.1,
+        "train.epochs": 3,
+        "model.batchnorm": True,
+        "model.hidden": [256, 128],
+        "data.path": "builtin:digits",
+        "optim.name": "sgd",
+    }
 
 
 def test_parse_set_value_may_contain_equals():
@@ -182,10 +199,21 @@ def test_parse_set_malformed_is_config_error(item):
 
 
 def test_set_values_coerce_to_field_types():
-    cfg = apply_overrides(TrialConfig(), parse_set([
-        "model.dropout=0.1", "train.epochs=3", "model.batchnorm=true", "model.hidden=[256,128]",
-        "data.path=builtin:digits", "optim.lr=1", "train.batch_size=64.0", "augment.mean=[0,0,0]",
-    ]))
+    cfg = apply_overrides(
+        TrialConfig(),
+        parse_set(
+            [
+                "model.dropout=0.1",
+                "train.epochs=3",
+                "model.batchnorm=true",
+                "model.hidden=[256,128]",
+                "data.path=builtin:digits",
+                "optim.lr=1",
+                "train.batch_size=64.0",
+                "augment.mean=[0,0,0]",
+            ]
+        ),
+    )
     assert cfg.model.dropout == 0.1
     assert cfg.train.epochs == 3 and type(cfg.train.epochs) is int
     assert cfg.model.batchnorm is True
@@ -196,19 +224,41 @@ def test_set_values_coerce_to_field_types():
     assert cfg.augment.mean == (0.0, 0.0, 0.0) and all(type(m) is float for m in cfg.augment.mean)
 
 
-@pytest.mark.parametrize("value, tp, expected", [
-    (3, int, 3), (3.0, int, 3), (2, float, 2.0), (True, bool, True), ("x", str, "x"),
-    ([1, 2], tuple[int, ...], (1, 2)), ((0.5,), tuple[float, ...], (0.5,)), ({"a": 1}, dict, {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "value, tp, expected",
+    [
+        (3, int, 3),
+        (3.0, int, 3),
+        (2, float, 2.0),
+        (True, bool, True),
+        ("x", str, "x"),
+        ([1, 2], tuple[int, ...], (1, 2)),
+        ((0.5,), tuple[float, ...], (0.5,)),
+        ({"a": 1}, dict, {"a": 1}),
+    ],
+)
 def test_coerce_accepts(value, tp, expected):
     got = coerce(value, tp)
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize("value, tp", [
-    (True, int), (2.5, int), ("3", int), (True, float), ("0.1", float), (1, bool), ("true", bool),
-    (3, str), ("12", tuple[int, ...]), (5, tuple[int, ...]), ([1.5], tuple[int, ...]), ([1], dict),
-])
+@pytest.mark.parametrize(
+    "value, tp",
+    [
+        (True, int),
+        (2.5, int),
+        ("3", int),
+        (True, float),
+        ("0.1", float),
+        (1, bool),
+        ("true", bool),
+        (3, str),
+        ("12", tuple[int, ...]),
+        (5, tuple[int, ...]),
+        ([1.5], tuple[int, ...]),
+        ([1], dict),
+    ],
+)
 def test_coerce_rejects(value, tp):
     with pytest.raises(ValueError):
         coerce(value, tp)
@@ -246,10 +296,17 @@ def test_parse_set_unhashable_literal_is_kept_as_text_then_rejected_by_type():
 
 
 def test_validate_names_each_out_of_range_value():
-    cfg = apply_overrides(TrialConfig(), {
-        "model.dropout": 1.0, "optim.lr": 0.0, "train.epochs": 0, "data.image_size": 4, "model.init": "zeros",
-        "optim.name": "rmsprop",
-    })
+    cfg = apply_overrides(
+        TrialConfig(),
+        {
+            "model.dropout": 1.0,
+            "optim.lr": 0.0,
+            "train.epochs": 0,
+            "data.image_size": 4,
+            "model.init": "zeros",
+            "optim.name": "rmsprop",
+        },
+    )
     problems = validate(cfg, "here")
     text = "\n".join(problems)
     for key in ("model.dropout", "optim.lr", "train.epochs", "data.image_size", "model.init", "optim.name"):
@@ -258,41 +315,69 @@ def test_validate_names_each_out_of_range_value():
     assert all("(here)" in p for p in problems)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"data.val_fraction": 0.0}, {"data.val_fraction": 1.0}, {"data.path": "  "}, {"data.image_size": 513},
-    {"augment.std": [0.2, 0.0, 0.2]}, {"augment.mean": [0.5, 0.5]}, {"augment.train": [{"p": 0.5}]},
-    {"model.hidden": []}, {"model.hidden": [0]}, {"model.dropout": -0.1},
-    {"optim.weight_decay": -1.0}, {"optim.momentum": 1.0}, {"train.batch_size": 0}, {"train.patience": -1},
-    {"train.checkpoint_every": 0},
-    {"resources.workers_per_trial": -1}, {"resources.cpus_per_worker": 0.0}, {"resources.gpus_per_worker": -1.0},
-    {"data.leakage": "ignore"}, {"data.leakage": "Drop"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"data.val_fraction": 0.0},
+        {"data.val_fraction": 1.0},
+        {"data.path": "  "},
+        {"data.image_size": 513},
+        {"augment.std": [0.2, 0.0, 0.2]},
+        {"augment.mean": [0.5, 0.5]},
+        {"augment.train": [{"p": 0.5}]},
+        {"model.hidden": []},
+        {"model.hidden": [0]},
+        {"model.dropout": -0.1},
+        {"optim.weight_decay": -1.0},
+        {"optim.momentum": 1.0},
+        {"train.batch_size": 0},
+        {"train.patience": -1},
+        {"train.checkpoint_every": 0},
+        {"resources.workers_per_trial": -1},
+        {"resources.cpus_per_worker": 0.0},
+        {"resources.gpus_per_worker": -1.0},
+        {"data.leakage": "ignore"},
+        {"data.leakage": "Drop"},
+    ],
+)
 def test_validate_rejects(overrides):
     assert len(validate(apply_overrides(TrialConfig(), overrides))) == 1
 
 
 def test_validate_accepts_edges():
-    cfg = apply_overrides(TrialConfig(), {"data.image_size": 8, "model.dropout": 0.0, "train.epochs": 1,
-                                          "optim.momentum": 0.0, "augment.train": []})
+    cfg = apply_overrides(
+        TrialConfig(),
+        {"data.image_size": 8, "model.dropout": 0.0, "train.epochs": 1, "optim.momentum": 0.0, "augment.train": []},
+    )
     assert validate(cfg) == []
     assert validate(apply_overrides(TrialConfig(), {"data.image_size": 512, "model.dropout": 0.99})) == []
 
 
 def test_check_study_collects_every_problem_in_one_error():
-    study = Study(name="bad", variants={
-        "drop": {"model.dropout": 1.0},
-        "lr": {"optim.lr": 0},
-        "epochs": {"train.epochs": 0},
-        "size": {"data.image_size": 4},
-        "init": {"model.init": "zeros"},
-        "opt": {"optim.name": "rmsprop"},
-        "typo": {"model.dropot": 0.1},
-    })
+    study = Study(
+        name="bad",
+        variants={
+            "drop": {"model.dropout": 1.0},
+            "lr": {"optim.lr": 0},
+            "epochs": {"train.epochs": 0},
+            "size": {"data.image_size": 4},
+            "init": {"model.init": "zeros"},
+            "opt": {"optim.name": "rmsprop"},
+            "typo": {"model.dropot": 0.1},
+        },
+    )
     with pytest.raises(ConfigError) as e:
         check_study(study, where="bad.py")
     msg = str(e.value)
-    for needle in ("model.dropout=1.0", "optim.lr=0.0", "train.epochs=0", "data.image_size=4", "model.init='zeros'",
-                   "optim.name='rmsprop'", "model.dropot"):
+    for needle in (
+        "model.dropout=1.0",
+        "optim.lr=0.0",
+        "train.epochs=0",
+        "data.image_size=4",
+        "model.init='zeros'",
+        "optim.name='rmsprop'",
+        "model.dropot",
+    ):
         assert needle in msg, needle
     for variant in ("drop", "lr", "epochs", "size", "init", "opt", "typo"):
         assert f"variant '{variant}'" in msg
@@ -309,13 +394,16 @@ def test_leakage_policy_default_and_choices():
         apply_overrides(TrialConfig(), {"data.leak": "drop"})
 
 
-@pytest.mark.parametrize("base, needle", [
-    (TrialConfig(model=ModelConfig(dropout="0.1")), "model.dropout='0.1': expected a finite number"),
-    (TrialConfig(model=ModelConfig(hidden=64)), "model.hidden=64: expected a list"),
-    (TrialConfig(train=TrainConfig(epochs=2.5)), "train.epochs=2.5: expected a whole number"),
-    (TrialConfig(augment=AugmentConfig(train=("HorizontalFlip",))), "expected a dict"),
-    (TrialConfig(model={"dropout": 0.1}), "base.model must be a ModelConfig(...), got dict"),
-])
+@pytest.mark.parametrize(
+    "base, needle",
+    [
+        (TrialConfig(model=ModelConfig(dropout="0.1")), "model.dropout='0.1': expected a finite number"),
+        (TrialConfig(model=ModelConfig(hidden=64)), "model.hidden=64: expected a list"),
+        (TrialConfig(train=TrainConfig(epochs=2.5)), "train.epochs=2.5: expected a whole number"),
+        (TrialConfig(augment=AugmentConfig(train=("HorizontalFlip",))), "expected a dict"),
+        (TrialConfig(model={"dropout": 0.1}), "base.model must be a ModelConfig(...), got dict"),
+    ],
+)
 def test_check_study_rejects_wrong_types_in_the_base(base, needle):
     """A study file builds dataclasses directly, so nothing coerced its values: check_study does, naming the key."""
     with pytest.raises(ConfigError) as e:
@@ -324,9 +412,13 @@ def test_check_study_rejects_wrong_types_in_the_base(base, needle):
 
 
 def test_check_study_coerces_base_values_to_field_types():
-    study = Study(name="s", base=TrialConfig(data=DataConfig(path=Path("/data/skin"), image_size=32.0),
-                                             model=ModelConfig(hidden=[64, 32], dropout=0)))
-    (_, _, cfg), = check_study(study)
+    study = Study(
+        name="s",
+        base=TrialConfig(
+            data=DataConfig(path=Path("/data/skin"), image_size=32.0), model=ModelConfig(hidden=[64, 32], dropout=0)
+        ),
+    )
+    ((_, _, cfg),) = check_study(study)
     assert cfg.data.path == "/data/skin" and type(cfg.data.image_size) is int
     assert cfg.model.hidden == (64, 32) and type(cfg.model.dropout) is float
 
@@ -344,18 +436,21 @@ def test_check_study_deduplicates_base_problems():
     assert "variant 'a'" in str(e.value) and "variant 'b'" in str(e.value)
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    (dict(name="has space"), "name="),
-    (dict(name=""), "name="),
-    (dict(name="a/b"), "name="),
-    (dict(name="s", variants={}), "variants"),
-    (dict(name="s", seeds=()), "seeds"),
-    (dict(name="s", seeds=(0, 0)), "duplicates"),
-    (dict(name="s", seeds=(True,)), "seeds"),
-    (dict(name="s", seeds=(0.5,)), "seeds"),
-    (dict(name="s", reference="nope"), "reference"),
-    (dict(name="s", variants={"a": [1]}), "variant 'a'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(name="has space"), "name="),
+        (dict(name=""), "name="),
+        (dict(name="a/b"), "name="),
+        (dict(name="s", variants={}), "variants"),
+        (dict(name="s", seeds=()), "seeds"),
+        (dict(name="s", seeds=(0, 0)), "duplicates"),
+        (dict(name="s", seeds=(True,)), "seeds"),
+        (dict(name="s", seeds=(0.5,)), "seeds"),
+        (dict(name="s", reference="nope"), "reference"),
+        (dict(name="s", variants={"a": [1]}), "variant 'a'"),
+    ],
+)
 def test_check_study_structure(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         check_study(Study(**kwargs))
@@ -367,8 +462,12 @@ def test_check_study_rejects_non_study():
 
 
 def test_study_trials_are_variants_times_seeds_with_seed_set():
-    study = Study(name="s", base=TrialConfig(model=ModelConfig(hidden=(32,))),
-                  variants={"a": {}, "b": {"model.dropout": 0.5}}, seeds=(7, 3, 11))
+    study = Study(
+        name="s",
+        base=TrialConfig(model=ModelConfig(hidden=(32,))),
+        variants={"a": {}, "b": {"model.dropout": 0.5}},
+        seeds=(7, 3, 11),
+    )
     trials = check_study(study)
     assert [(v, s) for v, s, _ in trials] == [("a", 7), ("a", 3), ("a", 11), ("b", 7), ("b", 3), ("b", 11)]
     for v, s, cfg in trials:
@@ -404,7 +503,9 @@ def test_with_overrides_applies_to_base_and_on_top_of_variants():
 def test_to_dict_from_dict_round_trip():
     cfg = TrialConfig(
         data=DataConfig(path="builtin:digits", image_size=16, val_fraction=0.3, split_seed=4),
-        augment=AugmentConfig(train=({"name": "VerticalFlip", "p": 0.3},), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        augment=AugmentConfig(
+            train=({"name": "VerticalFlip", "p": 0.3},), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+        ),
         model=ModelConfig(hidden=(64, 32, 16), dropout=0.2, batchnorm=True, init="xavier_uniform"),
         optim=OptimConfig(name="sgd", lr=0.05, weight_decay=1e-4, momentum=0.8),
         train=TrainConfig(epochs=3, batch_size=17, patience=2, seed=9),
@@ -425,7 +526,9 @@ def test_from_dict_rejects_unknown_keys():
 
 def test_flatten_keeps_list_and_dict_values_whole():
     assert flatten({"model": {"hidden": [1, 2]}, "augment": {"train": [{"name": "X"}]}}) == {
-        "model.hidden": [1, 2], "augment.train": [{"name": "X"}]}
+        "model.hidden": [1, 2],
+        "augment.train": [{"name": "X"}],
+    }
 
 
 # --------------------------------------------------------------------------- load_study
@@ -474,15 +577,23 @@ def test_load_study_exception_reports_line(tmp_path):
 
 
 def test_load_study_bad_dataclass_argument_reports_line(tmp_path):
-    p = _write(tmp_path, "kw.py", "from runner.config import Study, TrialConfig, ModelConfig\n\n\n"
-                                  "study = Study(name='x', base=TrialConfig(model=ModelConfig(dropot=0.1)))\n")
+    p = _write(
+        tmp_path,
+        "kw.py",
+        "from runner.config import Study, TrialConfig, ModelConfig\n\n\n"
+        "study = Study(name='x', base=TrialConfig(model=ModelConfig(dropot=0.1)))\n",
+    )
     with pytest.raises(ConfigError, match=rf"{p}:4: TypeError: .*dropot"):
         load_study(p)
 
 
 def test_load_study_config_error_inside_file_names_file(tmp_path):
-    p = _write(tmp_path, "ce.py", "from runner.config import TrialConfig, apply_overrides\n"
-                                  "base = apply_overrides(TrialConfig(), {'model.dropot': 0.1})\n")
+    p = _write(
+        tmp_path,
+        "ce.py",
+        "from runner.config import TrialConfig, apply_overrides\n"
+        "base = apply_overrides(TrialConfig(), {'model.dropot': 0.1})\n",
+    )
     with pytest.raises(ConfigError, match=rf"^{p}: unknown key 'model.dropot'"):
         load_study(p)
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from runner.config import AugmentConfig, ConfigError, DataConfig
+from runner.config import AUGMENTATIONS, AugmentConfig, ConfigError, DataConfig
 from runner.data import folder
-from runner.config import AUGMENTATIONS
 from runner.data.augment import Augment, check_augment, normalize
 from runner.data.builtin import LESION_CLASSES, digits, lesions, load_builtin
 from runner.data.source import ImageSet, load_images
@@ -149,7 +148,7 @@ def test_scan_flat_layout(tmp_path):
     assert s.classes == ["a_cat", "b_dog"]
     assert s.is_val is None
     assert len(s.paths) == 6 and s.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert all(p.parent.name == s.classes[l] for p, l in zip(s.paths, s.labels))
+    assert all(p.parent.name == s.classes[label] for p, label in zip(s.paths, s.labels))
     assert sorted(p.name for p in s.ignored) == ["labels.csv", "notes.txt"]
 
 
@@ -306,7 +305,9 @@ def test_decode_bad_files_return_none(tmp_path):
     assert [d.ok for d in decoded] == [False, True, False, False]
     assert [d.error for d in decoded] == ["empty file, 0 bytes", "", "not an image (unknown format)", "truncated"]
     assert images.shape == (1, S, S, 3)
-    assert decoded[1].mode == "RGB" and len(decoded[1].digest) == 32 and decoded[1].image is None  # pixels moved to images
+    assert (
+        decoded[1].mode == "RGB" and len(decoded[1].digest) == 32 and decoded[1].image is None
+    )  # pixels moved to images
     images, decoded = folder.decode_all([tmp_path / "zero.jpg"], S)
     assert images.shape == (0, S, S, 3) and [d.ok for d in decoded] == [False]
 
@@ -415,12 +416,15 @@ def test_unknown_transform_lists_names():
     assert "HorizontalFlip" in msg and "VerticalFlip" in msg and "RandomBrightnessContrast" in msg
 
 
-@pytest.mark.parametrize("spec", [
-    {"name": "HorizontalFlip", "p": "often"},
-    {"name": "HorizontalFlip", "p": 2},
-    {"name": "RandomBrightnessContrast", "brightness_limit": "x"},
-    {"name": "Rotate", "limit": "a"},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "HorizontalFlip", "p": "often"},
+        {"name": "HorizontalFlip", "p": 2},
+        {"name": "RandomBrightnessContrast", "brightness_limit": "x"},
+        {"name": "Rotate", "limit": "a"},
+    ],
+)
 def test_bad_transform_argument_is_config_error(spec):
     with pytest.raises(ConfigError, match=rf"augment.train\[1\] {spec['name']}\("):
         check_augment(AugmentConfig(train=({"name": "VerticalFlip"}, spec)), S)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import run_cli, write_study
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +38,12 @@ def test_smoke_study_exits_zero_and_prints_where_results_are(smoke):
 def test_smoke_summary_has_a_row_per_trial(smoke):
     _, results = smoke
     rows = list(csv.DictReader(open(results / "summary.csv")))
-    assert sorted((r["variant"], int(r["seed"])) for r in rows) == [("base", 0), ("base", 1), ("dropout_0.2", 0), ("dropout_0.2", 1)]
+    assert sorted((r["variant"], int(r["seed"])) for r in rows) == [
+        ("base", 0),
+        ("base", 1),
+        ("dropout_0.2", 0),
+        ("dropout_0.2", 1),
+    ]
     for r in rows:
         assert r["status"] == "completed"
         assert 0.3 < float(r["best_val_accuracy"]) <= 1.0  # digits at 16x16 learn fast; chance is 0.1
@@ -68,7 +72,8 @@ def test_smoke_tensorboard_has_the_course_tags(smoke):
 def test_smoke_report_covers_every_variant(smoke):
     _, results = smoke
     html = (results / "report.html").read_text()
-    assert "base" in html and "dropout_0.2" in html
+    # a row of the summary table per variant ("base" alone would match the figures' "base64")
+    assert "<tr><td class=text>base</td>" in html and "<tr><td class=text>dropout_0.2</td>" in html
     assert "data:image/png;base64," in html  # figures embedded: opens from disk
     assert "http://" not in html and "https://" not in html
     assert json.loads((results / "confusion_by_variant.json").read_text()).keys() == {"base", "dropout_0.2"}
@@ -85,14 +90,17 @@ def test_smoke_study_json_records_provenance(smoke):
 
 def test_worker_group_ddp_and_divergence(tmp_path):
     """Two DDP workers per trial (gloo), and a diverging variant that stops without failing the study."""
-    cfg = write_study(tmp_path / "ddp.py", """
+    cfg = write_study(
+        tmp_path / "ddp.py",
+        """
         study = Study(
             name="ddp",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=12), model=ModelConfig(hidden=(16,)),
                              train=TrainConfig(epochs=3, batch_size=64), resources=ResourcesConfig(workers_per_trial=2)),
             variants={"ok": {}, "huge_lr": {"optim.lr": 1e12, "optim.name": "sgd", "resources.workers_per_trial": 0}},
         )
-    """)
+    """,
+    )
     proc = run_cli(str(cfg), "--storage", str(tmp_path / "out"), "--name", "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "out" / "ddp" / "summary.csv"))}
@@ -117,25 +125,37 @@ def test_folder_of_real_images(tmp_path):
         (root / f"class_{label}").mkdir(parents=True, exist_ok=True)
         arr = (img * 15).astype(np.uint8)
         Image.fromarray(arr).resize((24, 24)).save(root / f"class_{label}" / f"{i}.{'png' if i % 2 else 'jpg'}")
-    proc = run_cli("configs/smoke.py", "--storage", str(tmp_path / "out"), "--name", "folder", "--set", f"data.path={root}",
-                   "--set", "train.epochs=1")
+    proc = run_cli(
+        "configs/smoke.py",
+        "--storage",
+        str(tmp_path / "out"),
+        "--name",
+        "folder",
+        "--set",
+        f"data.path={root}",
+        "--set",
+        "train.epochs=1",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 classes" in proc.stdout
     rows = list(csv.DictReader(open(tmp_path / "out" / "folder" / "summary.csv")))
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["configs/nope.py"], "no such config file"),
-    (["configs/smoke.py", "--set", "model.dropot=0.1"], "did you mean 'model.dropout'"),
-    (["configs/smoke.py", "--set", "optim.lr=0"], "optim.lr=0"),
-    (["configs/smoke.py", "--set", "data.path=/no/such/folder"], "no such folder"),
-    (["configs/smoke.py", "--set", "novalue"], "expected KEY=VALUE"),
-    (["configs/smoke.py", "--set", 'augment.train=[{"name": "Flipp"}]'], "unknown transform 'Flipp'"),
-    (["configs/smoke.py", "--max-concurrent", "abc"], "invalid int value: 'abc'"),
-    (["configs/smoke.py", "--bogus"], "unrecognized arguments: --bogus"),
-    ([], "the following arguments are required: config"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["configs/nope.py"], "no such config file"),
+        (["configs/smoke.py", "--set", "model.dropot=0.1"], "did you mean 'model.dropout'"),
+        (["configs/smoke.py", "--set", "optim.lr=0"], "optim.lr=0"),
+        (["configs/smoke.py", "--set", "data.path=/no/such/folder"], "no such folder"),
+        (["configs/smoke.py", "--set", "novalue"], "expected KEY=VALUE"),
+        (["configs/smoke.py", "--set", 'augment.train=[{"name": "Flipp"}]'], "unknown transform 'Flipp'"),
+        (["configs/smoke.py", "--max-concurrent", "abc"], "invalid int value: 'abc'"),
+        (["configs/smoke.py", "--bogus"], "unrecognized arguments: --bogus"),
+        ([], "the following arguments are required: config"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     proc = run_cli(*args, "--storage", str(tmp_path), timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -52,7 +52,7 @@ def trial_config(seed: int) -> TrialConfig:
     return apply_overrides(TrialConfig(), {"data.image_size": SIZE, "model.hidden": [16], "train.seed": seed})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_state(seed: int) -> dict:
     """A tiny MLP that tells the three colours apart (trained in well under a second)."""
     torch.manual_seed(seed)
@@ -73,15 +73,34 @@ def _epochs(best: float, n: int, status: str, train_gap: float) -> list[dict]:
     out = []
     for e in range(1, n + 1):
         val = best * (0.7 + 0.3 * e / n)
-        out.append({"epoch": e, "train_loss": 1.0 / e, "train_accuracy": min(1.0, val + train_gap * e / n), "val_loss": 1.2 / e,
-                    "val_accuracy": val, "best_val_accuracy": val, "best_epoch": e, "epoch_seconds": 0.5,
-                    "images_per_second": 100.0, "setup_seconds": 0.1, "status": status if e == n else "running",
-                    "time_total_s": 0.6 * e, "trial_id": "x"})
+        out.append(
+            {
+                "epoch": e,
+                "train_loss": 1.0 / e,
+                "train_accuracy": min(1.0, val + train_gap * e / n),
+                "val_loss": 1.2 / e,
+                "val_accuracy": val,
+                "best_val_accuracy": val,
+                "best_epoch": e,
+                "epoch_seconds": 0.5,
+                "images_per_second": 100.0,
+                "setup_seconds": 0.1,
+                "status": status if e == n else "running",
+                "time_total_s": 0.6 * e,
+                "trial_id": "x",
+            }
+        )
     return out
 
 
-def make_study(root: Path, variants: dict[str, list[float]] | None = None, seeds=(0, 1, 2), epochs: int = 3,
-               checkpoints: bool = True, gaps: dict[str, float] | None = None) -> Path:
+def make_study(
+    root: Path,
+    variants: dict[str, list[float]] | None = None,
+    seeds=(0, 1, 2),
+    epochs: int = 3,
+    checkpoints: bool = True,
+    gaps: dict[str, float] | None = None,
+) -> Path:
     """A results dir as python -m runner.tune leaves it: study.json and one dir per (variant, seed)."""
     variants = variants or BEST
     gaps = gaps or {}
@@ -97,22 +116,42 @@ def make_study(root: Path, variants: dict[str, list[float]] | None = None, seeds
             n += 1
             d.mkdir()
             (d / "params.json").write_text(json.dumps({"spec": spec, "classes": {"d0": CLASSES}}))
-            (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in _epochs(best, epochs, "completed",
-                                                                                            gaps.get(variant, 0.05))))
+            (d / "result.json").write_text(
+                "".join(json.dumps(r) + "\n" for r in _epochs(best, epochs, "completed", gaps.get(variant, 0.05)))
+            )
             diag = 4 + seed
-            (d / "confusion_matrix.json").write_text(json.dumps(
-                {"epoch": epochs, "classes": CLASSES, "matrix": [[diag, 1, 0], [0, diag, 1], [1, 0, diag]]}))
+            (d / "confusion_matrix.json").write_text(
+                json.dumps({"epoch": epochs, "classes": CLASSES, "matrix": [[diag, 1, 0], [0, diag, 1], [1, 0, diag]]})
+            )
             if checkpoints:
                 (d / f"checkpoint_{epochs - 1:06d}").mkdir()
-                torch.save({"model": trained_state(seed), "config": cfg.to_dict(), "classes": CLASSES, "epoch": epochs,
-                            "val_accuracy": best}, d / f"checkpoint_{epochs - 1:06d}" / "model.pt")
-    (root / "study.json").write_text(json.dumps({
-        "command": ["runner/tune.py", "configs/x.py"], "git_commit": "0123abc", "study": root.name,
-        "reference": next(iter(variants)), "seeds": list(seeds), "variants": {v: {} for v in variants}, "trials": trials,
-        "data": {"d0": {"source": "builtin:colours", "classes": CLASSES, "image_size": SIZE}},
-        "versions": {"runner": "0.1.0", "torch": torch.__version__}, "machine": {"cpus": 2, "hostname": "test"},
-        "cluster": {"cpus": 2.0, "gpus": 0, "nodes": 1},
-    }))
+                torch.save(
+                    {
+                        "model": trained_state(seed),
+                        "config": cfg.to_dict(),
+                        "classes": CLASSES,
+                        "epoch": epochs,
+                        "val_accuracy": best,
+                    },
+                    d / f"checkpoint_{epochs - 1:06d}" / "model.pt",
+                )
+    (root / "study.json").write_text(
+        json.dumps(
+            {
+                "command": ["runner/tune.py", "configs/x.py"],
+                "git_commit": "0123abc",
+                "study": root.name,
+                "reference": next(iter(variants)),
+                "seeds": list(seeds),
+                "variants": {v: {} for v in variants},
+                "trials": trials,
+                "data": {"d0": {"source": "builtin:colours", "classes": CLASSES, "image_size": SIZE}},
+                "versions": {"runner": "0.1.0", "torch": torch.__version__},
+                "machine": {"cpus": 2, "hostname": "test"},
+                "cluster": {"cpus": 2.0, "gpus": 0, "nodes": 1},
+            }
+        )
+    )
     return root
 
 
@@ -148,10 +187,13 @@ def test_pick_checkpoint_skips_errored_trials(study):
     assert checkpoint.pick(study, "better").record.seed == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"variant": "nope"}, "choose one of base, better, same"),
-    ({"variant": "base", "seed": 9}, "variant 'base' seed 9 has no checkpoint"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"variant": "nope"}, "choose one of base, better, same"),
+        ({"variant": "base", "seed": 9}, "variant 'base' seed 9 has no checkpoint"),
+    ],
+)
 def test_pick_checkpoint_errors(study, args, message):
     with pytest.raises(ConfigError, match=message):
         checkpoint.pick(study, **args)
@@ -181,7 +223,7 @@ def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
     """Written by the loop's own function, with the best epoch's predictions (a numpy array in the loop):
     torch.load(weights_only=True) once refused them, so evaluate failed on every real checkpoint."""
     from runner.engine import EarlyStopping, build_optimizer
-    from runner.loop import _Progress, _state
+    from runner.loop import Progress, checkpoint_state
     from runner.plan import TrialSpec
     from runner.resources import Fit
 
@@ -189,8 +231,9 @@ def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
     model = build_model(cfg.model, SIZE * SIZE * 3, len(CLASSES))
     model.load_state_dict(trained_state(0))
     spec = TrialSpec("base", 0, 0, "d0", tuple(CLASSES), cfg, Fit(1.0, 1.0, 0.0))
-    progress = _Progress(EarlyStopping(3), best_preds=np.array([0, 2, 1], dtype=np.int64))
-    state = _state(spec, model, build_optimizer(cfg.optim, model.parameters()), progress, {"epoch": 2, "val_accuracy": 0.9})
+    progress = Progress(EarlyStopping(3), best_preds=np.array([0, 2, 1], dtype=np.int64))
+    opt = build_optimizer(cfg.optim, model.parameters())
+    state = checkpoint_state(spec, model, opt, progress, epoch=2, val_accuracy=0.9)
     d = Path(checkpoint.save(state))
     loaded, _, classes, ckpt = checkpoint.load_model(d / "model.pt")
     assert classes == CLASSES and ckpt["best_preds"] == [0, 2, 1]
@@ -200,8 +243,16 @@ def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
 def test_a_checkpoint_holding_a_numpy_array_still_loads(tmp_path):
     """Checkpoints written before best_preds became a list keep working."""
     cfg = trial_config(0)
-    torch.save({"model": trained_state(0), "config": cfg.to_dict(), "classes": CLASSES, "epoch": 2,
-                "best_preds": np.array([0, 2, 1])}, tmp_path / "model.pt")
+    torch.save(
+        {
+            "model": trained_state(0),
+            "config": cfg.to_dict(),
+            "classes": CLASSES,
+            "epoch": 2,
+            "best_preds": np.array([0, 2, 1]),
+        },
+        tmp_path / "model.pt",
+    )
     _, _, _, ckpt = checkpoint.load_model(tmp_path / "model.pt")
     assert list(ckpt["best_preds"]) == [0, 2, 1]
 
@@ -251,16 +302,24 @@ def test_evaluate_bad_input_one_line_exit_2(study, tmp_path, capsys, case):
     empty = tmp_path / "empty"
     (empty / "a").mkdir(parents=True)
     (empty / "b").mkdir()
-    results, folder = {"no results dir": (tmp_path / "gone", data), "dir without results": (tmp_path / "pics", data),
-                       "missing data": (study, tmp_path / "nothing"), "no images": (study, empty)}[case]
+    results, folder = {
+        "no results dir": (tmp_path / "gone", data),
+        "dir without results": (tmp_path / "pics", data),
+        "missing data": (study, tmp_path / "nothing"),
+        "no images": (study, empty),
+    }[case]
     assert evaluate.main([str(results), "--data", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
 
 
 def test_evaluate_cli_no_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "runner.evaluate", str(tmp_path / "gone"), "--data", str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "runner.evaluate", str(tmp_path / "gone"), "--data", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
 
 
@@ -302,8 +361,11 @@ def test_predict_variant_and_default_out(study, tmp_path, monkeypatch):
 def test_predict_bad_input_one_line_exit_2(study, tmp_path, capsys, case):
     (tmp_path / "empty" / "x").mkdir(parents=True)
     (tmp_path / "empty" / "x" / "a.txt").write_text("no images")
-    results, folder = {"missing data": (study, tmp_path / "nothing"), "no images": (study, tmp_path / "empty"),
-                       "no results": (tmp_path / "empty", tmp_path / "empty")}[case]
+    results, folder = {
+        "missing data": (study, tmp_path / "nothing"),
+        "no images": (study, tmp_path / "empty"),
+        "no results": (tmp_path / "empty", tmp_path / "empty"),
+    }[case]
     assert predict.main([str(results), "--data", str(folder), "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
@@ -312,5 +374,14 @@ def test_predict_bad_input_one_line_exit_2(study, tmp_path, capsys, case):
 
 def test_prediction_rows_with_two_classes():
     rows = predict.prediction_rows([Path("a.png")], np.array([[0.3, 0.7]]), ["x", "y"])
-    assert rows == [{"path": "a.png", "predicted_class": "y", "confidence": 0.7, "top2_class": "x", "top2_confidence": 0.3,
-                     "top3_class": "", "top3_confidence": ""}]
+    assert rows == [
+        {
+            "path": "a.png",
+            "predicted_class": "y",
+            "confidence": 0.7,
+            "top2_class": "x",
+            "top2_confidence": 0.3,
+            "top3_class": "",
+            "top3_confidence": "",
+        }
+    ]

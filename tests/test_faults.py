@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli, start_cli, write_study
 from runner.results import read_results
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,9 @@ def _study(tmp_path: Path, body: str) -> Path:
 
 def _two_variants(tmp_path: Path, name: str, seeds: str) -> Path:
     """Variants a and b (dropout 0.2) of a 10-epoch trial slow enough to be caught mid-run."""
-    return _study(tmp_path, f"""
+    return _study(
+        tmp_path,
+        f"""
         study = Study(
             name="{name}",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
@@ -33,7 +35,8 @@ def _two_variants(tmp_path: Path, name: str, seeds: str) -> Path:
             variants={{"a": {{}}, "b": {{"model.dropout": 0.2}}}},
             seeds={seeds},
         )
-    """)
+    """,
+    )
 
 
 def _results(trial_dir: Path) -> list[dict]:
@@ -87,7 +90,9 @@ def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
     out = tmp_path / "out"
     proc = start_cli(str(cfg), "--storage", str(out), "--name", "f")
     try:
-        trial_dir = _wait_for(lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir")
+        trial_dir = _wait_for(
+            lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir"
+        )
         first = _wait_for(lambda: [r for r in _results(trial_dir) if r["epoch"] >= 2], 180, "epoch 2")[-1]
         victim = int(first["workers"].split(",")[-1].rsplit(":", 1)[1])
         os.kill(victim, signal.SIGKILL)
@@ -107,6 +112,7 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
     out = tmp_path / "out"
     proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
     try:
+
         def one_done_one_running():
             dirs = [p.parent for p in (out / "r").glob("*/params.json")]
             done = [d for d in dirs if _results(d) and _results(d)[-1]["status"] == "completed"]
@@ -139,7 +145,9 @@ def test_sigterm_stops_gracefully_with_a_partial_summary_then_resume_finishes(tm
     out = tmp_path / "out"
     proc = start_cli(str(cfg), "--storage", str(out), "--name", "t", "--max-concurrent", "1")
     try:
-        _wait_for(lambda: [d for d in (out / "t").glob("*/result.json") if len(_results(d.parent)) >= 2], 180, "epoch 2")
+        _wait_for(
+            lambda: [d for d in (out / "t").glob("*/result.json") if len(_results(d.parent)) >= 2], 180, "epoch 2"
+        )
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -157,14 +165,17 @@ def test_sigterm_stops_gracefully_with_a_partial_summary_then_resume_finishes(tm
 
 
 def test_exception_in_one_trial_is_an_error_and_the_others_go_on(tmp_path):
-    cfg = _study(tmp_path, """
+    cfg = _study(
+        tmp_path,
+        """
         study = Study(
             name="err",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(16,)),
                              train=TrainConfig(epochs=2)),
             variants={"ok": {}, "too_big": {"model.hidden": [10**12]}},  # cannot be allocated: fails inside the trial
         )
-    """)
+    """,
+    )
     proc = run_cli(str(cfg), "--storage", str(tmp_path / "out"), "--name", "e")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "too_big seed 0 (error" in proc.stderr
@@ -186,7 +197,9 @@ def _processes_of(driver_pid: int) -> list[int]:
 
 
 def test_hundred_trials_finish_and_leave_no_process(tmp_path):
-    cfg = _study(tmp_path, """
+    cfg = _study(
+        tmp_path,
+        """
         study = Study(
             name="load",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(8,)),
@@ -194,7 +207,8 @@ def test_hundred_trials_finish_and_leave_no_process(tmp_path):
             variants={f"lr_{i}": {"optim.lr": 1e-3 * (1 + i)} for i in range(50)},
             seeds=(0, 1),
         )
-    """)
+    """,
+    )
     proc = start_cli(str(cfg), "--storage", str(tmp_path / "out"), "--name", "l")
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]

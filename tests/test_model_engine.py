@@ -10,7 +10,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runner.config import AugmentConfig, ConfigError, ModelConfig, OptimConfig, Study, TrainConfig, TrialConfig, check_study
+from runner.config import (
+    AugmentConfig,
+    ConfigError,
+    ModelConfig,
+    OptimConfig,
+    Study,
+    TrainConfig,
+    TrialConfig,
+    check_study,
+)
 from runner.data.augment import Augment, normalize
 from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
 from runner.metrics import classification_report, confusion
@@ -38,11 +47,22 @@ def test_default_model_is_the_course_mlp():
 
 def test_model_with_dropout_and_batchnorm():
     model = build_model(ModelConfig(hidden=(32, 16, 8), dropout=0.3, batchnorm=True), 48, 4)
-    assert _kinds(model) == ["Flatten",
-                             "Linear", "BatchNorm1d", "ReLU", "Dropout",
-                             "Linear", "BatchNorm1d", "ReLU", "Dropout",
-                             "Linear", "BatchNorm1d", "ReLU", "Dropout",
-                             "Linear"]
+    assert _kinds(model) == [
+        "Flatten",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Dropout",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
     assert all(m.p == 0.3 for m in model.net if isinstance(m, nn.Dropout))
     assert [m.num_features for m in model.net if isinstance(m, nn.BatchNorm1d)] == [32, 16, 8]
     assert model.net[-1].out_features == 4
@@ -50,8 +70,20 @@ def test_model_with_dropout_and_batchnorm():
 
 
 def test_model_dropout_only_and_batchnorm_only():
-    assert _kinds(build_model(ModelConfig(hidden=(8,), dropout=0.1), 12, 2)) == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
-    assert _kinds(build_model(ModelConfig(hidden=(8,), batchnorm=True), 12, 2)) == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert _kinds(build_model(ModelConfig(hidden=(8,), dropout=0.1), 12, 2)) == [
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
+    assert _kinds(build_model(ModelConfig(hidden=(8,), batchnorm=True), 12, 2)) == [
+        "Flatten",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Linear",
+    ]
 
 
 def test_build_model_unknown_init():
@@ -125,7 +157,9 @@ def test_init_is_reproducible_from_torch_seed():
 # --------------------------------------------------------------------------- optimizer
 
 
-@pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize(
+    "name, cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]
+)
 def test_build_optimizer(name, cls):
     model = nn.Linear(4, 2)
     opt = build_optimizer(OptimConfig(name=name, lr=0.02, weight_decay=1e-4, momentum=0.7), model.parameters())
@@ -239,7 +273,9 @@ def test_evaluate_sums_match_predictions():
     with torch.no_grad():
         logits = model(normalize(torch.from_numpy(x), NO_AUG))
     assert np.array_equal(preds, logits.argmax(1).numpy())
-    assert sums[0].item() == pytest.approx(F.cross_entropy(logits, torch.from_numpy(y), reduction="sum").item(), rel=1e-5)
+    assert sums[0].item() == pytest.approx(
+        F.cross_entropy(logits, torch.from_numpy(y), reduction="sum").item(), rel=1e-5
+    )
     again, preds2 = evaluate(model, x, y, NO_AUG, CPU)  # eval mode: dropout off, deterministic
     assert torch.equal(sums, again) and np.array_equal(preds, preds2)
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli, write_study
 
 pytestmark = pytest.mark.e2e
@@ -63,11 +62,23 @@ def two_nodes():
 
     try:
         assert ray("get-auth-token", "--generate").returncode == 0
-        head = ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                   "--include-dashboard=false", "--disable-usage-stats")
+        head = ray(
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        )
         assert head.returncode == 0, head.stderr[-2000:]
-        worker = ray("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                     "--disable-usage-stats")
+        worker = ray(
+            "start",
+            f"--address=127.0.0.1:{port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--disable-usage-stats",
+        )
         assert worker.returncode == 0, worker.stderr[-2000:]
         yield f"127.0.0.1:{port}", env
     finally:
@@ -77,15 +88,27 @@ def two_nodes():
 
 def test_trial_workers_run_on_both_nodes(tmp_path, two_nodes):
     address, env = two_nodes
-    cfg = write_study(tmp_path / "mn.py", """
+    cfg = write_study(
+        tmp_path / "mn.py",
+        """
         study = Study(
             name="multinode",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=12), model=ModelConfig(hidden=(16,)),
                              train=TrainConfig(epochs=2, batch_size=64), resources=ResourcesConfig(workers_per_trial=2)),
         )
-    """)
+    """,
+    )
     out = tmp_path / "out"
-    proc = run_cli(str(cfg), "--address", address, "--storage", str(out), "--name", "mn", env={k: env[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")})
+    proc = run_cli(
+        str(cfg),
+        "--address",
+        address,
+        "--storage",
+        str(out),
+        "--name",
+        "mn",
+        env={k: env[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "(2 nodes)" in proc.stdout
     rows = list(csv.DictReader(open(out / "mn" / "summary.csv")))

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_evaluate import BEST, crash, make_study
 
 from runner import report
-from test_evaluate import BEST, crash, make_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,9 @@ def test_report_sections(study):
 
 
 def test_report_renders_audit_json_generically(study):
-    (study / "audit.json").write_text(json.dumps({"duplicates": 3, "per_class": {"red": 10, "blue": 2},
-                                                  "warnings": ["class blue has 2 images <b>"]}))
+    (study / "audit.json").write_text(
+        json.dumps({"duplicates": 3, "per_class": {"red": 10, "blue": 2}, "warnings": ["class blue has 2 images <b>"]})
+    )
     page = report.write_report(study).read_text()
     assert "Data audit" in page
     assert "per_class.red" in page and ">10<" in page
@@ -66,7 +67,8 @@ def test_report_interrupted_and_errored(study):
     (d / "confusion_matrix.json").unlink()
     lines = (next(study.glob("base_seed1_*")) / "result.json").read_text().splitlines()
     (next(study.glob("base_seed1_*")) / "result.json").write_text(
-        "\n".join(lines[:-1] + [json.dumps({**json.loads(lines[-2]), "status": "running"})]) + "\n")  # interrupted
+        "\n".join(lines[:-1] + [json.dumps({**json.loads(lines[-2]), "status": "running"})]) + "\n"
+    )  # interrupted
     page = report.write_report(study).read_text()
     assert "Partial results" in page
     assert ">error<" in page and ">pending<" in page and ">interrupted<" in page

@@ -26,7 +26,9 @@ def test_worker_group_trial_holds_driver_cpu_and_packs_by_it():
     group = fit_trial(ResourcesConfig(workers_per_trial=2, cpus_per_worker=1.0), cluster)
     assert group.cpus_per_worker == 1.0 and group.note == ""
     assert group.trial_cpus == pytest.approx(TRIAL_DRIVER_CPU + 2 * 1.0)
-    assert max_concurrent([group], cluster, n_trials=10, user_limit=None) == 3  # 8 / 2.01 = 3.98: the driver token costs a trial
+    assert (
+        max_concurrent([group], cluster, n_trials=10, user_limit=None) == 3
+    )  # 8 / 2.01 = 3.98: the driver token costs a trial
     local = fit_trial(ResourcesConfig(workers_per_trial=0, cpus_per_worker=2.0), cluster)
     assert local.trial_cpus == 2.0  # in-process: no driver on top
     assert max_concurrent([local], cluster, n_trials=10, user_limit=None) == 4

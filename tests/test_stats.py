@@ -27,7 +27,9 @@ def p_wilcoxon_exact(d: list[float]) -> float:
     w_plus = sum(ranks[abs(x)] for x in d if x > 0)
     total = len(d) * (len(d) + 1) / 2
     low = min(w_plus, total - w_plus)
-    sums = [sum(r for r, s in zip(range(1, len(d) + 1), signs) if s) for signs in itertools.product([0, 1], repeat=len(d))]
+    sums = [
+        sum(r for r, s in zip(range(1, len(d) + 1), signs) if s) for signs in itertools.product([0, 1], repeat=len(d))
+    ]
     return min(1.0, 2 * sum(s <= low for s in sums) / len(sums))
 
 
@@ -78,7 +80,9 @@ def test_paired_t_only_on_shared_seeds():
     ref = {0: 0.50, 1: 0.55, 2: 0.60, 7: 0.1}
     var = {0: 0.58, 1: 0.60, 2: 0.71, 9: 0.9}
     assert compare(ref, var)["n"] == 3
-    assert compare(ref, var)["p"] == pytest.approx(compare({k: ref[k] for k in (0, 1, 2)}, {k: var[k] for k in (0, 1, 2)})["p"])
+    assert compare(ref, var)["p"] == pytest.approx(
+        compare({k: ref[k] for k in (0, 1, 2)}, {k: var[k] for k in (0, 1, 2)})["p"]
+    )
 
 
 def test_wilcoxon_from_six_seeds_exact_enumeration():

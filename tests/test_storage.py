@@ -17,14 +17,18 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_cli, start_cli, write_study
 from runner import storage
 from runner.config import ConfigError
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_EC2_METADATA_DISABLED": "true"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +63,17 @@ def _names(uri: str) -> list[str]:
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True))
     except OSError:
         return []
-    return [i.path[len(path) + 1:] for i in infos if i.type == pyarrow.fs.FileType.File]
+    return [i.path[len(path) + 1 :] for i in infos if i.type == pyarrow.fs.FileType.File]
 
 
 # --------------------------------------------------------------------------- paths and URIs (pure)
 
+
 def test_join_parent_and_name_keep_a_uris_query_at_the_end():
     uri = "s3://b/runs?endpoint_override=h:9000&scheme=http"
-    assert storage.join(uri, "study", "summary.md") == "s3://b/runs/study/summary.md?endpoint_override=h:9000&scheme=http"
+    assert (
+        storage.join(uri, "study", "summary.md") == "s3://b/runs/study/summary.md?endpoint_override=h:9000&scheme=http"
+    )
     assert storage.parent(storage.join(uri, "study")) == uri
     assert storage.name(storage.join(uri, "study")) == "study"
     assert storage.join("gs://b/x/", "y") == "gs://b/x/y"
@@ -82,23 +89,29 @@ def test_paths_and_file_uris_are_directories(tmp_path):
 
 def test_tensorboard_command_for_each_kind_of_location():
     assert storage.tensorboard_command("/r/my study") == "tensorboard --logdir '/r/my study'"
-    assert storage.tensorboard_command("s3://b/r/s?endpoint_override=h:9000&scheme=http") == \
-        "S3_ENDPOINT=http://h:9000 tensorboard --logdir s3://b/r/s"
+    assert (
+        storage.tensorboard_command("s3://b/r/s?endpoint_override=h:9000&scheme=http")
+        == "S3_ENDPOINT=http://h:9000 tensorboard --logdir s3://b/r/s"
+    )
     assert storage.tensorboard_command("s3://b/r/s?region=eu-west-1") == "tensorboard --logdir s3://b/r/s"
     assert storage.tensorboard_command("gs://b/r/s") == "tensorboard --logdir gs://b/r/s"
 
 
-@pytest.mark.parametrize("uri, message", [
-    ("foo://bucket/x", "not a storage URI pyarrow can open"),
-    ("s3://", "no bucket in the URI"),
-    ("s3://b/x?colour=blue", "not a storage URI pyarrow can open"),
-])
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("foo://bucket/x", "not a storage URI pyarrow can open"),
+        ("s3://", "no bucket in the URI"),
+        ("s3://b/x?colour=blue", "not a storage URI pyarrow can open"),
+    ],
+)
 def test_a_uri_pyarrow_cannot_use_is_a_config_error(uri, message):
     with pytest.raises(ConfigError, match=message):
         storage.filesystem(uri)
 
 
 # --------------------------------------------------------------------------- against S3
+
 
 def test_upload_sends_only_changed_files_and_download_skips_weights(s3, tmp_path):
     uri = storage.join(s3("roundtrip"), "t")
@@ -181,8 +194,9 @@ def test_an_endpoint_that_never_answers_times_out():
     server.listen(8)  # accepts connections, never answers a request
     try:
         with pytest.raises(ConfigError, match="no answer in 2 s"):
-            storage.check_writable(f"s3://b/x?endpoint_override=127.0.0.1:{server.getsockname()[1]}&scheme=http",
-                                   timeout_s=2)
+            storage.check_writable(
+                f"s3://b/x?endpoint_override=127.0.0.1:{server.getsockname()[1]}&scheme=http", timeout_s=2
+            )
     finally:
         server.close()
 
@@ -199,8 +213,13 @@ def test_cli_bad_storage_uris_are_one_line_errors(tmp_path):
 
 
 def test_cli_dry_run_names_the_uri_without_contacting_it():
-    proc = run_cli("configs/smoke.py", "--storage", "s3://b/runs?endpoint_override=127.0.0.1:1&scheme=http",
-                   "--dry-run", timeout=120)
+    proc = run_cli(
+        "configs/smoke.py",
+        "--storage",
+        "s3://b/runs?endpoint_override=127.0.0.1:1&scheme=http",
+        "--dry-run",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "output s3://b/runs/smoke?endpoint_override=127.0.0.1:1&scheme=http" in proc.stdout
 
@@ -215,13 +234,20 @@ def test_study_on_s3_leaves_complete_results_and_evaluate_reads_them(s3, tmp_pat
     assert "tensorboard S3_ENDPOINT=http://127.0.0.1:" in proc.stdout
 
     files = _files(results)
-    assert {"summary.csv", "summary.md", "summary.parquet", "report.html", "study.json", "audit.json",
-            "confusion_by_variant.json"} <= set(files)
+    assert {
+        "summary.csv",
+        "summary.md",
+        "summary.parquet",
+        "report.html",
+        "study.json",
+        "audit.json",
+        "confusion_by_variant.json",
+    } <= set(files)
     rows = list(csv.DictReader(io.StringIO(files["summary.csv"].decode())))
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
     for r in rows:
         assert f"{r['checkpoint']}/model.pt" in files  # the column names a checkpoint that is there
-        trial = {k[len(r["trial_dir"]) + 1:] for k in files if k.startswith(r["trial_dir"] + "/")}
+        trial = {k[len(r["trial_dir"]) + 1 :] for k in files if k.startswith(r["trial_dir"] + "/")}
         assert {"params.json", "result.json", "confusion_matrix.json", "classification_report.txt"} <= trial
         events = [k for k in trial if k.startswith("events.out.tfevents")]
         assert len(events) == 1
@@ -237,26 +263,51 @@ def test_study_on_s3_leaves_complete_results_and_evaluate_reads_them(s3, tmp_pat
     # set before it starts, as the command does).
     command = next(ln for ln in proc.stdout.splitlines() if ln.startswith("tensorboard "))
     endpoint, logdir = command.split()[1].split("=", 1)[1], command.split()[-1]
-    read = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
         runs = EventMultiplexer()
         runs.AddRunsFromDirectory({logdir!r})
         runs.Reload()
         for run, tags in sorted(runs.Runs().items()):
             print(run, "val/accuracy" in tags["scalars"])
-    """)], capture_output=True, text=True, timeout=120, env={**os.environ, "S3_ENDPOINT": endpoint})
+    """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "S3_ENDPOINT": endpoint},
+    )
     assert read.returncode == 0, read.stderr[-2000:]
     assert read.stdout.split() == [x for r in rows for x in (r["trial_dir"], "True")]
 
-    ev = subprocess.run([sys.executable, "-m", "runner.evaluate", results, "--data", str(_digit_folder(tmp_path)),
-                         "--out", str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner.evaluate",
+            results,
+            "--data",
+            str(_digit_folder(tmp_path)),
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ev.returncode == 0, ev.stderr
     assert "checkpoint  s3://study/runs/smoke/" in ev.stdout and "/model.pt?endpoint_override=" in ev.stdout
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 20
 
     storage.filesystem(results)[0].delete_file(storage.filesystem(storage.join(results, "summary.csv"))[1])
-    again = subprocess.run([sys.executable, "-m", "runner.summary", results], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "runner.summary", results], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[2].startswith("base") and "summary.csv" in storage.children(results)
 
@@ -294,8 +345,14 @@ def test_study_on_s3_stopped_and_resumed_from_the_uri_finishes_every_trial(s3, t
 def test_worker_group_trial_checkpoints_to_s3(s3, tmp_path):
     """workers_per_trial=1: Ray Train itself writes the checkpoints to the URI."""
     base = s3("group")
-    proc = run_cli(str(_one_trial_study(tmp_path, "g", epochs=2)), "--storage", base, "--set", "resources.workers_per_trial=1",
-                   env=CREDENTIALS)
+    proc = run_cli(
+        str(_one_trial_study(tmp_path, "g", epochs=2)),
+        "--storage",
+        base,
+        "--set",
+        "resources.workers_per_trial=1",
+        env=CREDENTIALS,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = _files(storage.join(base, "g"))
     rows = list(csv.DictReader(io.StringIO(files["summary.csv"].decode())))
@@ -305,17 +362,24 @@ def test_worker_group_trial_checkpoints_to_s3(s3, tmp_path):
 
 
 def _one_trial_study(tmp_path: Path, name: str, epochs: int) -> Path:
-    return write_study(tmp_path / f"{name}.py", f"""
+    return write_study(
+        tmp_path / f"{name}.py",
+        f"""
         study = Study(name="{name}", base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=16),
                       model=ModelConfig(hidden=(32,)), train=TrainConfig(epochs={epochs}, batch_size=64)),
                       variants={{"base": {{}}}}, seeds=(0,))
-    """)
+    """,
+    )
 
 
 def _last_checkpoint(uri: str) -> int:
     """The highest checkpoint_NNNNNN index under ``uri`` (Tune numbers from 0), -1 while there is none."""
-    found = [int(part[len("checkpoint_"):]) for name in _names(uri) for part in name.split("/")
-             if part.startswith("checkpoint_") and part[len("checkpoint_"):].isdigit()]
+    found = [
+        int(part[len("checkpoint_") :])
+        for name in _names(uri)
+        for part in name.split("/")
+        if part.startswith("checkpoint_") and part[len("checkpoint_") :].isdigit()
+    ]
     return max(found, default=-1)
 
 
@@ -329,4 +393,3 @@ def _digit_folder(root: Path) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((d.images[i] * 15).astype("uint8")).convert("RGB").save(p)
     return root / "digits"
-

@@ -27,18 +27,39 @@ def variant_rows(results_dir: Path) -> list[dict]:
 
 
 def _epoch(epoch, train_acc, val_acc, best, best_epoch, status, ips=100.0, total=None):
-    return {"epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": train_acc, "val_loss": 2.0 / epoch,
-            "val_accuracy": val_acc, "best_val_accuracy": best, "best_epoch": best_epoch, "status": status,
-            "time_total_s": total if total is not None else 1.234 * epoch, "setup_seconds": 0.567,
-            "images_per_second": ips, "training_iteration": epoch, "trial_id": "x"}
+    return {
+        "epoch": epoch,
+        "train_loss": 1.0 / epoch,
+        "train_accuracy": train_acc,
+        "val_loss": 2.0 / epoch,
+        "val_accuracy": val_acc,
+        "best_val_accuracy": best,
+        "best_epoch": best_epoch,
+        "status": status,
+        "time_total_s": total if total is not None else 1.234 * epoch,
+        "setup_seconds": 0.567,
+        "images_per_second": ips,
+        "training_iteration": epoch,
+        "trial_id": "x",
+    }
 
 
-def _trial(root: Path, dirname: str, variant: str, seed: int, order: int, results: list[dict],
-           tail: str = "", error: str | None = None) -> Path:
+def _trial(
+    root: Path,
+    dirname: str,
+    variant: str,
+    seed: int,
+    order: int,
+    results: list[dict],
+    tail: str = "",
+    error: str | None = None,
+) -> Path:
     d = root / dirname
     d.mkdir(parents=True)
     spec = {"variant": variant, "seed": seed, "data": "d0", "order": order, "trial": {"train": {"seed": seed}}}
-    (d / "params.json").write_text(json.dumps({"spec": spec, "classes": {"d0": ["a", "b"]}, "placement_strategy": "PACK"}))
+    (d / "params.json").write_text(
+        json.dumps({"spec": spec, "classes": {"d0": ["a", "b"]}, "placement_strategy": "PACK"})
+    )
     (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results) + tail)
     if error is not None:
         (d / "error.txt").write_text(error)
@@ -48,6 +69,7 @@ def _trial(root: Path, dirname: str, variant: str, seed: int, order: int, result
 @pytest.fixture
 def results(tmp_path) -> Path:
     """2 variants x 2 seeds. Variant 'zeta' comes first in the study, so alphabetical order would be wrong."""
+    # fmt: off
     root = tmp_path / "my_study"
     root.mkdir()
     # zeta seed 0: completed, two checkpoints (the newer one is the best)
@@ -78,6 +100,7 @@ def results(tmp_path) -> Path:
     (root / "study.json").write_text("{}")
     (root / "experiment_state-2024.json").write_text("{}")
     (root / "tensorboard").mkdir()
+    # fmt: on
     return root
 
 
@@ -90,7 +113,11 @@ def test_trial_rows(results):
     z0 = by["zeta", 0]
     assert z0["status"] == "completed"
     assert z0["best_val_accuracy"] == 0.80 and z0["best_epoch"] == 2 and z0["epochs_run"] == 3
-    assert z0["final_train_accuracy"] == 0.95 and z0["final_val_accuracy"] == 0.78 and z0["final_val_loss"] == pytest.approx(2 / 3)
+    assert (
+        z0["final_train_accuracy"] == 0.95
+        and z0["final_val_accuracy"] == 0.78
+        and z0["final_val_loss"] == pytest.approx(2 / 3)
+    )
     assert z0["trial_seconds"] == 9.88 and z0["setup_seconds"] == 0.57
     assert z0["images_per_second"] == 250.0  # median of epochs 2..3, the warm-up epoch left out
     assert z0["checkpoint"] == "zeta_seed0_00000/checkpoint_000001"
@@ -156,7 +183,11 @@ def test_write_csv(results):
         got = list(reader)
     assert len(got) == 4
     assert [(r["variant"], r["seed"], r["status"]) for r in got] == [
-        ("zeta", "0", "completed"), ("zeta", "1", "early_stopped"), ("alpha", "0", "error"), ("alpha", "1", "interrupted")]
+        ("zeta", "0", "completed"),
+        ("zeta", "1", "early_stopped"),
+        ("alpha", "0", "error"),
+        ("alpha", "1", "interrupted"),
+    ]
     assert float(got[0]["best_val_accuracy"]) == 0.80
     assert got[2]["error"] == "RuntimeError: CUDA out of memory"
     assert got[1]["checkpoint"] == ""
@@ -213,9 +244,26 @@ def test_write_is_rerunnable(results):
 
 
 def test_markdown_all_none():
-    empty = VariantSummary(variant="v", trials=1, ok=0, n=0, mean=None, ci=None, std=None, min=None, max=None,
-                           best_epoch=None, train_val_gap=float("nan"), overfitting=False, mean_diff=None, test=None,
-                           shared_seeds=0, p=None, p_holm=None, verdict="")
+    empty = VariantSummary(
+        variant="v",
+        trials=1,
+        ok=0,
+        n=0,
+        mean=None,
+        ci=None,
+        std=None,
+        min=None,
+        max=None,
+        best_epoch=None,
+        train_val_gap=float("nan"),
+        overfitting=False,
+        mean_diff=None,
+        test=None,
+        shared_seeds=0,
+        p=None,
+        p_holm=None,
+        verdict="",
+    )
     md = markdown("s", [empty], [])
     assert "| v | 1 | 0 | 0 | - | - | - | - | - | - | - | - | - | - |" in md
 
@@ -233,10 +281,13 @@ def test_cli(results):
     import sys
 
     repo = Path(__file__).resolve().parents[1]
-    bad = subprocess.run([sys.executable, "-m", "runner.summary", str(results / "missing")], cwd=repo,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "runner.summary", str(results / "missing")], cwd=repo, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "no such results dir" in bad.stderr
-    ok = subprocess.run([sys.executable, "-m", "runner.summary", str(results)], cwd=repo, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "runner.summary", str(results)], cwd=repo, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[2].startswith("zeta")
     assert (results / "summary.csv").exists() and (results / "summary.md").exists()
@@ -279,11 +330,11 @@ def test_variant_rows_statistics(study):
     vs = {v["variant"]: v for v in variant_rows(study)}
     base, better, same = vs["base"], vs["better"], vs["same"]
     assert base["n"] == 3 and base["mean"] == pytest.approx(0.82)
-    assert base["ci"] == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-6)  # sd 0.02, t(0.975, 2)
+    assert base["ci"] == pytest.approx(4.302653 * 0.02 / 3**0.5, rel=1e-6)  # sd 0.02, t(0.975, 2)
     assert base["verdict"] == "reference" and base["p_holm"] is None
     assert better["test"] == "paired t" and better["mean_diff"] == pytest.approx(0.11)
     d = np.array([0.10, 0.11, 0.12])
-    t = d.mean() / (d.std(ddof=1) / 3 ** 0.5)
+    t = d.mean() / (d.std(ddof=1) / 3**0.5)
     p = 1 - t / (2 + t * t) ** 0.5  # two-sided p for t with 2 degrees of freedom, closed form
     assert better["p"] == pytest.approx(p) and better["p_holm"] == pytest.approx(3 * p)  # smallest of 3: x3
     assert better["verdict"] == "better"
@@ -335,7 +386,9 @@ def test_confusion_by_variant(study):
 
 def test_confusion_by_variant_skips_other_classes(study):
     d = next(study.glob("base_seed0_*"))
-    (d / "confusion_matrix.json").write_text(json.dumps({"epoch": 1, "classes": ["x", "y"], "matrix": [[1, 0], [0, 1]]}))
+    (d / "confusion_matrix.json").write_text(
+        json.dumps({"epoch": 1, "classes": ["x", "y"], "matrix": [[1, 0], [0, 1]]})
+    )
     cms = summary.confusion_by_variant(study, read_records(study))
     assert cms["base"]["classes"] == ["x", "y"] and cms["base"]["trials"] == 1  # the first trial sets the classes
 
@@ -362,16 +415,41 @@ def test_trials_that_never_started_are_pending_rows(tmp_path):
 
     from runner import summary
 
-    (tmp_path / "study.json").write_text(json.dumps({"trials": [
-        {"variant": "a", "seed": 0, "order": 0}, {"variant": "a", "seed": 1, "order": 0}, {"variant": "b", "seed": 0, "order": 1}]}))
+    (tmp_path / "study.json").write_text(
+        json.dumps(
+            {
+                "trials": [
+                    {"variant": "a", "seed": 0, "order": 0},
+                    {"variant": "a", "seed": 1, "order": 0},
+                    {"variant": "b", "seed": 0, "order": 1},
+                ]
+            }
+        )
+    )
     d = tmp_path / "a_seed0_x"
     d.mkdir()
     (d / "params.json").write_text(json.dumps({"spec": {"variant": "a", "seed": 0, "order": 0}}))
-    (d / "result.json").write_text(json.dumps({"epoch": 1, "status": "completed", "best_val_accuracy": 0.5, "best_epoch": 1,
-                                               "train_accuracy": 0.6, "val_accuracy": 0.5, "val_loss": 1.0,
-                                               "images_per_second": 100.0}) + "\n")
+    (d / "result.json").write_text(
+        json.dumps(
+            {
+                "epoch": 1,
+                "status": "completed",
+                "best_val_accuracy": 0.5,
+                "best_epoch": 1,
+                "train_accuracy": 0.6,
+                "val_accuracy": 0.5,
+                "val_loss": 1.0,
+                "images_per_second": 100.0,
+            }
+        )
+        + "\n"
+    )
     rows = trial_rows(tmp_path)
-    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [("a", 0, "completed"), ("a", 1, "pending"), ("b", 0, "pending")]
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
+        ("a", 0, "completed"),
+        ("a", 1, "pending"),
+        ("b", 0, "pending"),
+    ]
     summary.write(tmp_path, partial=True)  # writes every table with the pending rows
     assert (tmp_path / "summary.csv").read_text().count("pending") == 2
 
@@ -379,8 +457,6 @@ def test_trials_that_never_started_are_pending_rows(tmp_path):
 def test_checkpoint_column_points_at_the_best_not_the_latest(tmp_path):
     """Ray keeps the best and the latest checkpoint; the summary (and evaluate/predict) must use the best."""
     import json
-
-    from runner import summary
 
     d = tmp_path / "a_seed0_x"
     for name, epoch, acc in (("checkpoint_000002", 3, 0.8), ("checkpoint_000004", 5, 0.7)):  # latest is worse

@@ -34,8 +34,11 @@ def data():
 
 
 def _spec(classes, epochs: int = 4, seed: int = 0, checkpoint_every: int = 1) -> TrialSpec:
-    cfg = TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(32,), dropout=0.2),
-                      train=TrainConfig(epochs=epochs, batch_size=32, seed=seed, checkpoint_every=checkpoint_every))
+    cfg = TrialConfig(
+        data=DataConfig(path="builtin:digits", image_size=8),
+        model=ModelConfig(hidden=(32,), dropout=0.2),
+        train=TrainConfig(epochs=epochs, batch_size=32, seed=seed, checkpoint_every=checkpoint_every),
+    )
     return TrialSpec("v", seed, 0, "d0", tuple(classes), cfg, Fit(1.0, 1.0, 0.0))
 
 
@@ -89,8 +92,11 @@ def test_checkpoint_every_keeps_the_best_and_the_last_and_resumes_exactly(tmp_pa
     _run(tmp_path / "b", sparse, _spec(classes, epochs=16, checkpoint_every=5))
     assert _metrics(sparse.reports) == _metrics(every.reports)  # fewer checkpoints change no number
 
-    improved = {r["epoch"] for i, r in enumerate(sparse.reports)
-                if i == 0 or r["best_val_accuracy"] > sparse.reports[i - 1]["best_val_accuracy"]}
+    improved = {
+        r["epoch"]
+        for i, r in enumerate(sparse.reports)
+        if i == 0 or r["best_val_accuracy"] > sparse.reports[i - 1]["best_val_accuracy"]
+    }
     saved = [int(Path(c).name.split("_")[1]) for c in sparse.checkpoints]
     assert saved == sorted({5, 10, 15, 16} | improved)  # every 5th epoch, each new best, the last
     assert len(saved) < 16  # some epoch was neither (val accuracy on digits stalls now and then)
@@ -103,4 +109,4 @@ def test_checkpoint_every_keeps_the_best_and_the_last_and_resumes_exactly(tmp_pa
     resumed = MemorySession(d, tmp_path / "broken", resume_from=broken.checkpoints[-1])
     _run(tmp_path / "c", resumed, _spec(classes, epochs=16, checkpoint_every=5))
     assert [r["epoch"] for r in resumed.reports] == list(range(skipped, 17))
-    assert _metrics(resumed.reports) == _metrics(every.reports)[skipped - 1:]
+    assert _metrics(resumed.reports) == _metrics(every.reports)[skipped - 1 :]

@@ -40,14 +40,25 @@ def pixel_digest(rgb: np.ndarray) -> str:
 # --------------------------------------------------------------------------- building the audit
 
 
-def audit_images(source: str, classes: list[str], labels: tuple[np.ndarray, np.ndarray],
-                 digests: tuple[np.ndarray, np.ndarray], names: tuple[list[str], list[str]], files: dict | None = None) -> dict:
+def audit_images(
+    source: str,
+    classes: list[str],
+    labels: tuple[np.ndarray, np.ndarray],
+    digests: tuple[np.ndarray, np.ndarray],
+    names: tuple[list[str], list[str]],
+    files: dict | None = None,
+) -> dict:
     """The audit of a train/val split: counts, imbalance, duplicates, plus ``files`` (file_facts) for folders.
 
     ``labels``, ``digests`` and ``names`` are (train, val) pairs with one entry per image.
     """
-    return {"source": source, "hash": HASH, **counts(classes, *labels), "duplicates": duplicates(labels, digests, names),
-            **(files or {})}
+    return {
+        "source": source,
+        "hash": HASH,
+        **counts(classes, *labels),
+        "duplicates": duplicates(labels, digests, names),
+        **(files or {}),
+    }
 
 
 def counts(classes: list[str], train_y: np.ndarray, val_y: np.ndarray) -> dict:
@@ -59,15 +70,19 @@ def counts(classes: list[str], train_y: np.ndarray, val_y: np.ndarray) -> dict:
         "images": {"train": int(tr.sum()), "val": int(va.sum())},
         "per_class": {c: {"train": int(t), "val": int(v)} for c, t, v in zip(classes, tr, va)},
         # max/min train images per class; None when a class has no train image at all
-        "imbalance": {"ratio": round(float(tr[big] / tr[small]), 2) if tr[small] else None,
-                      "largest": classes[big], "smallest": classes[small]},
+        "imbalance": {
+            "ratio": round(float(tr[big] / tr[small]), 2) if tr[small] else None,
+            "largest": classes[big],
+            "smallest": classes[small],
+        },
         "classes_without_train": [c for c, t in zip(classes, tr) if t == 0],
         "classes_without_val": [c for c, v in zip(classes, va) if v == 0],
     }
 
 
-def duplicates(labels: tuple[np.ndarray, np.ndarray], digests: tuple[np.ndarray, np.ndarray],
-               names: tuple[list[str], list[str]]) -> dict:
+def duplicates(
+    labels: tuple[np.ndarray, np.ndarray], digests: tuple[np.ndarray, np.ndarray], names: tuple[list[str], list[str]]
+) -> dict:
     """Pixel-identical images: val images also in train, extra copies within each split, and images under two classes."""
     (train_y, val_y), (train_h, val_h), (train_n, val_n) = labels, digests, names
     first_train: dict[str, int] = {}
@@ -92,12 +107,22 @@ def duplicates(labels: tuple[np.ndarray, np.ndarray], digests: tuple[np.ndarray,
         "within_train": len(within_train),  # train images identical to an earlier train image
         "within_val": len(within_val),
         "label_conflicts": sum(len(s) > 1 for s in label_sets.values()),  # identical pixels under different classes
-        "examples": {"train_val": train_val[:EXAMPLES], "within_train": within_train[:EXAMPLES], "within_val": within_val[:EXAMPLES]},
+        "examples": {
+            "train_val": train_val[:EXAMPLES],
+            "within_train": within_train[:EXAMPLES],
+            "within_val": within_val[:EXAMPLES],
+        },
     }
 
 
-def file_facts(root: Path, unreadable: list[tuple[Path, str]], ignored: list[Path], hidden: list[Path],
-               empty: list[Path], modes: list[str]) -> dict:
+def file_facts(
+    root: Path,
+    unreadable: list[tuple[Path, str]],
+    ignored: list[Path],
+    hidden: list[Path],
+    empty: list[Path],
+    modes: list[str],
+) -> dict:
     """What the folder scan and the decoder saw: skipped files with the reason, ignored and hidden files,
     images converted to RGB by their mode on disk, empty class folders. Paths are relative to ``root``."""
     return {
@@ -125,10 +150,14 @@ def warnings(audit: dict) -> list[str]:
     out = []
     dup, leak = audit["duplicates"], audit.get("leakage", {})
     if dup["train_val"] and leak.get("policy") == "drop":
-        out.append(f"{_n(leak['dropped'], 'val image')} identical to a train image dropped from val (data.leakage=drop)")
+        out.append(
+            f"{_n(leak['dropped'], 'val image')} identical to a train image dropped from val (data.leakage=drop)"
+        )
     elif dup["train_val"]:
-        out.append(f"{_n(dup['train_val'], 'val image')} identical to a train image, so val accuracy is optimistic; "
-                   "--set data.leakage=drop removes them from val")
+        out.append(
+            f"{_n(dup['train_val'], 'val image')} identical to a train image, so val accuracy is optimistic; "
+            "--set data.leakage=drop removes them from val"
+        )
     if audit.get("unreadable"):
         out.append(f"{_n(len(audit['unreadable']), 'image file')} could not be read and skipped")
     if audit.get("empty_class_folders"):
@@ -136,7 +165,9 @@ def warnings(audit: dict) -> list[str]:
     if audit["classes_without_train"]:
         out.append(f"classes without train images: {_examples(audit['classes_without_train'])}")
     if audit["classes_without_val"]:
-        out.append(f"classes without val images: {_examples(audit['classes_without_val'])} (their val accuracy is not measured)")
+        out.append(
+            f"classes without val images: {_examples(audit['classes_without_val'])} (their val accuracy is not measured)"
+        )
     imb = audit["imbalance"]
     if imb["ratio"] is not None and imb["ratio"] > IMBALANCE_WARN:
         out.append(f"classes are imbalanced {imb['ratio']:.1f}x: {_most_fewest(audit)}")
@@ -149,8 +180,10 @@ def leakage_error(audit: dict) -> str:
     """The one-line error for data.leakage=fail: how many, a few pairs, and the fix."""
     dup = audit["duplicates"]
     pairs = _examples([f"{v} = {t}" for v, t in dup["examples"]["train_val"]], dup["train_val"])
-    return (f"data.path={audit['source']!r}: {_n(dup['train_val'], 'val image')} identical to a train image ({pairs}); "
-            "remove them from the folder, or pass --set data.leakage=drop to drop them from val (data.leakage=warn keeps them)")
+    return (
+        f"data.path={audit['source']!r}: {_n(dup['train_val'], 'val image')} identical to a train image ({pairs}); "
+        "remove them from the folder, or pass --set data.leakage=drop to drop them from val (data.leakage=warn keeps them)"
+    )
 
 
 def format_audit(audit: dict) -> str:
@@ -158,32 +191,8 @@ def format_audit(audit: dict) -> str:
 
     Details given as a list get a line each: at most EXAMPLES files or pairs, then how many more.
     """
-    imb, dup = audit["imbalance"], audit["duplicates"]
-    n_train, n_val = audit["images"]["train"], audit["images"]["val"]
-    rows = [
-        ("images", n_train + n_val, f"{n_train} train / {n_val} val in {len(audit['per_class'])} classes"),
-        ("imbalance", "-" if imb["ratio"] is None else f"{imb['ratio']:.1f}x", f"train images per class: {_most_fewest(audit)}"),
-    ]
-    if "unreadable" in audit:  # folders only
-        ign, hid = audit["ignored"], audit["hidden"]
-        rows += [
-            ("unreadable, skipped", len(audit["unreadable"]), _lines([f"{u['path']} ({u['reason']})" for u in audit["unreadable"]])),
-            ("not images, ignored", ign["count"], _examples(ign["examples"], ign["count"])),
-            ("hidden, skipped", hid["count"], _examples(hid["examples"], hid["count"])),
-            ("converted to RGB", sum(audit["converted"].values()), ", ".join(f"{m} {n}" for m, n in audit["converted"].items())),
-            ("empty class folders", len(audit["empty_class_folders"]), _examples(audit["empty_class_folders"])),
-        ]
-    policy = audit.get("leakage", {}).get("policy")
-    leak_note = [f"{'dropped from val' if policy == 'drop' else 'kept'} (data.leakage={policy})"] if dup["train_val"] and policy else []
-    pairs = {k: [f"{a} = {b}" for a, b in v] for k, v in dup["examples"].items()}
-    rows += [
-        ("same in train and val", dup["train_val"], leak_note + _lines(pairs["train_val"], dup["train_val"])),
-        ("duplicates in train", dup["within_train"], _examples(pairs["within_train"], dup["within_train"])),
-        ("duplicates in val", dup["within_val"], _examples(pairs["within_val"], dup["within_val"])),
-        ("label conflicts", dup["label_conflicts"], "pixel-identical images under different classes" if dup["label_conflicts"] else ""),
-    ]
     lines = [f"{'audit':<22} {'count':>6}  details"]
-    for name, count, details in rows:
+    for name, count, details in _count_rows(audit) + _file_rows(audit) + _duplicate_rows(audit):
         texts = details if isinstance(details, list) else [details]
         for i, text in enumerate(texts or [""]):
             head = f"{name:<22} {count!s:>6}" if i == 0 else ""
@@ -192,10 +201,52 @@ def format_audit(audit: dict) -> str:
     return "\n".join(lines)
 
 
+def _count_rows(audit: dict) -> list[tuple]:
+    imb = audit["imbalance"]
+    n_train, n_val = audit["images"]["train"], audit["images"]["val"]
+    ratio = "-" if imb["ratio"] is None else f"{imb['ratio']:.1f}x"
+    return [
+        ("images", n_train + n_val, f"{n_train} train / {n_val} val in {len(audit['per_class'])} classes"),
+        ("imbalance", ratio, f"train images per class: {_most_fewest(audit)}"),
+    ]
+
+
+def _file_rows(audit: dict) -> list[tuple]:
+    """What the scan and the decoder saw (folders only)."""
+    if "unreadable" not in audit:
+        return []
+    ign, hid, conv = audit["ignored"], audit["hidden"], audit["converted"]
+    unreadable = [f"{u['path']} ({u['reason']})" for u in audit["unreadable"]]
+    return [
+        ("unreadable, skipped", len(audit["unreadable"]), _lines(unreadable)),
+        ("not images, ignored", ign["count"], _examples(ign["examples"], ign["count"])),
+        ("hidden, skipped", hid["count"], _examples(hid["examples"], hid["count"])),
+        ("converted to RGB", sum(conv.values()), ", ".join(f"{m} {n}" for m, n in conv.items())),
+        ("empty class folders", len(audit["empty_class_folders"]), _examples(audit["empty_class_folders"])),
+    ]
+
+
+def _duplicate_rows(audit: dict) -> list[tuple]:
+    dup = audit["duplicates"]
+    policy = audit.get("leakage", {}).get("policy")
+    kept = "dropped from val" if policy == "drop" else "kept"
+    leak_note = [f"{kept} (data.leakage={policy})"] if dup["train_val"] and policy else []
+    pairs = {k: [f"{a} = {b}" for a, b in v] for k, v in dup["examples"].items()}
+    conflicts = "pixel-identical images under different classes" if dup["label_conflicts"] else ""
+    return [
+        ("same in train and val", dup["train_val"], leak_note + _lines(pairs["train_val"], dup["train_val"])),
+        ("duplicates in train", dup["within_train"], _examples(pairs["within_train"], dup["within_train"])),
+        ("duplicates in val", dup["within_val"], _examples(pairs["within_val"], dup["within_val"])),
+        ("label conflicts", dup["label_conflicts"], conflicts),
+    ]
+
+
 def _most_fewest(audit: dict) -> str:
     imb, per_class = audit["imbalance"], audit["per_class"]
-    return (f"most {per_class[imb['largest']]['train']} ({imb['largest']}), "
-            f"fewest {per_class[imb['smallest']]['train']} ({imb['smallest']})")
+    return (
+        f"most {per_class[imb['largest']]['train']} ({imb['largest']}), "
+        f"fewest {per_class[imb['smallest']]['train']} ({imb['smallest']})"
+    )
 
 
 def _n(k: int, word: str) -> str:

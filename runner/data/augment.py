@@ -35,7 +35,9 @@ class Augment:
         for i, img in enumerate(batch):
             aug = self.pipeline(image=img)["image"]
             if aug.shape != img.shape:
-                raise ConfigError(f"augment.train changes the image shape {img.shape} -> {aug.shape}; use size-preserving transforms (RandomResizedCrop needs size=[{self.image_size}, {self.image_size}])")
+                raise ConfigError(
+                    f"augment.train changes the image shape {img.shape} -> {aug.shape}; use size-preserving transforms (RandomResizedCrop needs size=[{self.image_size}, {self.image_size}])"
+                )
             out[i] = aug
         return out
 
@@ -50,7 +52,9 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
         spec = dict(spec)
         name = str(spec.pop("name", ""))
         if name.lower() not in AUGMENTATIONS:
-            raise ConfigError(f"augment.train[{i}]: unknown transform {name!r}; choose from {', '.join(sorted(AUGMENTATIONS.values()))}")
+            raise ConfigError(
+                f"augment.train[{i}]: unknown transform {name!r}; choose from {', '.join(sorted(AUGMENTATIONS.values()))}"
+            )
         cls = getattr(A, AUGMENTATIONS[name.lower()])
         if cls.__name__ == "RandomResizedCrop":
             spec.setdefault("size", (image_size, image_size))

@@ -115,5 +115,8 @@ BUILTINS = {"lesions": lesions, "digits": digits}
 def load_builtin(cfg: DataConfig):
     name = cfg.path.split(":", 1)[1].strip().lower()
     if name not in BUILTINS:
-        raise ConfigError(f"data.path={cfg.path!r}: unknown built-in dataset; choose one of " + ", ".join(f"builtin:{n}" for n in BUILTINS))
+        raise ConfigError(
+            f"data.path={cfg.path!r}: unknown built-in dataset; choose one of "
+            + ", ".join(f"builtin:{n}" for n in BUILTINS)
+        )
     return BUILTINS[name](cfg)

@@ -37,7 +37,9 @@ class Scan:
     labels: np.ndarray
     is_val: np.ndarray | None  # None: the folder has no val split; split it by val_fraction
     ignored: list[Path] = field(default_factory=list)  # files that are not images, or images outside class folders
-    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # named like images, not readable files: (path, why)
+    unreadable: list[tuple[Path, str]] = field(
+        default_factory=list
+    )  # named like images, not readable files: (path, why)
     hidden: list[Path] = field(default_factory=list)  # hidden files and folders, skipped
     empty: list[Path] = field(default_factory=list)  # class folders that hold no images
 
@@ -62,39 +64,63 @@ def scan(root: Path) -> Scan:
     subdirs = {d.name.lower(): d for d in _subdirs(root)}
     val_dir = next((subdirs[n] for n in VAL_NAMES if n in subdirs), None)
     if "train" in subdirs and val_dir is not None:
-        _loose_files(subdirs["train"], seen)
-        _loose_files(val_dir, seen)
-        train, val = _class_files(subdirs["train"], seen), _class_files(val_dir, seen)
-        missing = sorted(set(val) - set(train))
-        if missing:
-            raise ConfigError(f"{val_dir}: classes {missing} are in val but not in train; add them to train/ or remove them from val/")
-        classes = sorted(train)
-        paths = [p for c in classes for p in train[c]] + [p for c in classes for p in val.get(c, [])]
-        labels = [i for i, c in enumerate(classes) for _ in train[c]] + [i for i, c in enumerate(classes) for _ in val.get(c, [])]
-        n_train = sum(len(train[c]) for c in classes)
-        is_val = np.arange(len(paths)) >= n_train
-        if classes and not is_val.any():
-            raise ConfigError(f"{val_dir}: holds no images; put images in {val_dir}/CLASS/ or remove it to split train/ by data.val_fraction")
+        classes, paths, labels, is_val = _train_val(subdirs["train"], val_dir, seen)
     else:
-        split_root = root
-        if "train" in subdirs:  # train/ (often beside test/) without val/: hold out part of train/
-            split_root = subdirs["train"]
-            _loose_files(split_root, seen)
-            others = sorted(d.name + "/" for d in _subdirs(root) if d != split_root)
-            log.warning("%s has train/ but no val/: holding out data.val_fraction of train/ per class as val%s",
-                        root, f"; {', '.join(others)} not used" if others else "")
-        found = _class_files(split_root, seen)
-        classes = sorted(found)
-        paths = [p for c in classes for p in found[c]]
-        labels = [i for i, c in enumerate(classes) for _ in found[c]]
+        classes, paths, labels = _one_split(root, subdirs, seen)
         is_val = None
     if len(classes) < 2:
         what = f"found {len(classes)} class folder(s) with images"
         if seen.ignored:
-            what += (f" ({len(seen.ignored)} other files ignored, e.g. {seen.ignored[0].relative_to(root)}; "
-                     f"images end in {', '.join(sorted(IMAGE_SUFFIXES))})")
+            what += (
+                f" ({len(seen.ignored)} other files ignored, e.g. {seen.ignored[0].relative_to(root)}; "
+                f"images end in {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         raise ConfigError(f"data.path={str(root)!r}: {what}; need at least 2 (ROOT/CLASS/image.jpg)")
-    return Scan(classes, paths, np.asarray(labels, dtype=np.int64), is_val, seen.ignored, seen.unreadable, seen.hidden, seen.empty)
+    labels = np.asarray(labels, dtype=np.int64)
+    return Scan(classes, paths, labels, is_val, seen.ignored, seen.unreadable, seen.hidden, seen.empty)
+
+
+def _train_val(train_dir: Path, val_dir: Path, seen: _Found) -> tuple[list[str], list[Path], list[int], np.ndarray]:
+    """ROOT/train/CLASS + ROOT/val/CLASS: (classes, paths, labels, is_val), train images first."""
+    _loose_files(train_dir, seen)
+    _loose_files(val_dir, seen)
+    train, val = _class_files(train_dir, seen), _class_files(val_dir, seen)
+    missing = sorted(set(val) - set(train))
+    if missing:
+        raise ConfigError(
+            f"{val_dir}: classes {missing} are in val but not in train; add them to train/ or remove them from val/"
+        )
+    classes = sorted(train)
+    paths, labels = [], []
+    for split in (train, val):
+        for i, c in enumerate(classes):
+            paths += split.get(c, [])
+            labels += [i] * len(split.get(c, []))
+    is_val = np.arange(len(paths)) >= sum(len(train[c]) for c in classes)
+    if classes and not is_val.any():
+        raise ConfigError(
+            f"{val_dir}: holds no images; put images in {val_dir}/CLASS/ or remove it to split train/ by data.val_fraction"
+        )
+    return classes, paths, labels, is_val
+
+
+def _one_split(root: Path, subdirs: dict[str, Path], seen: _Found) -> tuple[list[str], list[Path], list[int]]:
+    """ROOT/CLASS (or ROOT/train/CLASS without val/): (classes, paths, labels), split later by val_fraction."""
+    split_root = root
+    if "train" in subdirs:  # train/ (often beside test/) without val/: hold out part of train/
+        split_root = subdirs["train"]
+        _loose_files(split_root, seen)
+        others = sorted(d.name + "/" for d in _subdirs(root) if d != split_root)
+        log.warning(
+            "%s has train/ but no val/: holding out data.val_fraction of train/ per class as val%s",
+            root,
+            f"; {', '.join(others)} not used" if others else "",
+        )
+    found = _class_files(split_root, seen)
+    classes = sorted(found)
+    paths = [p for c in classes for p in found[c]]
+    labels = [i for i, c in enumerate(classes) for _ in found[c]]
+    return classes, paths, labels
 
 
 def _subdirs(d: Path) -> list[Path]:
@@ -210,7 +236,15 @@ def decode_file(path: Path, size: int) -> Decoded:
     return Decoded(out, mode, pixel_digest(a))
 
 
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")  # PNG, JPEG, GIF, BMP, WebP, TIFF
+_MAGIC = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"BM",
+    b"RIFF",
+    b"II*\x00",
+    b"MM\x00*",
+)  # PNG, JPEG, GIF, BMP, WebP, TIFF
 
 
 def _decode_error(path: Path, e: Exception) -> str:

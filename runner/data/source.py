@@ -41,7 +41,9 @@ class ImageSet:
     ignored: int  # files that are not images
     seconds: float  # time to scan + decode (0 when served from cache)
     cached: bool = False
-    audit: dict = field(default_factory=dict)  # runner.data.audit: skipped, converted, duplicated, unbalanced; format_audit prints it
+    audit: dict = field(
+        default_factory=dict
+    )  # runner.data.audit: skipped, converted, duplicated, unbalanced; format_audit prints it
 
     def summary(self) -> dict:
         return {
@@ -102,8 +104,10 @@ def _load_folder(found: folder.Scan, root: Path, cfg: DataConfig) -> tuple[Image
     unreadable = sorted(found.unreadable + [(p, d.error) for p, d in zip(found.paths, decoded) if not d.ok])
     if not ok.any():
         p, why = unreadable[0]
-        raise ConfigError(f"data.path={cfg.path!r}: none of the {len(found.paths)} image files could be decoded "
-                          f"(e.g. {audit.relpath(p, root)}: {why}); check that the folder holds real images")
+        raise ConfigError(
+            f"data.path={cfg.path!r}: none of the {len(found.paths)} image files could be decoded "
+            f"(e.g. {audit.relpath(p, root)}: {why}); check that the folder holds real images"
+        )
     labels = found.labels[ok]
     digests = np.array([d.digest for d in decoded if d.ok], dtype="U32")
     names = np.array([audit.relpath(p, root) for p, d in zip(found.paths, decoded) if d.ok])
@@ -113,12 +117,32 @@ def _load_folder(found: folder.Scan, root: Path, cfg: DataConfig) -> tuple[Image
         is_val = found.is_val[ok]
         tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     if len(tr) == 0 or len(va) == 0:
-        raise ConfigError(f"data.path={cfg.path!r}: {len(tr)} train and {len(va)} val images decoded; need both (add images or change data.val_fraction)")
-    files = audit.file_facts(root, unreadable, found.ignored, found.hidden, found.empty, [d.mode for d in decoded if d.ok])
-    report = audit.audit_images(str(root), found.classes, (labels[tr], labels[va]), (digests[tr], digests[va]),
-                                (names[tr].tolist(), names[va].tolist()), files)
-    out = ImageSet(images[tr], labels[tr], images[va], labels[va], found.classes, str(root),
-                   [str(p) for p, _ in unreadable], len(found.ignored), 0.0, audit=report)
+        raise ConfigError(
+            f"data.path={cfg.path!r}: {len(tr)} train and {len(va)} val images decoded; need both (add images or change data.val_fraction)"
+        )
+    files = audit.file_facts(
+        root, unreadable, found.ignored, found.hidden, found.empty, [d.mode for d in decoded if d.ok]
+    )
+    report = audit.audit_images(
+        str(root),
+        found.classes,
+        (labels[tr], labels[va]),
+        (digests[tr], digests[va]),
+        (names[tr].tolist(), names[va].tolist()),
+        files,
+    )
+    out = ImageSet(
+        images[tr],
+        labels[tr],
+        images[va],
+        labels[va],
+        found.classes,
+        str(root),
+        [str(p) for p, _ in unreadable],
+        len(found.ignored),
+        0.0,
+        audit=report,
+    )
     return out, (digests[tr], digests[va])
 
 
@@ -133,7 +157,9 @@ def _apply_leakage(s: ImageSet, digests: Digests, cfg: DataConfig) -> ImageSet:
         s.audit.update(audit.counts(s.classes, s.train_y, s.val_y))
         s.audit["leakage"]["dropped"] = int(leaked.sum())
         if len(s.val_y) == 0:
-            raise ConfigError(f"data.path={cfg.path!r}: every val image is also in train; add distinct val images or use data.leakage=warn")
+            raise ConfigError(
+                f"data.path={cfg.path!r}: every val image is also in train; add distinct val images or use data.leakage=warn"
+            )
     s.audit["warnings"] = audit.warnings(s.audit)
     return s
 
@@ -143,9 +169,15 @@ def _apply_leakage(s: ImageSet, digests: Digests, cfg: DataConfig) -> ImageSet:
 
 def _cache_key(found: folder.Scan, cfg: DataConfig) -> str:
     """Changes when any image changes (path, size, mtime) and when anything the audit reports about the folder does."""
-    other = [[str(p) for p in found.ignored], [[str(p), why] for p, why in found.unreadable],
-             [str(p) for p in found.hidden], [str(p) for p in found.empty]]
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, cfg.image_size, cfg.val_fraction, cfg.split_seed, found.classes, other]).encode())
+    other = [
+        [str(p) for p in found.ignored],
+        [[str(p), why] for p, why in found.unreadable],
+        [str(p) for p in found.hidden],
+        [str(p) for p in found.empty],
+    ]
+    h = hashlib.sha256(
+        json.dumps([CACHE_VERSION, cfg.image_size, cfg.val_fraction, cfg.split_seed, found.classes, other]).encode()
+    )
     for p, val in zip(found.paths, found.is_val if found.is_val is not None else [None] * len(found.paths)):
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{val}\n".encode())
@@ -159,8 +191,19 @@ def _read_cache(key: str) -> tuple[ImageSet, Digests] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            s = ImageSet(z["train_x"], z["train_y"], z["val_x"], z["val_y"], meta["classes"], meta["source"],
-                         meta["skipped"], meta["ignored"], 0.0, cached=True, audit=meta["audit"])
+            s = ImageSet(
+                z["train_x"],
+                z["train_y"],
+                z["val_x"],
+                z["val_y"],
+                meta["classes"],
+                meta["source"],
+                meta["skipped"],
+                meta["ignored"],
+                0.0,
+                cached=True,
+                audit=meta["audit"],
+            )
             return s, (z["train_h"], z["val_h"])
     except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
         log.warning("ignoring unreadable cache %s (%s)", path, e)
@@ -172,9 +215,19 @@ def _write_cache(key: str, s: ImageSet, digests: Digests) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        meta = json.dumps({"classes": s.classes, "source": s.source, "skipped": s.skipped, "ignored": s.ignored, "audit": s.audit})
-        np.savez(tmp, train_x=s.train_x, train_y=s.train_y, val_x=s.val_x, val_y=s.val_y,
-                 train_h=digests[0], val_h=digests[1], meta=np.array(meta))
+        meta = json.dumps(
+            {"classes": s.classes, "source": s.source, "skipped": s.skipped, "ignored": s.ignored, "audit": s.audit}
+        )
+        np.savez(
+            tmp,
+            train_x=s.train_x,
+            train_y=s.train_y,
+            val_x=s.val_x,
+            val_y=s.val_y,
+            train_h=digests[0],
+            val_h=digests[1],
+            meta=np.array(meta),
+        )
         os.replace(tmp, path)
     except OSError as e:
         log.warning("could not write the decode cache %s (%s); the next study decodes again", path, e)
