@@ -84,7 +84,7 @@ def load_model(path: Path):
         cfg = TrialConfig.from_dict(ckpt["config"])
         classes = list(ckpt["classes"])
         size = cfg.data.image_size
-        model = build_model(cfg.model, size * size * 3, len(classes))
+        model = build_model(cfg.model, size * size * cfg.data.channels, len(classes))
         model.load_state_dict(ckpt["model"])
     except Exception as e:  # noqa: BLE001 - whatever fails (unpickling, keys, shapes), the file is not one of ours
         raise ConfigError(f"{path}: not a runner checkpoint ({type(e).__name__}: {first_line(e, 200)})") from None

@@ -27,11 +27,20 @@ from runner.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = "builtin:lesions"  # image folder (ROOT/train/CLASS, ROOT/val/CLASS or ROOT/CLASS), or builtin:lesions / builtin:digits
+    path: str = (
+        "builtin:lesions"  # image folder (ROOT/train|val|test/CLASS or ROOT/CLASS), or builtin:lesions / builtin:digits
+    )
     image_size: int = 64  # pixels; every image is decoded and resized to image_size x image_size once per study
+    channels: int = 3  # 3: RGB; 1: grayscale (images decoded to L, one normalization mean/std)
     val_fraction: float = 0.2  # share of each class held out for val when the source has no val split
-    split_seed: int = 0  # seeds the val split and the built-in generators; the same for every trial of a study
-    leakage: str = "warn"  # val images pixel-identical to a train image: warn (keep them) | fail (stop) | drop (remove them from val)
+    test_fraction: float = 0.0  # share of each class held out for test when the source has no test split (0: none)
+    split_seed: int = 0  # seeds the held-out splits and the built-in generators; the same for every trial of a study
+    split_per_seed: bool = (
+        False  # each seed draws its own train/val split (sources without a fixed val split; test stays)
+    )
+    leakage: str = (
+        "warn"  # val/test images pixel-identical to a train image (test: or a val one): warn | fail | drop them
+    )
 
 
 # The course's training augmentation. Each entry: an albumentations transform name and its arguments.
@@ -43,8 +52,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass(frozen=True)
 class AugmentConfig:
     train: tuple[dict, ...] = COURSE_AUGMENT  # random transforms applied to training batches, in order
-    mean: tuple[float, ...] = IMAGENET_MEAN  # Normalize, per RGB channel, pixel values scaled to 0..1
-    std: tuple[float, ...] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # Normalize, per channel, pixel values scaled to 0..1; grayscale: 1 value
+    std: tuple[float, ...] = IMAGENET_STD  # (3 values on a grayscale study are averaged: ImageNet's 0.449 / 0.226)
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,10 @@ class TrialConfig:
 INITS = ("default", "xavier_uniform", "kaiming_normal", "uniform")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LEAKAGE = ("warn", "fail", "drop")
+CHANNELS = (1, 3)
+# What ranks variants: the best epoch's val accuracy (picked on val: optimistic), the last epoch's, or the best
+# epoch's accuracy on a test split that nothing was picked on.
+METRICS = ("best_val_accuracy", "test_accuracy", "final_val_accuracy")
 # albumentations transforms that keep the image size (so the MLP input stays fixed), by lowercase name
 AUGMENTATIONS = {
     n.lower(): n
@@ -169,6 +182,7 @@ class Study:
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"base": {}})  # name -> dotted overrides
     seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
     reference: str | None = None  # the variant others are compared against; default: the first
+    metric: str = "best_val_accuracy"  # what ranks variants and decides verdicts: one of METRICS
 
     def trials(self) -> list[tuple[str, int, TrialConfig]]:
         """(variant, seed, config) for every trial: the base with the variant's overrides and the seed."""
@@ -334,8 +348,15 @@ def _check_data(d: DataConfig, a: AugmentConfig, p: _Problems) -> None:
     p.need(bool(d.path.strip()), "data.path", d.path, "give an image folder or builtin:lesions / builtin:digits")
     p.need(8 <= d.image_size <= 512, "data.image_size", d.image_size, "must be between 8 and 512 pixels")
     p.need(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be a fraction in (0, 1)")
+    p.need(0 <= d.test_fraction < 1, "data.test_fraction", d.test_fraction, "must be a fraction in [0, 1)")
+    if 0 < d.val_fraction < 1 and 0 <= d.test_fraction < 1:
+        total, key = round(d.val_fraction + d.test_fraction, 6), "data.val_fraction + data.test_fraction"
+        p.need(total < 1, key, total, "must be < 1: train needs images; lower one of them")
+    p.need(d.channels in CHANNELS, "data.channels", d.channels, "must be 1 (grayscale) or 3 (RGB)")
     p.need(d.leakage in LEAKAGE, "data.leakage", d.leakage, f"choose one of {', '.join(LEAKAGE)}")
-    p.need(len(a.mean) == 3 and len(a.std) == 3, "augment.mean/std", (a.mean, a.std), "need 3 values each (R, G, B)")
+    stats_ok = len(a.mean) == len(a.std) and len(a.mean) in {3, d.channels}
+    need = "need 3 values each (R, G, B)" + (", or 1 each for grayscale" if d.channels == 1 else "")
+    p.need(stats_ok, "augment.mean/std", (a.mean, a.std), need)
     p.need(all(s > 0 for s in a.std), "augment.std", a.std, "must be > 0")
     example = '{"name": "VerticalFlip", "p": 0.5}'
     for i, spec in enumerate(a.train):
@@ -388,6 +409,8 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
         problems.append(f"{where}: seeds={study.seeds!r} has duplicates")
     if study.reference is not None and study.reference not in (study.variants or {}):
         problems.append(f"{where}: reference={study.reference!r} is not one of the variants {list(study.variants)}")
+    if study.metric not in METRICS:
+        problems.append(f"{where}: metric={study.metric!r}: choose one of {', '.join(METRICS)}")
     if problems:
         raise ConfigError("; ".join(problems))
     base = _typed(study.base, where)

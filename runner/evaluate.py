@@ -5,8 +5,8 @@
 The checkpoint: among the variant's trials (default variant: the best mean best-val-accuracy in the
 summary; ``--seed`` narrows to one trial), the one with the highest best val accuracy. The model is
 rebuilt from the checkpoint's own config and classes; FOLDER is decoded at the checkpoint's image
-size. A FOLDER with train/ and val/ is evaluated on val/, any other ``FOLDER/CLASS/*`` on every
-image. Folder classes are matched to the model's by name: the folder may hold fewer classes, never
+size and channels. A FOLDER with test/ is evaluated on test/, else one with val/ on val/, any other
+``FOLDER/CLASS/*`` on every image. Folder classes are matched to the model's by name: the folder may hold fewer classes, never
 unknown ones. Writes metrics.json, confusion_matrix.json/.png and classification_report.txt into
 ``--out`` (default RESULTS_DIR/eval_FOLDERNAME). Bad input: one line on stderr, exit 2.
 
@@ -27,13 +27,14 @@ from runner import checkpoint, cli, render, storage
 from runner.config import ConfigError, TrialConfig
 from runner.data import folder
 from runner.data.augment import normalize
+from runner.data.split import TEST, VAL
 from runner.engine import EVAL_BATCH, evaluate
 from runner.metrics import classification_report, confusion
 
 
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, images: np.ndarray, cfg: TrialConfig) -> np.ndarray:
-    """Softmax class probabilities (N, classes) for uint8 images (N, S, S, 3), normalized as in training."""
+    """Softmax class probabilities (N, classes) for uint8 images (N, S, S, C), normalized as in training."""
     out = [
         torch.softmax(model(normalize(torch.from_numpy(images[i : i + EVAL_BATCH]), cfg.augment)), 1).numpy()
         for i in range(0, len(images), EVAL_BATCH)
@@ -41,23 +42,29 @@ def probabilities(model: torch.nn.Module, images: np.ndarray, cfg: TrialConfig) 
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def load_labelled(root: Path, size: int, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """(images, labels as the model's class indices, "path: why" of files that failed to decode, "val" or "all")."""
+def load_labelled(root: Path, size: int, classes: list[str], channels: int = 3) -> tuple:
+    """(images, labels as the model's class indices, "path: why" of files that failed to decode, the split used:
+    "test" when the folder has test/, else "val" when it has val/, else "all")."""
     if not root.is_dir():
-        raise ConfigError(f"--data {root}: no such folder (give ROOT/CLASS/* or ROOT/train|val/CLASS/*)")
+        raise ConfigError(f"--data {root}: no such folder (give ROOT/CLASS/* or ROOT/train|val|test/CLASS/*)")
     found = folder.scan(root)
-    idx = np.flatnonzero(found.is_val) if found.is_val is not None else np.arange(len(found.paths))
+    split = next((name for code, name in ((TEST, "test"), (VAL, "val")) if (found.split == code).any()), "all")
+    idx = (
+        np.arange(len(found.paths))
+        if split == "all"
+        else np.flatnonzero(found.split == (TEST if split == "test" else VAL))
+    )
     names = [found.classes[found.labels[i]] for i in idx]
     unknown = sorted(set(names) - set(classes))
     if unknown:
         raise ConfigError(f"--data {root}: classes {unknown} are unknown to the model, which knows {classes}")
     paths = [found.paths[i] for i in idx]
-    images, ok, why = folder.decode_checked(paths, size)
+    images, ok, why = folder.decode_checked(paths, size, channels)
     if not ok.any():
         raise ConfigError(f"--data {root}: none of {len(paths)} images could be decoded")
     labels = np.array([classes.index(n) for n, good in zip(names, ok) if good], dtype=np.int64)
     skipped = [f"{p}: {w}" for p, good, w in zip(paths, ok, why) if not good]
-    return images, labels, skipped, "all" if found.is_val is None else "val"
+    return images, labels, skipped, split
 
 
 def evaluate_folder(
@@ -66,7 +73,7 @@ def evaluate_folder(
     """Evaluate the picked checkpoint on ``data``; writes the files into ``out`` and returns metrics.json's dict."""
     picked = checkpoint.pick(results_dir, variant, seed)
     model, cfg, classes, ckpt = checkpoint.load_model(picked.path)
-    images, labels, skipped, split = load_labelled(Path(data), cfg.data.image_size, classes)
+    images, labels, skipped, split = load_labelled(Path(data), cfg.data.image_size, classes, cfg.data.channels)
     sums, preds = evaluate(model, images, labels, cfg.augment, torch.device("cpu"))
     cm = confusion(labels, preds, len(classes))
     report = classification_report(labels, preds, classes)
@@ -117,7 +124,10 @@ def _confusion_png(cm: np.ndarray, classes: list[str], title: str, path: Path) -
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results_dir", help="the study's results dir (STORAGE/NAME, a directory or s3:// / gs:// URI)")
     p.add_argument(
-        "--data", type=Path, required=True, help="image folder: ROOT/CLASS/* or ROOT/train|val/CLASS/* (val/ is used)"
+        "--data",
+        type=Path,
+        required=True,
+        help="image folder: ROOT/CLASS/* or ROOT/train|val|test/CLASS/* (test/ is used, else val/)",
     )
     p.add_argument("--variant", help="variant whose best trial to use (default: the best mean val accuracy)")
     p.add_argument("--seed", type=int, help="use this seed's trial of the variant")
@@ -140,10 +150,13 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"data        {m['data']}: {m['images']} images"
+        + ("" if m["split"] == "all" else f" of {m['split']}/")
         + (f", {len(m['skipped_files'])} unreadable skipped" if m["skipped_files"] else "")
     )
     if m["split"] == "all":
-        print("note        the folder has no val/: evaluated on every image, including any the model was trained on")
+        print(
+            "note        the folder has no test/ or val/: evaluated on every image, including any the model was trained on"
+        )
     print(f"accuracy    {m['accuracy']:.3f} (loss {m['loss']:.3f})")
     print()
     print(m["report"])

@@ -26,6 +26,7 @@ import torch
 
 from runner import checkpoint, storage
 from runner.data.augment import Augment
+from runner.data.split import NO_IMAGES
 from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
 from runner.metrics import classification_report, confusion
 from runner.model import build_model
@@ -82,7 +83,7 @@ class MemorySession:
         self.checkpoints: list[str] = []
 
     def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.data[name]
+        return self.data.get(name, NO_IMAGES)
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
@@ -115,6 +116,9 @@ class Progress:
     first_epoch: int = 1
     best_preds: np.ndarray | None = None  # val predictions at the best epoch
     history: list = dataclasses.field(default_factory=list)  # per epoch: accuracies and val loss
+    # The best epoch's model on the test split, taken when that epoch is the best on val (never looked at to
+    # decide anything): {"accuracy", "loss", "preds"}; None without a test split.
+    best_test: dict | None = None
 
 
 @dataclasses.dataclass
@@ -128,6 +132,7 @@ class _Run:
     augment: Augment
     train: tuple[np.ndarray, np.ndarray]  # this worker's shard, uint8 images and labels
     val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]  # empty without a test split
     seed: int  # this worker's seed (study seed, variant, rank)
     progress: Progress
 
@@ -166,7 +171,7 @@ def _setup(spec: TrialSpec, session: Session) -> _Run:
     torch.set_num_threads(max(1, round(cfg.resources.cpus_per_worker)))
     seed = _seed(cfg.train.seed, spec.variant, session.rank)
     train_x, train_y = session.shard("train")  # uint8, in memory; every rank runs the same number of steps
-    val = session.shard("val")
+    val, test = session.shard("val"), session.shard("test")
     augment = Augment(cfg.augment, cfg.data.image_size, seed)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     in_features = int(np.prod(train_x.shape[1:]))
@@ -176,7 +181,7 @@ def _setup(spec: TrialSpec, session: Session) -> _Run:
     state = session.restored_state()
     if state is not None:  # a retried worker group or trial: carry on after the last finished epoch
         progress = _restore(state, model, opt, progress.stopper)
-    return _Run(spec, session, model, opt, augment, (train_x, train_y), val, seed, progress)
+    return _Run(spec, session, model, opt, augment, (train_x, train_y), val, test, seed, progress)
 
 
 def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
@@ -197,6 +202,7 @@ def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
     improved = stopper.update(val_acc, epoch)
     if improved:
         run.progress.best_preds = preds
+        run.progress.best_test = _test(run)
     diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
     metrics = {
         "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
@@ -205,7 +211,18 @@ def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
         "status": _status(diverged, stopper, epoch, cfg.train.epochs),
     }  # fmt: skip
     run.progress.history.append({k: metrics[k] for k in ("epoch", "train_accuracy", "val_accuracy", "val_loss")})
+    if metrics["status"] != Status.RUNNING and run.progress.best_test:  # the trial's end: its test numbers
+        metrics["test_accuracy"] = run.progress.best_test["accuracy"]
+        metrics["test_loss"] = run.progress.best_test["loss"]
     return metrics, improved
+
+
+def _test(run: _Run) -> dict | None:
+    """The model, now the best on val, on the test split: loss, accuracy and predictions (None without one)."""
+    if not len(run.test[1]):
+        return None
+    sums, preds = evaluate(run.model, *run.test, run.spec.config.augment, run.session.device)
+    return {"loss": sums[0].item() / sums[2].item(), "accuracy": sums[1].item() / sums[2].item(), "preds": preds}
 
 
 def _status(diverged: bool, stopper: EarlyStopping, epoch: int, epochs: int) -> Status:
@@ -253,9 +270,11 @@ def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int
         checkpoint.SCORE: val_accuracy,
         "stopper": dataclasses.asdict(progress.stopper),
         "history": progress.history,
-        # a list, not an array: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
+        # lists, not arrays: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
         "best_preds": None if progress.best_preds is None else np.asarray(progress.best_preds).tolist(),
-    }
+        "best_test": None if progress.best_test is None
+        else {**progress.best_test, "preds": np.asarray(progress.best_test["preds"]).tolist()},
+    }  # fmt: skip
 
 
 def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
@@ -263,9 +282,11 @@ def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
     opt.load_state_dict(state["optimizer"])
     for k, v in state["stopper"].items():
         setattr(stopper, k, v)
-    preds = state["best_preds"]
+    preds, test = state["best_preds"], state.get("best_test")
     best_preds = None if preds is None else np.asarray(preds, dtype=np.int64)
-    return Progress(stopper, state["epoch"] + 1, best_preds, state["history"])
+    if test is not None:
+        test = {**test, "preds": np.asarray(test["preds"], dtype=np.int64)}
+    return Progress(stopper, state["epoch"] + 1, best_preds, state["history"], test)
 
 
 def _board(files: storage.TrialFiles | None, first_epoch: int):
@@ -288,8 +309,22 @@ def _write_files(run: _Run, board, files: storage.TrialFiles, metrics: dict, las
             cm_json = {"epoch": best_epoch, "classes": classes, "matrix": cm.tolist()}
             (files.dir / "confusion_matrix.json").write_text(json.dumps(cm_json))
             (files.dir / "classification_report.txt").write_text(f"best epoch {best_epoch}\n\n{report}")
-        board.finish(run.spec, progress.stopper)
+        if progress.best_test is not None:
+            _write_test_files(files.dir, run, board)
+        board.finish(run.spec, progress.stopper, progress.best_test)
     files.sync()  # a URI's copy is as far as the checkpoint that follows
+
+
+def _write_test_files(d: Path, run: _Run, board) -> None:
+    """The best epoch's model on test: confusion matrix and per-class report, as files and in TensorBoard."""
+    test, classes, epoch = run.progress.best_test, list(run.spec.classes), run.progress.stopper.best_epoch
+    cm = confusion(run.test[1], test["preds"], len(classes))
+    report = classification_report(run.test[1], test["preds"], classes)
+    (d / "test_confusion_matrix.json").write_text(
+        json.dumps({"epoch": epoch, "classes": classes, "matrix": cm.tolist()})
+    )
+    (d / "test_classification_report.txt").write_text(f"best epoch {epoch} (picked on val)\n\n{report}")
+    board.test(epoch, test, report)
 
 
 def _seed(study_seed: int, variant: str, rank: int) -> int:

@@ -70,6 +70,7 @@ class Plan:
     concurrent: int  # trials at once
     cluster: Cluster
     notes: tuple[str, ...] = ()  # for the console, e.g. a request lowered to fit
+    metric: str = "best_val_accuracy"  # what ranks variants and decides verdicts
 
 
 def make_plan(
@@ -98,6 +99,7 @@ def make_plan(
         concurrent,
         cluster,
         tuple(dict.fromkeys(notes)),
+        study.metric,
     )
 
 

@@ -67,7 +67,7 @@ def predict_folder(
     picked = checkpoint.pick(results_dir, variant, seed)
     model, cfg, classes, _ = checkpoint.load_model(picked.path)
     paths = list_images(Path(data))
-    images, ok, why = folder.decode_checked(paths, cfg.data.image_size)
+    images, ok, why = folder.decode_checked(paths, cfg.data.image_size, cfg.data.channels)
     if not ok.any():
         raise ConfigError(f"--data {data}: none of {len(paths)} images could be decoded (first: {paths[0]}: {why[0]})")
     good = [p for p, g in zip(paths, ok) if g]

@@ -28,6 +28,13 @@ VARIANT_HEADER = [
     "verdict",
 ]
 SHORT_VERDICT = {"no detectable difference": "no diff"}
+METRIC_WORDS = {
+    "best_val_accuracy": "Best val accuracy (the best epoch, picked on val: optimistic)",
+    "test_accuracy": "Test accuracy (the best val epoch's model on the test split, which nothing was picked on)",
+    "final_val_accuracy": "Final val accuracy (the last epoch)",
+}
+SECOND_HEADER = ["variant", "test accuracy ± 95% CI", "best val - test ± 95% CI", "epochs to 95% ± 95% CI",
+                 "Δ epochs vs reference", "p (Holm)", "convergence"]  # fmt: skip
 
 
 def fmt(x, n: int = 3) -> str:
@@ -65,6 +72,36 @@ def variant_cells(v) -> list[str]:
     ]
 
 
+def _mean_ci(m) -> str:
+    return fmt(m.mean) + (f" ± {fmt(m.ci)}" if m.ci is not None else "")
+
+
+def second_cells(v) -> list[str]:
+    """A VariantSummary's test split and convergence as text cells under SECOND_HEADER."""
+    e = v.epochs_to_95
+    ep = fmt(e.mean, 1) + (f" ± {fmt(e.ci, 1)}" if e.ci is not None else "")
+    diff = "-" if e.mean_diff is None else f"{e.mean_diff:+.1f}"
+    return [v.variant, _mean_ci(v.test_accuracy), _mean_ci(v.val_overestimate), ep, diff, pvalue(e.p_holm),
+            e.verdict or "-"]  # fmt: skip
+
+
+def has_test(variants) -> bool:
+    return any(v.test_accuracy.n for v in variants)
+
+
+def rankings(variants) -> list[str]:
+    """The variants ranked by the study's metric (highest first) and by epochs to 95 % (fewest first)."""
+    out = []
+    by_metric = sorted((v for v in variants if v.mean is not None), key=lambda v: -v.mean)
+    if len(by_metric) > 1:
+        out.append(f"ranked by {by_metric[0].metric}: " + " > ".join(f"{v.variant} {fmt(v.mean)}" for v in by_metric))
+    by_speed = sorted((v for v in variants if v.epochs_to_95.mean is not None), key=lambda v: v.epochs_to_95.mean)
+    if len(by_speed) > 1:
+        out.append("ranked by epochs_to_95 (fewest first): "
+                   + " < ".join(f"{v.variant} {fmt(v.epochs_to_95.mean, 1)}" for v in by_speed))  # fmt: skip
+    return out
+
+
 def reference_of(variants) -> str | None:
     return next((v.variant for v in variants if v.verdict == "reference"), None)
 
@@ -84,10 +121,11 @@ def markdown(name: str, variants, records, partial: bool = False) -> str:
     lines = [f"# {name}", ""]
     if partial:
         lines += ["**Partial results: the study was interrupted; resume it to finish.**", ""]
+    metric = variants[0].metric if variants else "best_val_accuracy"
     lines += [
-        "Best val accuracy per variant over seeds (fractions 0..1): n seeds, mean ± half-width of the 95 % confidence "
-        "interval (t-distribution; none for n = 1). Gap = final train accuracy - final val accuracy, mean over seeds; "
-        f"flagged *overfits* when above {OVERFIT_GAP:.2f}.",
+        f"{METRIC_WORDS[metric]} per variant over seeds (fractions 0..1; `{metric}` ranks the variants and decides "
+        "the verdicts): n seeds, mean ± half-width of the 95 % confidence interval (t-distribution; none for n = 1). "
+        f"Gap = final train accuracy - final val accuracy, mean over seeds; flagged *overfits* when above {OVERFIT_GAP:.2f}.",
         "",
         f"Reference: {reference_of(variants) or '-'}. {method_note()}",
         "",
@@ -95,11 +133,30 @@ def markdown(name: str, variants, records, partial: bool = False) -> str:
         "|" + "|".join("---" if h in ("variant", "test", "verdict") else "---:" for h in VARIANT_HEADER) + "|",
     ]
     lines += ["| " + " | ".join(variant_cells(v)) + " |" for v in variants]
+    lines += _second_markdown(variants)
     bad = [r for r in records if r.status not in TRAINED]
     if bad:
         lines += ["", "Trials that did not finish:", ""]
         lines += [f"- {r.variant} seed {r.seed}: {r.status}{': ' + r.error if r.error else ''}" for r in bad]
     return "\n".join(lines) + "\n"
+
+
+def _second_markdown(variants) -> list[str]:
+    lines = ["", "## Test split and convergence", ""]
+    if has_test(variants):
+        lines.append("Test accuracy: each trial's best val epoch, its model on the test split. Best val - test: how far "
+                     "picking the epoch on val overstates accuracy on new images.")  # fmt: skip
+    else:
+        lines.append("No test split: add ROOT/test/CLASS/ or hold one out with data.test_fraction.")
+    lines += [
+        "Epochs to 95 %: the first epoch whose val accuracy reaches 95 % of the trial's best; compared with the "
+        "reference like the metric above (fewer = faster).",
+        "",
+        "| " + " | ".join(SECOND_HEADER) + " |",
+        "|" + "|".join("---" if h in ("variant", "convergence") else "---:" for h in SECOND_HEADER) + "|",
+    ]
+    lines += ["| " + " | ".join(second_cells(v)) + " |" for v in variants]
+    return lines + [""] + [f"- {line}" for line in rankings(variants)]
 
 
 def console_table(variants) -> str:
@@ -124,4 +181,21 @@ def console_table(variants) -> str:
         )
     if any(v.overfitting for v in variants):
         lines.append(f"! train-val gap above {OVERFIT_GAP:.2f}: overfits")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + _second_console(variants, w))
+
+
+def _second_console(variants, w: int) -> list[str]:
+    """Test accuracy, how far best val overstates it, and epochs to 95 % with their comparison; the rankings."""
+    head = f"{'variant':<{w}}    test  ±95%ci  val-test  ±95%ci  ep to 95  ±95%ci  Δ epochs   p holm  convergence"
+    lines = [head, "-" * len(head)]
+    for v in variants:
+        t, o, e = v.test_accuracy, v.val_overestimate, v.epochs_to_95
+        diff = "-" if e.mean_diff is None else f"{e.mean_diff:+.1f}"
+        verdict = e.verdict or "-"
+        lines.append(
+            f"{v.variant:<{w}}  {fmt(t.mean):>6}  {fmt(t.ci):>6}  {signed(o.mean):>8}  {fmt(o.ci):>6}  "
+            f"{fmt(e.mean, 1):>8}  {fmt(e.ci, 1):>6}  {diff:>8}  {pvalue(e.p_holm):>7}  {SHORT_VERDICT.get(verdict, verdict)}"
+        )
+    if not has_test(variants):
+        lines.append("test: no test split (add ROOT/test/CLASS/ or --set data.test_fraction=0.2)")
+    return lines + rankings(variants)

@@ -1,7 +1,7 @@
 """One self-contained HTML page per study: ``python -m runner.report RESULTS_DIR`` -> RESULTS_DIR/report.html.
 
 Sections: the summary table with its statistics (runner.summary), learning curves per variant
-(train and val accuracy per epoch: mean over seeds, band min..max), the confusion matrix per
+(train and val accuracy per epoch: mean over seeds, band 95 % CI), the test split and convergence, the confusion matrix per
 variant (summed over its trials), every trial's status, the data (study.json) and the data audit
 (audit.json, when present), and where the results came from (command, git commit, versions,
 machine). Figures are PNGs embedded as base64 and the CSS is inline: the page needs nothing but
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import cli, render, studyfile, summary
+from runner import cli, render, stats, studyfile, summary
 from runner.results import UNFINISHED, Status, read_records
 
 CSS = """
@@ -41,7 +41,9 @@ def write_report(results_dir: Path) -> Path:
     found = studyfile.read(results_dir)
     study = found.doc if found else {}
     rows = read_records(results_dir)
-    variants = summary.summarize(rows, found.reference if found else None)
+    variants = summary.summarize(
+        rows, found.reference if found else None, found.metric if found else "best_val_accuracy"
+    )
     unfinished = [r for r in rows if r.status in UNFINISHED]
     parts = [
         f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
@@ -77,38 +79,52 @@ def write_report(results_dir: Path) -> Path:
 
 
 def curves(rows: list, key: str) -> dict[str, dict]:
-    """{variant: {"epoch", "mean", "min", "max", "n"}} of ``key`` per epoch over the variant's seeds.
+    """{variant: {"epoch", "mean", "lo", "hi", "n"}} of ``key`` per epoch over the variant's seeds: the mean and
+    its 95 % confidence band (t-interval; none for one seed).
 
-    A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch.
+    A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch; an epoch a
+    resumed trial reported twice counts once (its last report).
     """
     per_variant: dict[str, dict[int, list[float]]] = {}
     for r in rows:
         if r.status == Status.ERROR:
             continue
-        for e in r.epochs:
-            if e.get(key) is not None:
-                per_variant.setdefault(r.variant, {}).setdefault(e["epoch"], []).append(e[key])
+        mine = {e["epoch"]: e[key] for e in r.epochs if e.get(key) is not None}
+        for epoch, value in mine.items():
+            per_variant.setdefault(r.variant, {}).setdefault(epoch, []).append(value)
     out = {}
     for v, by_epoch in per_variant.items():
         epochs = sorted(by_epoch)
-        vals = [np.asarray(by_epoch[e], dtype=float) for e in epochs]
+        stats_ = [stats.mean_ci(by_epoch[e]) for e in epochs]
         out[v] = {
             "epoch": epochs,
-            "mean": [x.mean() for x in vals],
-            "min": [x.min() for x in vals],
-            "max": [x.max() for x in vals],
-            "n": [len(x) for x in vals],
+            "mean": [m for m, _ in stats_],
+            "lo": [m - (ci or 0.0) for m, ci in stats_],
+            "hi": [m + (ci or 0.0) for m, ci in stats_],
+            "n": [len(by_epoch[e]) for e in epochs],
         }
     return out
 
 
 def _summary_section(variants: list) -> str:
+    metric = variants[0].metric if variants else "best_val_accuracy"
     note = (
-        f"<p class='note'>Best val accuracy over seeds (fractions 0..1), mean ± half-width of the 95 % CI "
-        f"(t-distribution). Reference: <b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note())} "
+        f"<p class='note'>{_e(render.METRIC_WORDS[metric])} over seeds (fractions 0..1; <code>{metric}</code> ranks "
+        f"the variants and decides the verdicts), mean ± half-width of the 95 % CI (t-distribution). Reference: "
+        f"<b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note())} "
         f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>"
     )
-    return note + _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+    main = _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+    second = (
+        "<h3>Test split and convergence</h3><p class='note'>"
+        + ("Test accuracy: each trial's best val epoch, its model on the test split (picked on nothing). "
+           "Best val - test: how far picking the epoch on val overstates accuracy on new images. "
+           if render.has_test(variants) else "No test split: add ROOT/test/CLASS/ or hold one out with data.test_fraction. ")
+        + "Epochs to 95 %: the first epoch whose val accuracy reaches 95 % of the trial's best (fewer = faster).</p>"
+        + _table(render.SECOND_HEADER, [render.second_cells(v) for v in variants], text_cols={0, 6})
+        + "".join(f"<p class='note'>{_e(line)}</p>" for line in render.rankings(variants))
+    )  # fmt: skip
+    return note + main + second
 
 
 def _curves_section(rows: list, order: list[str]) -> str:
@@ -120,14 +136,16 @@ def _curves_section(rows: list, order: list[str]) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     # All variants' val accuracy on one plot, then one panel per variant with train and val.
     fig, ax = plt.subplots(figsize=(7, 4), dpi=90)
     for v in names:
         c = val[v]
         (line,) = ax.plot(c["epoch"], c["mean"], marker=".", label=v)
-        ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy: mean over seeds, band min..max")
+        ax.fill_between(c["epoch"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy: mean over seeds, band 95 % CI")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     overview = _png(fig)
@@ -138,9 +156,10 @@ def _curves_section(rows: list, order: list[str]) -> str:
         for c, label, style in ((train.get(v), "train", "--"), (val[v], "val", "-")):
             if c:
                 (line,) = ax.plot(c["epoch"], c["mean"], style, marker=".", label=label)
-                ax.fill_between(c["epoch"], c["min"], c["max"], color=line.get_color(), alpha=0.15)
+                ax.fill_between(c["epoch"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
         ax.set_title(f"{v} ({max(val[v]['n'])} seeds)", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in axes.ravel()[len(names) :]:

@@ -46,6 +46,7 @@ FINISHED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED, Status.DIVERGED})
 UNFINISHED = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.PENDING})
 TRAINED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED})  # finished with a model worth comparing
 
+CONVERGED = 0.95  # epochs_to_95: the share of its best val accuracy at which a trial counts as converged
 COLUMNS = [  # summary.csv / summary.parquet, a row per trial (TrialRecord.row)
     "variant",
     "seed",
@@ -56,6 +57,8 @@ COLUMNS = [  # summary.csv / summary.parquet, a row per trial (TrialRecord.row)
     "final_train_accuracy",
     "final_val_accuracy",
     "final_val_loss",
+    "test_accuracy",
+    "epochs_to_95",
     "trial_seconds",
     "setup_seconds",
     "images_per_second",
@@ -95,6 +98,30 @@ class TrialRecord:
         return self.last.get("epoch", 0)
 
     @property
+    def final_val_accuracy(self) -> float | None:
+        return self.last.get("val_accuracy")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """The best val epoch's model on the test split, taken at the trial's end (None without a test split)."""
+        return self.last.get("test_accuracy")
+
+    @property
+    def val_overestimate(self) -> float | None:
+        """best_val_accuracy - test_accuracy: how far the epoch picked on val overstates accuracy on new images."""
+        best, test = self.best_val_accuracy, self.test_accuracy
+        return None if best is None or test is None else best - test
+
+    @property
+    def epochs_to_95(self) -> int | None:
+        """Convergence speed: the first epoch whose val accuracy reaches 95 % of the trial's best."""
+        best = self.best_val_accuracy
+        if best is None:
+            return None
+        reached = [r["epoch"] for r in self.epochs if r.get("val_accuracy", -1.0) >= CONVERGED * best]
+        return min(reached) if reached else None
+
+    @property
     def train_val_gap(self) -> float | None:
         """Final train accuracy - final val accuracy."""
         tr, va = self.last.get("train_accuracy"), self.last.get("val_accuracy")
@@ -119,6 +146,8 @@ class TrialRecord:
             "final_train_accuracy": last.get("train_accuracy"),
             "final_val_accuracy": last.get("val_accuracy"),
             "final_val_loss": last.get("val_loss"),
+            "test_accuracy": self.test_accuracy,
+            "epochs_to_95": self.epochs_to_95,
             "trial_seconds": _round(last.get("time_total_s"), 2),
             "setup_seconds": _round(last.get("setup_seconds"), 2),
             "images_per_second": self.images_per_second,

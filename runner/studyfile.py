@@ -85,6 +85,7 @@ class StudyFile:
     variants: tuple[str, ...]  # in the study's order
     reference: str | None
     trials: tuple[dict, ...]  # TrialSpec params, as planned
+    metric: str = "best_val_accuracy"  # what ranks variants (runner.config.METRICS)
     doc: dict = field(default_factory=dict)
 
 
@@ -110,5 +111,6 @@ def read(results_dir: Path) -> StudyFile | None:
         tuple(doc.get("variants") or ()),
         doc.get("reference"),
         tuple(doc.get("trials") or ()),
+        doc.get("metric") or "best_val_accuracy",
         doc,
     )

@@ -33,11 +33,23 @@ OVERFIT_GAP = 0.20  # train-val accuracy gap (fraction) above which a variant is
 
 
 @dataclass(frozen=True)
+class Measure:
+    """One number per seed of a variant: mean ± CI over seeds, and the paired comparison with the reference."""
+
+    n: int = 0  # seeds with a value (errored trials left out)
+    mean: float | None = None
+    ci: float | None = None  # half-width of the 95 % t-interval
+    mean_diff: float | None = None  # vs the reference, over shared seeds
+    p_holm: float | None = None
+    verdict: str = ""
+
+
+@dataclass(frozen=True)
 class VariantSummary:
     variant: str
     trials: int  # planned
     ok: int  # completed or early-stopped
-    n: int  # seeds with a best val accuracy (errored trials left out)
+    n: int  # seeds with a value of the study's metric (errored trials left out)
     mean: float | None
     ci: float | None  # half-width of the 95 % t-interval
     std: float | None
@@ -52,24 +64,62 @@ class VariantSummary:
     p: float | None
     p_holm: float | None
     verdict: str
+    metric: str = "best_val_accuracy"  # what mean .. verdict are of (runner.config.METRICS)
+    test_accuracy: Measure = Measure()  # the best val epoch's model on the test split
+    val_overestimate: Measure = Measure()  # best_val_accuracy - test_accuracy
+    epochs_to_95: Measure = Measure()  # convergence speed; its verdict says faster / slower
 
 
-def summarize(records: list[TrialRecord], reference: str | None = None) -> list[VariantSummary]:
-    """Per variant, in the records' (the plan's) order; compared with ``reference`` (default: the first)."""
+# What the secondary measures are taken from, and the words of their verdicts ("better" = a larger value).
+MEASURES = {"test_accuracy": {}, "val_overestimate": {}, "epochs_to_95": {"better": "slower", "worse": "faster"}}
+
+
+def summarize(
+    records: list[TrialRecord], reference: str | None = None, metric: str = "best_val_accuracy"
+) -> list[VariantSummary]:
+    """Per variant, in the records' (the plan's) order; ``metric`` compared with ``reference`` (default: the first)."""
     variants = list(dict.fromkeys(r.variant for r in records))
+    reference = reference or (variants[0] if variants else "")
     done = [r for r in records if r.status != Status.ERROR]  # an errored trial's numbers describe nothing
-    by_seed = {
-        v: {r.seed: r.best_val_accuracy for r in done if r.variant == v and r.best_val_accuracy is not None}
+    by_seed = _by_seed(done, variants, metric)
+    tests = stats.compare_all(by_seed, reference)
+    extra = {name: _measures(done, variants, name, reference, words) for name, words in MEASURES.items()}
+    return [
+        _variant(
+            v, [r for r in records if r.variant == v], by_seed[v], tests[v], metric, {k: m[v] for k, m in extra.items()}
+        )
         for v in variants
-    }
-    tests = stats.compare_all(by_seed, reference or (variants[0] if variants else ""))
-    return [_variant(v, [r for r in records if r.variant == v], by_seed[v], tests[v]) for v in variants]
+    ]
 
 
-def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test: dict) -> VariantSummary:
+def _by_seed(records: list[TrialRecord], variants: list[str], field: str) -> dict[str, dict[int, float]]:
+    """{variant: {seed: value}} of a TrialRecord field, where the trial has one."""
+    out: dict[str, dict[int, float]] = {v: {} for v in variants}
+    for r in records:
+        value = getattr(r, field)
+        if value is not None:
+            out[r.variant][r.seed] = value
+    return out
+
+
+def _measures(
+    records: list[TrialRecord], variants: list[str], field: str, reference: str, words: dict
+) -> dict[str, Measure]:
+    by_seed = _by_seed(records, variants, field)
+    tests = stats.compare_all(by_seed, reference)
+    out = {}
+    for v in variants:
+        mean, ci = stats.mean_ci(list(by_seed[v].values()))
+        t = tests[v]
+        out[v] = Measure(len(by_seed[v]), mean, ci, t["mean_diff"], t["p_holm"], words.get(t["verdict"], t["verdict"]))
+    return out
+
+
+def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test: dict, metric: str,
+             extra: dict[str, Measure]) -> VariantSummary:  # fmt: skip
     ok = [r for r in records if r.status != Status.ERROR]
-    accs = list(by_seed.values())
-    mean, ci = stats.mean_ci(accs)
+    values = list(by_seed.values())
+    mean, ci = stats.mean_ci(values)
     eps = [r.best_epoch for r in ok if r.best_epoch]
     gaps = [r.train_val_gap for r in ok if r.train_val_gap is not None]
     gap = statistics.fmean(gaps) if gaps else None
@@ -77,12 +127,12 @@ def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test
         variant=v,
         trials=len(records),
         ok=sum(r.status in TRAINED for r in records),
-        n=len(accs),
+        n=len(values),
         mean=mean,
         ci=ci,
-        std=statistics.stdev(accs) if len(accs) > 1 else None,
-        min=min(accs) if accs else None,
-        max=max(accs) if accs else None,
+        std=statistics.stdev(values) if len(values) > 1 else None,
+        min=min(values) if values else None,
+        max=max(values) if values else None,
         best_epoch=statistics.median(eps) if eps else None,
         train_val_gap=gap,
         overfitting=gap is not None and gap > OVERFIT_GAP,
@@ -92,6 +142,8 @@ def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test
         p=test["p"],
         p_holm=test["p_holm"],
         verdict=test["verdict"],
+        metric=metric,
+        **extra,
     )
 
 
@@ -125,7 +177,7 @@ def write(results_dir: Path, partial: bool = False) -> tuple[list[TrialRecord], 
     results_dir = Path(results_dir)
     records = read_records(results_dir)
     study = studyfile.read(results_dir)
-    variants = summarize(records, study.reference if study else None)
+    variants = summarize(records, study.reference if study else None, study.metric if study else "best_val_accuracy")
     rows = [r.row() for r in records]
     with open(results_dir / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -147,6 +199,7 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
         "status": pa.string(),
         "best_epoch": pa.int64(),
         "epochs_run": pa.int64(),
+        "epochs_to_95": pa.int64(),
         "checkpoint": pa.string(),
         "trial_dir": pa.string(),
         "error": pa.string(),

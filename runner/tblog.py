@@ -72,12 +72,18 @@ class TrialBoard:
         self.writer.add_figure("val/images", image_grid_figure(images, y_true, y_pred, classes), epoch)
         self.writer.add_text("val/classification_report", "    " + report.replace("\n", "\n    "), epoch)
 
-    def finish(self, spec, stopper) -> None:
-        """The trial's hparams with its best val accuracy and epoch, then close the run."""
-        self.hparams(
-            hparams(spec.variant, spec.config),
-            {"best/val_accuracy": max(stopper.best, 0.0), "best/epoch": stopper.best_epoch},
-        )
+    def test(self, epoch: int, test: dict, report: str) -> None:
+        """The best epoch's model on the test split (step: that epoch)."""
+        self.writer.add_scalar("test/accuracy", test["accuracy"], epoch)
+        self.writer.add_scalar("test/loss", test["loss"], epoch)
+        self.writer.add_text("test/classification_report", "    " + report.replace("\n", "\n    "), epoch)
+
+    def finish(self, spec, stopper, test: dict | None = None) -> None:
+        """The trial's hparams with its best val accuracy and epoch (and test accuracy), then close the run."""
+        metrics = {"best/val_accuracy": max(stopper.best, 0.0), "best/epoch": stopper.best_epoch}
+        if test is not None:
+            metrics["best/test_accuracy"] = test["accuracy"]
+        self.hparams(hparams(spec.variant, spec.config), metrics)
         self.writer.close()
 
     def hparams(self, values: dict, metrics: dict) -> None:
@@ -145,7 +151,7 @@ def image_grid_figure(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
     for k, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")
         if k < n:
-            ax.imshow(images[k])
+            ax.imshow(images[k].squeeze(-1) if images.shape[-1] == 1 else images[k], cmap="gray", vmin=0, vmax=255)
             ok = y_true[k] == y_pred[k]
             ax.set_title(
                 f"pred {classes[y_pred[k]][:12]}\ntrue {classes[y_true[k]][:12]}",

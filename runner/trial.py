@@ -18,6 +18,7 @@ import torch
 
 from runner import checkpoint, loop, storage
 from runner.data.ray_data import read_all
+from runner.data.split import NO_IMAGES
 from runner.errors import first_line
 from runner.plan import TrialSpec
 from runner.results import Status
@@ -68,7 +69,7 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):
         use_gpu=use_gpu,
         resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})},
     )
-    loop_config = {"spec": spec, "trial_dir": trial_dir, "entered": entered}
+    loop_config = {"spec": spec, "trial_dir": trial_dir, "entered": entered, "splits": tuple(datasets)}
     if spec.in_process:  # the loop reads the datasets directly and reports to Tune itself
         return TorchTrainer(
             functools.partial(_worker, datasets=datasets), train_loop_config=loop_config, scaling_config=scaling
@@ -92,7 +93,8 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):
 def _worker(config: dict, datasets: dict | None = None) -> None:
     """Each Train worker: the loop with Ray's session."""
     spec = config["spec"]
-    loop.train(spec, RaySession(spec.in_process, datasets), config["trial_dir"], config["entered"])
+    session = RaySession(spec.in_process, datasets, config["splits"])
+    loop.train(spec, session, config["trial_dir"], config["entered"])
 
 
 def _drain_reports_to_tune(timeout_s: float = 30.0) -> None:
@@ -132,8 +134,8 @@ def _release_memory() -> None:
 class RaySession:
     """Every place the loop touches Ray: rank, data shards, DDP, collectives, reporting."""
 
-    def __init__(self, local: bool, datasets: dict | None):
-        self.local, self.datasets = local, datasets
+    def __init__(self, local: bool, datasets: dict | None, splits: tuple[str, ...] = ("train", "val")):
+        self.local, self.datasets, self.splits = local, datasets, splits
         if local:
             self.rank, self.world = 0, 1
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -173,6 +175,8 @@ class RaySession:
         return ",".join(everyone)
 
     def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self.splits:  # a split the study does not have (test)
+            return NO_IMAGES
         if self.local:
             return read_all(self.datasets[name])
         import ray.train

@@ -25,7 +25,6 @@ from pathlib import Path
 from runner import cli, storage
 from runner.config import (
     ConfigError,
-    DataConfig,
     Study,
     TrialConfig,
     check_study,
@@ -130,28 +129,45 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
     images, data_keys = _load_data(trials)
+    _check_metric(study, images)
     return Prepared(study, trials, images, data_keys, storage.check_storage(args.storage, create=not args.dry_run))
 
 
 def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> tuple[dict, list[str]]:
-    """Every distinct data config decoded once (and audited), shared by the trials that use it; the
-    augmentations checked on one image before any trial starts."""
+    """Every distinct data config decoded once (and audited), its splits shared by the trials that use them
+    (one split per seed with data.split_per_seed); the augmentations checked on one image before any trial."""
     from runner.data.audit import format_audit
     from runner.data.augment import check_augment
-    from runner.data.source import load_images
+    from runner.data.source import load_pool, split, splits_per_seed
 
-    keys: dict[DataConfig, str] = {}
-    for _, _, cfg in trials:
-        keys.setdefault(cfg.data, f"d{len(keys)}")
-    for aug, size in {
-        (repr(c.augment), c.data.image_size): (c.augment, c.data.image_size) for _, _, c in trials
-    }.values():
-        check_augment(aug, size)
-    images = {key: load_images(d) for d, key in keys.items()}
-    for im in images.values():
-        print(_data_line(im.summary()))
-        print(format_audit(im.audit))
-    return images, [keys[cfg.data] for _, _, cfg in trials]
+    pools, keys, trial_keys = {}, {}, []
+    for _, seed, cfg in trials:
+        if cfg.data not in pools:
+            pools[cfg.data] = load_pool(cfg.data)
+        split_seed = seed if splits_per_seed(pools[cfg.data], cfg.data) else None
+        trial_keys.append(keys.setdefault((cfg.data, split_seed), f"d{len(keys)}"))
+    checks = {(repr(c.augment), c.data.image_size, c.data.channels): c for _, _, c in trials}
+    for c in checks.values():
+        check_augment(c.augment, c.data.image_size, c.data.channels)
+    images = {key: split(pools[d], d, seed) for (d, seed), key in keys.items()}
+    shown = set()
+    for (d, seed), key in keys.items():
+        if d in shown:  # one line and audit per data config; its other seeds' splits differ only in val
+            continue
+        shown.add(d)
+        print(_data_line(images[key].summary()) + (", val split per seed" if seed is not None else ""))
+        print(format_audit(images[key].audit))
+    return images, trial_keys
+
+
+def _check_metric(study: Study, images: dict) -> None:
+    """metric=test_accuracy needs a test split in every dataset."""
+    lacking = sorted({im.source for im in images.values() if not im.has_test})
+    if study.metric == "test_accuracy" and lacking:
+        raise ConfigError(
+            f"metric='test_accuracy': {lacking[0]} has no test split; add ROOT/test/CLASS/ folders or hold one out "
+            "with --set data.test_fraction=0.2, or rank by best_val_accuracy"
+        )
 
 
 def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
@@ -252,6 +268,7 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
             results.local,
             study=plan.study,
             reference=plan.reference,
+            metric=plan.metric,
             seeds=list(plan.seeds),
             variants={v: dict(prepared.study.variants[v]) for v in plan.variants},
             trials=[s.to_param() for s in plan.specs],
@@ -341,9 +358,11 @@ def _n(k: int, word: str) -> str:
 
 def _data_line(s: dict) -> str:
     when = "from cache" if s["from_cache"] else f"loaded in {s['load_seconds']:.1f} s"
+    splits = " / ".join(f"{s[f'{name}_images']} {name}" for name in ("train", "val", "test") if f"{name}_images" in s)
+    gray = " grayscale" if s.get("channels") == 1 else ""
     line = (
-        f"data   {s['source']}: {s['train_images']} train / {s['val_images']} val images, {len(s['classes'])} classes, "
-        f"{s['image_size']}x{s['image_size']}, {when}"
+        f"data   {s['source']}: {splits} images, {len(s['classes'])} classes, "
+        f"{s['image_size']}x{s['image_size']}{gray}, {when}"
     )
     if s["skipped_files"]:
         line += f", {len(s['skipped_files'])} unreadable files skipped"

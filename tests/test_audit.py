@@ -165,7 +165,8 @@ def test_builtin_digits_audit_reports_what_is_there():
 
 def test_builtin_lesions_audit_counts():
     a = load_images(DataConfig(path="builtin:lesions", image_size=8)).audit
-    assert a["images"] == {"train": 702, "val": 180}
+    assert a["images"] == {"train": 702, "val": 180, "test": 180}  # a test split from the same generator
+    assert a["duplicates"]["train_test"] == a["duplicates"]["val_test"] == 0
     assert a["imbalance"]["ratio"] == 1.0
     assert set(a["per_class"]) == set(LESION_CLASSES)
 
@@ -275,9 +276,9 @@ def decode_calls(monkeypatch):
     calls = {"decode": 0, "hash": 0}
     decode_file, digest = folder.decode_file, folder.pixel_digest
 
-    def counting_decode(path, size):
+    def counting_decode(path, size, channels=3):
         calls["decode"] += 1
-        return decode_file(path, size)
+        return decode_file(path, size, channels)
 
     def counting_digest(a):
         calls["hash"] += 1

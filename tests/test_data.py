@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from PIL import Image
 from runner.config import AUGMENTATIONS, AugmentConfig, ConfigError, DataConfig
 from runner.data import folder
 from runner.data.augment import Augment, check_augment, normalize
-from runner.data.builtin import LESION_CLASSES, digits, lesions, load_builtin
+from runner.data.builtin import LESION_CLASSES, lesions, load_builtin
 from runner.data.source import ImageSet, load_images
 from runner.data.split import stratified_split
 
 S = 16  # image size for everything that does not need the real 64
+LESIONS16_BEFORE_TEST = "a4f402496110eda4"  # sha256 of lesions at 16 px, train + val in generation order, before test
 
 
 # --------------------------------------------------------------------------- built-in
@@ -25,18 +27,19 @@ S = 16  # image size for everything that does not need the real 64
 
 @pytest.fixture(scope="module")
 def lesions64():
-    return lesions(DataConfig())
+    s = load_images(DataConfig())
+    return s.train_x, s.train_y, s.val_x, s.val_y, s.classes, s.test_x, s.test_y
 
 
 def test_lesions_shapes_dtype_and_balance(lesions64):
-    tx, ty, vx, vy, classes = lesions64
-    assert tx.shape == (702, 64, 64, 3) and vx.shape == (180, 64, 64, 3)
-    assert tx.dtype == np.uint8 and vx.dtype == np.uint8
+    tx, ty, vx, vy, classes, ex, ey = lesions64
+    assert tx.shape == (702, 64, 64, 3) and vx.shape == (180, 64, 64, 3) and ex.shape == (180, 64, 64, 3)
+    assert tx.dtype == np.uint8 and vx.dtype == np.uint8 and ex.dtype == np.uint8
     assert ty.shape == (702,) and vy.shape == (180,)
     assert classes == list(LESION_CLASSES) and len(classes) == 9
     assert classes == sorted(classes)
     assert np.bincount(ty).tolist() == [78] * 9
-    assert np.bincount(vy).tolist() == [20] * 9
+    assert np.bincount(vy).tolist() == [20] * 9 and np.bincount(ey).tolist() == [20] * 9
     assert 0 < tx.mean() < 255 and tx.std() > 10  # real images, not blank
 
 
@@ -44,11 +47,28 @@ def test_lesions_deterministic_per_split_seed():
     a = lesions(DataConfig(image_size=S, split_seed=0))
     b = lesions(DataConfig(image_size=S, split_seed=0))
     c = lesions(DataConfig(image_size=S, split_seed=1))
-    for x, y in zip(a[:4], b[:4]):
+    for x, y in zip(a[:3], b[:3]):
         assert np.array_equal(x, y)
-    assert a[0].shape == (702, S, S, 3) and a[2].shape == (180, S, S, 3)
+    assert a[0].shape == (702 + 180 + 180, S, S, 3) and np.bincount(a[2]).tolist() == [702, 180, 180]
     assert not np.array_equal(a[0], c[0])
     assert np.array_equal(a[1], c[1])  # labels are fixed; only pixels change
+
+
+def test_lesions_test_split_leaves_train_and_val_as_they_were():
+    """The test images are drawn after train and val: the first 882 images are those of the generator before it
+    had a test split (checked against a fingerprint of the earlier arrays)."""
+    images, labels, split, _ = lesions(DataConfig(image_size=S))
+    first = images[: 9 * 98]
+    assert (split[: 9 * 98] != 2).all() and (split[9 * 98 :] == 2).all()
+    assert hashlib.sha256(first.tobytes()).hexdigest()[:16] == LESIONS16_BEFORE_TEST
+
+
+def test_lesions_grayscale_is_the_luma_of_the_colour_images():
+    rgb, *_ = lesions(DataConfig(image_size=S))
+    gray, *_ = lesions(DataConfig(image_size=S, channels=1))
+    assert gray.shape == (len(rgb), S, S, 1)
+    want = np.asarray(Image.fromarray(rgb[0]).convert("L"))  # PIL's own conversion
+    assert np.array_equal(gray[0, ..., 0], want)
 
 
 def test_lesion_classes_differ_on_average(lesions64):
@@ -60,7 +80,9 @@ def test_lesion_classes_differ_on_average(lesions64):
 
 
 def test_digits_shapes_rgb_and_split():
-    tx, ty, vx, vy, classes = digits(DataConfig(path="builtin:digits", image_size=S, val_fraction=0.2, split_seed=0))
+    s = load_images(DataConfig(path="builtin:digits", image_size=S, val_fraction=0.2, split_seed=0))
+    tx, ty, vx, vy, classes = s.train_x, s.train_y, s.val_x, s.val_y, s.classes
+    assert not s.has_test  # digits have no test split unless data.test_fraction holds one out
     assert classes == [str(i) for i in range(10)]
     assert tx.shape[1:] == (S, S, 3) and vx.shape[1:] == (S, S, 3)
     assert tx.dtype == np.uint8
@@ -183,7 +205,8 @@ def test_scan_train_without_val_splits_train(tmp_path):
     _flat(tmp_path / "test", n=1)
     s = folder.scan(tmp_path)
     assert s.is_val is None  # split later by data.val_fraction
-    assert s.classes == ["cat", "dog"] and all("train" in p.parts for p in s.paths)
+    assert s.classes == ["cat", "dog"]
+    assert [p.parts[-3] for p in s.paths] == ["train"] * 4 + ["test"] * 2 and s.split.tolist() == [0] * 4 + [2] * 2
 
 
 def test_scan_empty_val(tmp_path):

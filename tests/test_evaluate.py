@@ -274,7 +274,7 @@ def test_evaluate_class_folder(study, tmp_path, capsys):
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert "precision" in (out / "classification_report.txt").read_text()
     text = capsys.readouterr().out
-    assert "accuracy    1.000" in text and "no val/" in text
+    assert "accuracy    1.000" in text and "no test/ or val/" in text
 
 
 def test_evaluate_train_val_folder_uses_val_and_maps_classes_by_name(study, tmp_path):

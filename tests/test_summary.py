@@ -16,6 +16,13 @@ from runner.results import COLUMNS, read_records, read_results
 from runner.summary import VariantSummary, summarize, write
 
 
+def _first_table(md: str) -> list[str]:
+    """The rows of summary.md's first table (the variants by the study's metric)."""
+    head = md.index("| variant")
+    block = md[head:].split("\n\n")[0].splitlines()
+    return [ln for ln in block if ln.startswith("| ") and not ln.startswith("| variant")]
+
+
 def trial_rows(results_dir: Path) -> list[dict]:
     """The summary.csv rows of a results dir."""
     return [r.row() for r in read_records(results_dir)]
@@ -216,7 +223,7 @@ def test_write_markdown(results):
     write(results)
     md = (results / "summary.md").read_text()
     assert md.startswith("# my_study\n")
-    table = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| variant")]
+    table = _first_table(md)
     assert len(table) == 2  # one row per variant
     zeta, alpha = (ln.split("|")[1:-1] for ln in table)
     zeta, alpha = [c.strip() for c in zeta], [c.strip() for c in alpha]
@@ -320,7 +327,7 @@ def study(tmp_path) -> Path:
 
 
 def _md_rows(md: str) -> dict[str, list[str]]:
-    lines = [ln for ln in md.splitlines() if ln.startswith("| ") and not ln.startswith("| variant")]
+    lines = _first_table(md)
     return {c[0]: c for c in ([x.strip() for x in ln.split("|")[1:-1]] for ln in lines)}
 
 

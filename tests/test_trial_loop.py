@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from runner import checkpoint
 from runner.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
-from runner.data.builtin import digits
+from runner.data.augment import normalize
+from runner.data.source import load_images
 from runner.loop import MemorySession, train
 from runner.plan import TrialSpec
 from runner.resources import Fit
@@ -29,8 +31,20 @@ class DyingSession(MemorySession):
 
 @pytest.fixture(scope="module")
 def data():
-    tx, ty, vx, vy, classes = digits(DataConfig(path="builtin:digits", image_size=8))
-    return {"train": (tx[:400], ty[:400]), "val": (vx, vy)}, classes
+    s = load_images(DataConfig(path="builtin:digits", image_size=8))
+    return {"train": (s.train_x[:400], s.train_y[:400]), "val": (s.val_x, s.val_y)}, s.classes
+
+
+@pytest.fixture(scope="module")
+def with_test():
+    """Digits with a held-out test split (data.test_fraction)."""
+    s = load_images(DataConfig(path="builtin:digits", image_size=8, test_fraction=0.2))
+    assert s.has_test
+    return {
+        "train": (s.train_x[:400], s.train_y[:400]),
+        "val": (s.val_x, s.val_y),
+        "test": (s.test_x, s.test_y),
+    }, s.classes
 
 
 def _spec(classes, epochs: int = 4, seed: int = 0, checkpoint_every: int = 1) -> TrialSpec:
@@ -110,3 +124,39 @@ def test_checkpoint_every_keeps_the_best_and_the_last_and_resumes_exactly(tmp_pa
     _run(tmp_path / "c", resumed, _spec(classes, epochs=16, checkpoint_every=5))
     assert [r["epoch"] for r in resumed.reports] == list(range(skipped, 17))
     assert _metrics(resumed.reports) == _metrics(every.reports)[skipped - 1 :]
+
+
+def test_the_best_epochs_model_is_evaluated_on_test_at_the_end(tmp_path, with_test):
+    """test_accuracy: the model of the best val epoch on the test split, reported once, at the end; a resumed
+    trial reports the same."""
+    d, classes = with_test
+    whole = MemorySession(d, tmp_path / "whole")
+    _run(tmp_path / "a", whole, _spec(classes, epochs=5))
+    *running, last = whole.reports
+    assert all("test_accuracy" not in r for r in running)  # nothing during the trial can look at it
+    best = max(whole.reports, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    assert last["best_epoch"] == best["epoch"]
+    # the best checkpoint's model, evaluated here on test, gives the reported number
+    best_ckpt = next(c for c in whole.checkpoints if c.endswith(f"_{best['epoch']}"))
+    model, cfg, _, _ = checkpoint.load_model(Path(best_ckpt) / "model.pt")
+    x, y = d["test"]
+    with torch.no_grad():
+        pred = model(normalize(torch.from_numpy(x), cfg.augment)).argmax(1).numpy()
+    assert last["test_accuracy"] == pytest.approx((pred == y).mean())
+    report = (tmp_path / "a" / "tb" / "test_classification_report.txt").read_text()
+    assert f"best epoch {best['epoch']}" in report and "precision" in report
+
+    broken = DyingSession(d, tmp_path / "broken", stop_after=best["epoch"] + 1 if best["epoch"] < 5 else 4)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", broken, _spec(classes, epochs=5))
+    resumed = MemorySession(d, tmp_path / "broken", resume_from=broken.checkpoints[-1])
+    _run(tmp_path / "b", resumed, _spec(classes, epochs=5))
+    assert resumed.reports[-1]["test_accuracy"] == last["test_accuracy"]
+
+
+def test_no_test_split_reports_no_test_accuracy(tmp_path, data):
+    d, classes = data
+    s = MemorySession(d, tmp_path / "k")
+    _run(tmp_path / "a", s, _spec(classes, epochs=2))
+    assert "test_accuracy" not in s.reports[-1]
+    assert not (tmp_path / "a" / "tb" / "test_classification_report.txt").exists()

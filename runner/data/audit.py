@@ -1,6 +1,6 @@
 """The audit of a study's images, taken once before any trial starts.
 
-What was skipped and why, what was converted to RGB, which class folders are empty, which classes
+What was skipped and why, what was converted to RGB (or grayscale), which class folders are empty, which classes
 miss a split, how unbalanced the classes are, and which images are duplicates: within a split, or
 the same image in train and val (leakage: val accuracy becomes optimistic; ``data.leakage`` says
 whether to warn, fail or drop them from val). The audit is a plain JSON-able dict, cached with the
@@ -40,17 +40,15 @@ def pixel_digest(rgb: np.ndarray) -> str:
 # --------------------------------------------------------------------------- building the audit
 
 
-def audit_images(
-    source: str,
-    classes: list[str],
-    labels: tuple[np.ndarray, np.ndarray],
-    digests: tuple[np.ndarray, np.ndarray],
-    names: tuple[list[str], list[str]],
-    files: dict | None = None,
-) -> dict:
-    """The audit of a train/val split: counts, imbalance, duplicates, plus ``files`` (file_facts) for folders.
+SPLITS = ("train", "val", "test")
 
-    ``labels``, ``digests`` and ``names`` are (train, val) pairs with one entry per image.
+
+def audit_images(
+    source: str, classes: list[str], labels: tuple, digests: tuple, names: tuple, files: dict | None = None
+) -> dict:
+    """The audit of a split: counts, imbalance, duplicates, plus ``files`` (file_facts) for folders.
+
+    ``labels``, ``digests`` and ``names`` are (train, val) or (train, val, test) tuples with one entry per image.
     """
     return {
         "source": source,
@@ -61,57 +59,50 @@ def audit_images(
     }
 
 
-def counts(classes: list[str], train_y: np.ndarray, val_y: np.ndarray) -> dict:
-    """Images per split and class, the train imbalance and the classes a split lacks."""
-    tr = np.bincount(train_y, minlength=len(classes))
-    va = np.bincount(val_y, minlength=len(classes))
+def counts(classes: list[str], train_y: np.ndarray, val_y: np.ndarray, test_y: np.ndarray | None = None) -> dict:
+    """Images per split and class, the train imbalance and the classes a split lacks (test: when there is one)."""
+    per = {s: np.bincount(y, minlength=len(classes)) for s, y in zip(SPLITS, (train_y, val_y, test_y)) if y is not None}
+    if test_y is not None and len(test_y) == 0:
+        del per["test"]
+    tr = per["train"]
     big, small = int(tr.argmax()), int(tr.argmin())
-    return {
-        "images": {"train": int(tr.sum()), "val": int(va.sum())},
-        "per_class": {c: {"train": int(t), "val": int(v)} for c, t, v in zip(classes, tr, va)},
+    out = {
+        "images": {s: int(n.sum()) for s, n in per.items()},
+        "per_class": {c: {s: int(n[i]) for s, n in per.items()} for i, c in enumerate(classes)},
         # max/min train images per class; None when a class has no train image at all
         "imbalance": {
             "ratio": round(float(tr[big] / tr[small]), 2) if tr[small] else None,
             "largest": classes[big],
             "smallest": classes[small],
         },
-        "classes_without_train": [c for c, t in zip(classes, tr) if t == 0],
-        "classes_without_val": [c for c, v in zip(classes, va) if v == 0],
     }
+    for s, n in per.items():
+        out[f"classes_without_{s}"] = [c for c, k in zip(classes, n) if k == 0]
+    return out
 
 
-def duplicates(
-    labels: tuple[np.ndarray, np.ndarray], digests: tuple[np.ndarray, np.ndarray], names: tuple[list[str], list[str]]
-) -> dict:
-    """Pixel-identical images: val images also in train, extra copies within each split, and images under two classes."""
-    (train_y, val_y), (train_h, val_h), (train_n, val_n) = labels, digests, names
-    first_train: dict[str, int] = {}
-    within_train = []
-    for i, h in enumerate(train_h):
-        j = first_train.setdefault(h, i)
-        if j != i:
-            within_train.append([train_n[i], train_n[j]])
-    first_val: dict[str, int] = {}
-    within_val, train_val = [], []
-    for i, h in enumerate(val_h):
-        j = first_val.setdefault(h, i)
-        if j != i:
-            within_val.append([val_n[i], val_n[j]])
-        if h in first_train:
-            train_val.append([val_n[i], train_n[first_train[h]]])
+def duplicates(labels: tuple, digests: tuple, names: tuple) -> dict:
+    """Pixel-identical images: extra copies within each split; images of a later split (val, test) also in an
+    earlier one (train; for test also val): leakage; and images under two classes."""
+    splits = [s for s, h in zip(SPLITS, digests) if h is not None and (s != "test" or len(h))]
+    first: dict[str, dict] = {}
+    pairs: dict[str, list] = {}
+    for s, hs, ns in zip(splits, digests, names):
+        seen: dict[str, int] = {}
+        pairs[f"within_{s}"] = [[ns[i], ns[seen[h]]] for i, h in enumerate(hs) if seen.setdefault(h, i) != i]
+        first[s] = seen
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if a in first and b in first:
+            hb, na, nb = digests[SPLITS.index(b)], names[SPLITS.index(a)], names[SPLITS.index(b)]
+            pairs[f"{a}_{b}"] = [[nb[i], na[first[a][h]]] for i, h in enumerate(hb) if h in first[a]]
     label_sets: dict[str, set] = {}
-    for h, y in zip([*train_h, *val_h], [*train_y, *val_y]):
-        label_sets.setdefault(h, set()).add(int(y))
+    for hs, ys in zip(digests[: len(splits)], labels[: len(splits)]):
+        for h, y in zip(hs, ys):
+            label_sets.setdefault(h, set()).add(int(y))
     return {
-        "train_val": len(train_val),  # val images identical to a train image
-        "within_train": len(within_train),  # train images identical to an earlier train image
-        "within_val": len(within_val),
+        **{k: len(v) for k, v in pairs.items()},  # e.g. train_val: val images identical to a train image
         "label_conflicts": sum(len(s) > 1 for s in label_sets.values()),  # identical pixels under different classes
-        "examples": {
-            "train_val": train_val[:EXAMPLES],
-            "within_train": within_train[:EXAMPLES],
-            "within_val": within_val[:EXAMPLES],
-        },
+        "examples": {k: v[:EXAMPLES] for k, v in pairs.items()},
     }
 
 
@@ -122,16 +113,25 @@ def file_facts(
     hidden: list[Path],
     empty: list[Path],
     modes: list[str],
+    channels: int = 3,
 ) -> dict:
     """What the folder scan and the decoder saw: skipped files with the reason, ignored and hidden files,
-    images converted to RGB by their mode on disk, empty class folders. Paths are relative to ``root``."""
+    images converted to RGB (or, with ``channels`` 1, to grayscale) by their mode on disk, empty class
+    folders. Paths are relative to ``root``."""
+    target = "RGB" if channels == 3 else "L"
     return {
         "unreadable": [{"path": relpath(p, root), "reason": why} for p, why in unreadable],
         "ignored": {"count": len(ignored), "examples": [relpath(p, root) for p in ignored[:EXAMPLES]]},
         "hidden": {"count": len(hidden), "examples": [relpath(p, root) for p in hidden[:EXAMPLES]]},
-        "converted": dict(sorted(Counter(m for m in modes if m != "RGB").items())),
+        "converted": dict(sorted(Counter(m for m in modes if m != target).items())),
+        "converted_to": target,
+        # colour images made gray in a grayscale study, gray ones made colour in an RGB study
+        "converted_across": sum((m in GRAY_MODES) == (target == "RGB") for m in modes if m != target),
         "empty_class_folders": [relpath(p, root) for p in empty],
     }
+
+
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}  # PIL modes without colour
 
 
 def relpath(p: Path, root: Path) -> str:
@@ -147,42 +147,68 @@ def relpath(p: Path, root: Path) -> str:
 
 def warnings(audit: dict) -> list[str]:
     """One line per finding that deserves attention, for the console and audit.json."""
-    out = []
-    dup, leak = audit["duplicates"], audit.get("leakage", {})
-    if dup["train_val"] and leak.get("policy") == "drop":
-        out.append(
-            f"{_n(leak['dropped'], 'val image')} identical to a train image dropped from val (data.leakage=drop)"
-        )
-    elif dup["train_val"]:
-        out.append(
-            f"{_n(dup['train_val'], 'val image')} identical to a train image, so val accuracy is optimistic; "
-            "--set data.leakage=drop removes them from val"
-        )
+    out = _leakage_warnings(audit)
     if audit.get("unreadable"):
         out.append(f"{_n(len(audit['unreadable']), 'image file')} could not be read and skipped")
     if audit.get("empty_class_folders"):
         out.append(f"empty class folders ignored: {_examples(audit['empty_class_folders'])}")
     if audit["classes_without_train"]:
         out.append(f"classes without train images: {_examples(audit['classes_without_train'])}")
-    if audit["classes_without_val"]:
-        out.append(
-            f"classes without val images: {_examples(audit['classes_without_val'])} (their val accuracy is not measured)"
-        )
+    for split in ("val", "test"):
+        if audit.get(f"classes_without_{split}"):
+            missing = _examples(audit[f"classes_without_{split}"])
+            out.append(f"classes without {split} images: {missing} (their {split} accuracy is not measured)")
     imb = audit["imbalance"]
     if imb["ratio"] is not None and imb["ratio"] > IMBALANCE_WARN:
         out.append(f"classes are imbalanced {imb['ratio']:.1f}x: {_most_fewest(audit)}")
-    if dup["label_conflicts"]:
-        out.append(f"{_n(dup['label_conflicts'], 'image')} found, pixel-identical, under more than one class")
+    if audit["duplicates"]["label_conflicts"]:
+        out.append(
+            f"{_n(audit['duplicates']['label_conflicts'], 'image')} found, pixel-identical, under more than one class"
+        )
+    if audit.get("converted_across"):
+        what = (
+            "colour images converted to grayscale"
+            if audit["converted_to"] == "L"
+            else "grayscale images converted to RGB"
+        )
+        out.append(f"{audit['converted_across']} {what} (data.channels={1 if audit['converted_to'] == 'L' else 3})")
+    return out
+
+
+LEAKS = {
+    "train_val": ("val", "a train image"),
+    "train_test": ("test", "a train image"),
+    "val_test": ("test", "a val image"),
+}
+
+
+def _leakage_warnings(audit: dict) -> list[str]:
+    dup, leak = audit["duplicates"], audit.get("leakage", {})
+    out = []
+    for key, (split, other) in LEAKS.items():
+        n = dup.get(key, 0)
+        if n and leak.get("policy") == "drop":
+            out.append(f"{_n(n, split + ' image')} identical to {other} dropped from {split} (data.leakage=drop)")
+        elif n:
+            out.append(
+                f"{_n(n, split + ' image')} identical to {other}, so {split} accuracy is optimistic; "
+                f"--set data.leakage=drop removes them from {split}"
+            )
     return out
 
 
 def leakage_error(audit: dict) -> str:
     """The one-line error for data.leakage=fail: how many, a few pairs, and the fix."""
     dup = audit["duplicates"]
-    pairs = _examples([f"{v} = {t}" for v, t in dup["examples"]["train_val"]], dup["train_val"])
+    found = [(k, split, other) for k, (split, other) in LEAKS.items() if dup.get(k)]
+    what = "; ".join(
+        f"{_n(dup[k], split + ' image')} identical to {other} "
+        f"({_examples([f'{a} = {b}' for a, b in dup['examples'][k]], dup[k])})"
+        for k, split, other in found
+    )
     return (
-        f"data.path={audit['source']!r}: {_n(dup['train_val'], 'val image')} identical to a train image ({pairs}); "
-        "remove them from the folder, or pass --set data.leakage=drop to drop them from val (data.leakage=warn keeps them)"
+        f"data.path={audit['source']!r}: {what}; remove them from the folder, or pass --set data.leakage=drop to drop "
+        "them from val/test (data.leakage=warn keeps them)"
     )
 
 
@@ -202,11 +228,11 @@ def format_audit(audit: dict) -> str:
 
 
 def _count_rows(audit: dict) -> list[tuple]:
-    imb = audit["imbalance"]
-    n_train, n_val = audit["images"]["train"], audit["images"]["val"]
+    imb, images = audit["imbalance"], audit["images"]
     ratio = "-" if imb["ratio"] is None else f"{imb['ratio']:.1f}x"
+    splits = " / ".join(f"{n} {s}" for s, n in images.items())
     return [
-        ("images", n_train + n_val, f"{n_train} train / {n_val} val in {len(audit['per_class'])} classes"),
+        ("images", sum(images.values()), f"{splits} in {len(audit['per_class'])} classes"),
         ("imbalance", ratio, f"train images per class: {_most_fewest(audit)}"),
     ]
 
@@ -221,24 +247,35 @@ def _file_rows(audit: dict) -> list[tuple]:
         ("unreadable, skipped", len(audit["unreadable"]), _lines(unreadable)),
         ("not images, ignored", ign["count"], _examples(ign["examples"], ign["count"])),
         ("hidden, skipped", hid["count"], _examples(hid["examples"], hid["count"])),
-        ("converted to RGB", sum(conv.values()), ", ".join(f"{m} {n}" for m, n in conv.items())),
+        (
+            f"converted to {_TARGET[audit.get('converted_to', 'RGB')]}",
+            sum(conv.values()),
+            ", ".join(f"{m} {n}" for m, n in conv.items()),
+        ),
         ("empty class folders", len(audit["empty_class_folders"]), _examples(audit["empty_class_folders"])),
     ]
+
+
+_TARGET = {"RGB": "RGB", "L": "grayscale"}
 
 
 def _duplicate_rows(audit: dict) -> list[tuple]:
     dup = audit["duplicates"]
     policy = audit.get("leakage", {}).get("policy")
-    kept = "dropped from val" if policy == "drop" else "kept"
-    leak_note = [f"{kept} (data.leakage={policy})"] if dup["train_val"] and policy else []
     pairs = {k: [f"{a} = {b}" for a, b in v] for k, v in dup["examples"].items()}
+    rows = []
+    for key, (split, _) in LEAKS.items():
+        if key in dup:
+            kept = f"dropped from {split}" if policy == "drop" else "kept"
+            note = [f"{kept} (data.leakage={policy})"] if dup[key] and policy else []
+            a, b = key.split("_")
+            rows.append((f"same in {a} and {b}", dup[key], note + _lines(pairs[key], dup[key])))
+    for split in ("train", "val", "test"):
+        if f"within_{split}" in dup:
+            n = dup[f"within_{split}"]
+            rows.append((f"duplicates in {split}", n, _examples(pairs[f"within_{split}"], n)))
     conflicts = "pixel-identical images under different classes" if dup["label_conflicts"] else ""
-    return [
-        ("same in train and val", dup["train_val"], leak_note + _lines(pairs["train_val"], dup["train_val"])),
-        ("duplicates in train", dup["within_train"], _examples(pairs["within_train"], dup["within_train"])),
-        ("duplicates in val", dup["within_val"], _examples(pairs["within_val"], dup["within_val"])),
-        ("label conflicts", dup["label_conflicts"], conflicts),
-    ]
+    return rows + [("label conflicts", dup["label_conflicts"], conflicts)]
 
 
 def _most_fewest(audit: dict) -> str:

@@ -34,6 +34,8 @@ class Augment:
         out = np.empty_like(batch)
         for i, img in enumerate(batch):
             aug = self.pipeline(image=img)["image"]
+            if aug.ndim == 2:  # some transforms return a grayscale (H, W, 1) image as (H, W)
+                aug = aug[..., None]
             if aug.shape != img.shape:
                 raise ConfigError(
                     f"augment.train changes the image shape {img.shape} -> {aug.shape}; use size-preserving transforms (RandomResizedCrop needs size=[{self.image_size}, {self.image_size}])"
@@ -72,13 +74,23 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
     return A.Compose(transforms, seed=seed)
 
 
-def check_augment(cfg: AugmentConfig, image_size: int) -> None:
-    """Build the pipeline and run it on one image: raises ConfigError before any trial starts."""
-    Augment(cfg, image_size, seed=0)(np.zeros((1, image_size, image_size, 3), np.uint8))
+def check_augment(cfg: AugmentConfig, image_size: int, channels: int = 3) -> None:
+    """Build the pipeline and run it on one image: raises ConfigError before any trial starts (also for a
+    transform that needs colour on a grayscale study)."""
+    try:
+        Augment(cfg, image_size, seed=0)(np.zeros((1, image_size, image_size, channels), np.uint8))
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - albumentations fails in its own ways on an image it cannot take
+        raise ConfigError(f"augment.train on {channels}-channel images: {first_line(e)}") from None
 
 
 def normalize(batch: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """uint8 (B, H, W, 3) tensor -> float32, (x / 255 - mean) / std, on the batch's device."""
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=batch.device) * 255
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=batch.device) * 255
-    return (batch.float() - mean) / std
+    """uint8 (B, H, W, C) tensor -> float32, (x / 255 - mean) / std, on the batch's device. On grayscale
+    (C = 1) a 3-value mean/std is averaged to one."""
+    mean, std = cfg.mean, cfg.std
+    if batch.shape[-1] == 1 and len(mean) == 3:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=batch.device) * 255
+    std_t = torch.tensor(std, dtype=torch.float32, device=batch.device) * 255
+    return (batch.float() - mean_t) / std_t

@@ -1,6 +1,8 @@
 """Built-in datasets that need no download: ``builtin:lesions`` (synthetic) and ``builtin:digits`` (real).
 
-Both return uint8 RGB images (N, S, S, 3) with integer labels, deterministic from a seed.
+Each returns (uint8 images (N, S, S, channels), integer labels, split codes (runner.data.split), class
+names), deterministic from data.split_seed. Lesions come with fixed train / val / test splits; digits
+are one pool that the held-out fractions split.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.config import ConfigError, DataConfig
+from runner.data.split import TEST, TRAIN, VAL
 
 # The nine ISIC skin-lesion classes the course data used, sorted as folder names would be.
 LESION_CLASSES = (
@@ -23,6 +26,7 @@ LESION_CLASSES = (
 )
 LESIONS_TRAIN_PER_CLASS = 78  # 702 train images, like the course's ~700
 LESIONS_VAL_PER_CLASS = 20  # 180 val images
+LESIONS_TEST_PER_CLASS = 20  # 180 test images, drawn after train and val (which stay as they were without them)
 
 # Per class: lesion radius (fraction of the image), elongation, border irregularity, border blur,
 # RGB colour (0..1), texture kind, texture strength. Neighbouring classes overlap on purpose so
@@ -40,14 +44,16 @@ _LESION_STYLE = {
 }
 
 
-def lesions(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def lesions(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Skin-lesion-like images: a blob on skin whose shape, border, colour and texture depend on the class."""
     rng = np.random.default_rng(cfg.split_seed)
+    n = len(LESION_CLASSES)
     per_class = LESIONS_TRAIN_PER_CLASS + LESIONS_VAL_PER_CLASS
-    labels = np.repeat(np.arange(len(LESION_CLASSES)), per_class)
+    labels = np.concatenate([np.repeat(np.arange(n), per_class), np.repeat(np.arange(n), LESIONS_TEST_PER_CLASS)])
     images = np.stack([_lesion(LESION_CLASSES[c], cfg.image_size, rng) for c in labels])
-    is_val = np.tile(np.arange(per_class) >= LESIONS_TRAIN_PER_CLASS, len(LESION_CLASSES))
-    return images[~is_val], labels[~is_val], images[is_val], labels[is_val], list(LESION_CLASSES)
+    is_val = np.tile(np.arange(per_class) >= LESIONS_TRAIN_PER_CLASS, n)
+    split = np.concatenate([np.where(is_val, VAL, TRAIN), np.full(n * LESIONS_TEST_PER_CLASS, TEST)]).astype(np.int8)
+    return _channels(images, cfg.channels), labels, split, list(LESION_CLASSES)
 
 
 def _lesion(cls: str, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -94,19 +100,24 @@ def _lesion(cls: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img * 255, 0, 255).astype(np.uint8)
 
 
-def digits(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """scikit-learn's 1,797 real 8x8 handwritten digits, upscaled to image_size and rendered as RGB."""
+def digits(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's 1,797 real 8x8 handwritten digits, upscaled to image_size; gray, or gray as RGB."""
     import cv2
     from sklearn.datasets import load_digits
-
-    from runner.data.split import stratified_split
 
     d = load_digits()
     gray = (d.images * (255 / 16)).astype(np.uint8)
     big = np.stack([cv2.resize(g, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_LINEAR) for g in gray])
-    rgb = np.repeat(big[..., None], 3, axis=-1)
-    train, val = stratified_split(d.target, cfg.val_fraction, cfg.split_seed)
-    return rgb[train], d.target[train], rgb[val], d.target[val], [str(i) for i in range(10)]
+    images = big[..., None] if cfg.channels == 1 else np.repeat(big[..., None], 3, axis=-1)
+    return images, d.target.astype(np.int64), np.full(len(d.target), TRAIN, np.int8), [str(i) for i in range(10)]
+
+
+def _channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """RGB images as they are, or as grayscale (N, S, S, 1): ITU-R 601-2 luma in PIL's fixed point (convert("L"))."""
+    if channels == 3:
+        return rgb
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)[..., None]
 
 
 BUILTINS = {"lesions": lesions, "digits": digits}

@@ -1,7 +1,8 @@
 """Image folders: find the images and their classes, decode and resize each one once.
 
-Layouts: ``ROOT/train/CLASS/*`` with ``ROOT/val/CLASS/*`` (also ``valid``/``validation``), or
-``ROOT/CLASS/*`` split by ``data.val_fraction`` with ``data.split_seed``. Class names are the
+Layouts: ``ROOT/train/CLASS/*`` with ``ROOT/val/CLASS/*`` (also ``valid``/``validation``) and
+optionally ``ROOT/test/CLASS/*``; ``ROOT/train`` (+ ``ROOT/test``) without val, whose val is held out
+of train; or ``ROOT/CLASS/*``, split by ``data.test_fraction`` and ``data.val_fraction``. Class names are the
 folder names, sorted. Files that are not images are ignored; hidden files and folders (``.DS_Store``,
 ``._x.jpg``, ``.ipynb_checkpoints/``) are skipped; images that fail to decode are skipped with the
 reason, never fatal. The scan records all of it for the audit (runner.data.audit).
@@ -20,12 +21,14 @@ import numpy as np
 
 from runner.config import ConfigError
 from runner.data.audit import pixel_digest
+from runner.data.split import TEST, TRAIN, VAL
 from runner.errors import first_line
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VAL_NAMES = ("val", "valid", "validation")
+TEST_NAMES = ("test", "testing")
 
 
 @dataclass
@@ -35,13 +38,18 @@ class Scan:
     classes: list[str]
     paths: list[Path]
     labels: np.ndarray
-    is_val: np.ndarray | None  # None: the folder has no val split; split it by val_fraction
+    split: np.ndarray  # per path: runner.data.split TRAIN, VAL or TEST (TRAIN: held-out splits come from these)
     ignored: list[Path] = field(default_factory=list)  # files that are not images, or images outside class folders
     unreadable: list[tuple[Path, str]] = field(
         default_factory=list
     )  # named like images, not readable files: (path, why)
     hidden: list[Path] = field(default_factory=list)  # hidden files and folders, skipped
     empty: list[Path] = field(default_factory=list)  # class folders that hold no images
+
+    @property
+    def is_val(self) -> np.ndarray | None:
+        """Per path, in val/ or not; None when the folder has no val split (it is held out of train)."""
+        return self.split == VAL if (self.split == VAL).any() else None
 
 
 @dataclass
@@ -63,11 +71,12 @@ def scan(root: Path) -> Scan:
     _loose_files(root, seen)
     subdirs = {d.name.lower(): d for d in _subdirs(root)}
     val_dir = next((subdirs[n] for n in VAL_NAMES if n in subdirs), None)
-    if "train" in subdirs and val_dir is not None:
-        classes, paths, labels, is_val = _train_val(subdirs["train"], val_dir, seen)
+    test_dir = next((subdirs[n] for n in TEST_NAMES if n in subdirs), None)
+    if "train" in subdirs:
+        classes, paths, labels, split = _splits(root, subdirs["train"], val_dir, test_dir, seen)
     else:
-        classes, paths, labels = _one_split(root, subdirs, seen)
-        is_val = None
+        classes, paths, labels = _one_split(root, seen)
+        split = np.full(len(paths), TRAIN, np.int8)
     if len(classes) < 2:
         what = f"found {len(classes)} class folder(s) with images"
         if seen.ignored:
@@ -77,46 +86,47 @@ def scan(root: Path) -> Scan:
             )
         raise ConfigError(f"data.path={str(root)!r}: {what}; need at least 2 (ROOT/CLASS/image.jpg)")
     labels = np.asarray(labels, dtype=np.int64)
-    return Scan(classes, paths, labels, is_val, seen.ignored, seen.unreadable, seen.hidden, seen.empty)
+    return Scan(classes, paths, labels, split, seen.ignored, seen.unreadable, seen.hidden, seen.empty)
 
 
-def _train_val(train_dir: Path, val_dir: Path, seen: _Found) -> tuple[list[str], list[Path], list[int], np.ndarray]:
-    """ROOT/train/CLASS + ROOT/val/CLASS: (classes, paths, labels, is_val), train images first."""
-    _loose_files(train_dir, seen)
-    _loose_files(val_dir, seen)
-    train, val = _class_files(train_dir, seen), _class_files(val_dir, seen)
-    missing = sorted(set(val) - set(train))
-    if missing:
-        raise ConfigError(
-            f"{val_dir}: classes {missing} are in val but not in train; add them to train/ or remove them from val/"
-        )
+def _splits(root: Path, train_dir: Path, val_dir: Path | None, test_dir: Path | None, seen: _Found) -> tuple:
+    """ROOT/train/CLASS with val/ and test/ when present: (classes, paths, labels, split codes), train first."""
+    dirs = {TRAIN: train_dir, VAL: val_dir, TEST: test_dir}
+    found = {}
+    for code, d in dirs.items():
+        if d is not None:
+            _loose_files(d, seen)
+            found[code] = _class_files(d, seen)
+    train = found[TRAIN]
+    for code in (VAL, TEST):
+        missing = sorted(set(found.get(code, {})) - set(train))
+        if missing:
+            name = "val" if code == VAL else "test"
+            raise ConfigError(f"{dirs[code]}: classes {missing} are in {name} but not in train; add them to train/ "
+                              f"or remove them from {name}/")  # fmt: skip
     classes = sorted(train)
-    paths, labels = [], []
-    for split in (train, val):
+    paths, labels, split = [], [], []
+    for code, files in found.items():
         for i, c in enumerate(classes):
-            paths += split.get(c, [])
-            labels += [i] * len(split.get(c, []))
-    is_val = np.arange(len(paths)) >= sum(len(train[c]) for c in classes)
-    if classes and not is_val.any():
-        raise ConfigError(
-            f"{val_dir}: holds no images; put images in {val_dir}/CLASS/ or remove it to split train/ by data.val_fraction"
-        )
-    return classes, paths, labels, is_val
-
-
-def _one_split(root: Path, subdirs: dict[str, Path], seen: _Found) -> tuple[list[str], list[Path], list[int]]:
-    """ROOT/CLASS (or ROOT/train/CLASS without val/): (classes, paths, labels), split later by val_fraction."""
-    split_root = root
-    if "train" in subdirs:  # train/ (often beside test/) without val/: hold out part of train/
-        split_root = subdirs["train"]
-        _loose_files(split_root, seen)
-        others = sorted(d.name + "/" for d in _subdirs(root) if d != split_root)
+            paths += files.get(c, [])
+            labels += [i] * len(files.get(c, []))
+            split += [code] * len(files.get(c, []))
+    if val_dir is None:
+        others = sorted(d.name + "/" for d in _subdirs(root) if d not in (train_dir, test_dir))
+        unused = f"; {', '.join(others)} not used" if others else ""
         log.warning(
-            "%s has train/ but no val/: holding out data.val_fraction of train/ per class as val%s",
-            root,
-            f"; {', '.join(others)} not used" if others else "",
+            "%s has train/ but no val/: holding out data.val_fraction of train/ per class as val%s", root, unused
         )
-    found = _class_files(split_root, seen)
+    for code in (VAL, TEST):
+        if dirs[code] is not None and classes and code not in split:
+            d = dirs[code]
+            raise ConfigError(f"{d}: holds no images; put images in {d}/CLASS/ or remove it to hold out part of train/")
+    return classes, paths, labels, np.asarray(split, dtype=np.int8)
+
+
+def _one_split(root: Path, seen: _Found) -> tuple[list[str], list[Path], list[int]]:
+    """ROOT/CLASS: (classes, paths, labels); the held-out splits come later, by fraction."""
+    found = _class_files(root, seen)
     classes = sorted(found)
     paths = [p for c in classes for p in found[c]]
     labels = [i for i, c in enumerate(classes) for _ in found[c]]
@@ -195,8 +205,8 @@ def _not_a_file(p: Path) -> str:
 class Decoded:
     """One image file, decoded: the resized pixels and what the audit needs to know about it."""
 
-    image: np.ndarray | None  # uint8 (size, size, 3); None when the file cannot be decoded
-    mode: str = ""  # PIL mode on disk (RGB, RGBA, LA, P, L, I;16, CMYK, ...), converted to RGB
+    image: np.ndarray | None  # uint8 (size, size, channels); None when the file cannot be decoded
+    mode: str = ""  # PIL mode on disk (RGB, RGBA, LA, P, L, I;16, CMYK, ...), converted to RGB or L
     digest: str = ""  # pixel_digest of the decoded RGB pixels at full resolution, before resizing
     error: str = ""  # why the file cannot be decoded ("" when it was)
 
@@ -205,8 +215,9 @@ class Decoded:
         return not self.error
 
 
-def decode_file(path: Path, size: int) -> Decoded:
-    """One image as uint8 RGB (size, size, 3) with its mode on disk and pixel digest, or the reason it failed."""
+def decode_file(path: Path, size: int, channels: int = 3) -> Decoded:
+    """One image as uint8 (size, size, channels), RGB or grayscale (L), with its mode on disk and pixel digest,
+    or the reason it failed."""
     import cv2
     from PIL import Image, ImageOps
 
@@ -224,7 +235,7 @@ def decode_file(path: Path, size: int) -> Decoded:
                 im = im.convert("RGBA")
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparent pixels over white
                 im = Image.alpha_composite(bg, im)
-            a = np.asarray(im.convert("RGB"))
+            a = np.asarray(im.convert("RGB" if channels == 3 else "L"))
     except Exception as e:  # noqa: BLE001 - any decoder failure means "skip this file"
         why = _decode_error(path, e)
         log.debug("%s: cannot decode (%s); skipped", path, why)
@@ -233,7 +244,7 @@ def decode_file(path: Path, size: int) -> Decoded:
         return Decoded(None, mode, error="no pixels (0 x 0 image)")
     shrink = a.shape[0] > size or a.shape[1] > size
     out = cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return Decoded(out, mode, pixel_digest(a))
+    return Decoded(out.reshape(size, size, channels), mode, pixel_digest(a))
 
 
 _MAGIC = (
@@ -269,18 +280,18 @@ def _decode_error(path: Path, e: Exception) -> str:
     return f"corrupt ({type(e).__name__}: {msg[:80]})"
 
 
-def decode_all(paths: list[Path], size: int) -> tuple[np.ndarray, list[Decoded]]:
-    """(images uint8 (N_ok, size, size, 3) of the files that decoded, one Decoded per path without its image)."""
+def decode_all(paths: list[Path], size: int, channels: int = 3) -> tuple[np.ndarray, list[Decoded]]:
+    """(images uint8 (N_ok, size, size, channels) of the files that decoded, one Decoded per path without its image)."""
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        decoded = list(pool.map(lambda p: decode_file(p, size), paths))
+        decoded = list(pool.map(lambda p: decode_file(p, size, channels), paths))
     good = [d.image for d in decoded if d.image is not None]
-    images = np.stack(good) if good else np.zeros((0, size, size, 3), np.uint8)
+    images = np.stack(good) if good else np.zeros((0, size, size, channels), np.uint8)
     for d in decoded:
         d.image = None  # the pixels live in ``images`` now
     return images, decoded
 
 
-def decode_checked(paths: list[Path], size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def decode_checked(paths: list[Path], size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images of the files that decoded, ok mask per path, why each file failed ("" when it did not))."""
-    images, decoded = decode_all(paths, size)
+    images, decoded = decode_all(paths, size, channels)
     return images, np.array([d.ok for d in decoded], dtype=bool), [d.error for d in decoded]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.data.source import ImageSet
+from runner.data.split import NO_IMAGES
 
 
 def to_ray_datasets(images: ImageSet) -> dict:
@@ -23,10 +24,10 @@ def to_ray_datasets(images: ImageSet) -> dict:
     def table(x: np.ndarray, y: np.ndarray):
         return pa.table({"image": ArrowTensorArray.from_numpy(x), "label": pa.array(y, type=pa.int64())})
 
-    return {
-        "train": ray.data.from_arrow(table(images.train_x, images.train_y)).materialize(),
-        "val": ray.data.from_arrow(table(images.val_x, images.val_y)).materialize(),
-    }
+    splits = {"train": (images.train_x, images.train_y), "val": (images.val_x, images.val_y)}
+    if images.has_test:  # nothing is picked on it: each trial evaluates its best epoch's model on it
+        splits["test"] = (images.test_x, images.test_y)
+    return {name: ray.data.from_arrow(table(x, y)).materialize() for name, (x, y) in splits.items()}
 
 
 def read_all(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -36,5 +37,5 @@ def read_all(dataset) -> tuple[np.ndarray, np.ndarray]:
         xs.append(batch["image"])
         ys.append(batch["label"])
     if not xs:
-        return np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.int64)
+        return NO_IMAGES
     return np.ascontiguousarray(np.concatenate(xs), dtype=np.uint8), np.concatenate(ys).astype(np.int64)

@@ -1,9 +1,13 @@
 """One entry point for every data source: ``load_images(cfg.data)`` -> decoded, audited uint8 splits.
 
-Decoding and the audit (runner.data.audit) happen once per study on the driver. For folders both
-are cached on disk, keyed by what the scan found (image paths, sizes, modification times; the other
-files it saw) and the image size, so a second study on an unchanged folder decodes and hashes
-nothing. ``data.leakage`` is applied after the cache, so warn, fail and drop share one entry.
+Two steps. ``load_pool`` decodes a source once per study on the driver: every image with its label,
+its split code when the source fixes one (val/ and test/ folders, the lesions generator) and its
+pixel digest. For folders the pool is cached on disk, keyed by what the scan found (image paths,
+sizes, modification times; the other files it saw), the image size and the channels, so a second
+study on an unchanged folder decodes and hashes nothing. ``split`` then holds out the splits the
+source lacks (test by data.test_fraction, then val by data.val_fraction, per trial seed with
+data.split_per_seed), audits the result (runner.data.audit) and applies ``data.leakage``: cheap, so
+warn / fail / drop and every split share one cache entry.
 """
 
 from __future__ import annotations
@@ -13,25 +17,51 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from runner.config import ConfigError, DataConfig
 from runner.data import audit, builtin, folder
-from runner.data.split import stratified_split
+from runner.data.split import TEST, TRAIN, VAL, hold_out, test_seed, val_seed
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when what the cache holds changes; older entries are then never read
+CACHE_VERSION = 3  # bump when what the cache holds changes; older entries are then never read
+SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
 
-Digests = tuple[np.ndarray, np.ndarray]  # (train, val) audit.pixel_digest per image
+
+@dataclass
+class Pool:
+    """A source's decoded images before the held-out splits (what the decode cache holds)."""
+
+    images: np.ndarray  # uint8 (N, S, S, channels)
+    labels: np.ndarray  # int64 (N,)
+    split: np.ndarray  # int8 (N,): TRAIN, or VAL / TEST where the source fixes them
+    digests: np.ndarray  # audit.pixel_digest per image
+    names: list[str]  # per image, for the audit's examples
+    classes: list[str]
+    source: str  # where the images came from, for the console and study.json
+    skipped: list[str] = field(default_factory=list)  # files that could not be decoded
+    ignored: int = 0  # files that are not images
+    files: dict = field(default_factory=dict)  # audit.file_facts of a folder
+    fixed: tuple[int, ...] = ()  # the splits the source fixes (VAL, TEST), also when none of their files decoded
+    seconds: float = 0.0  # time to scan + decode (0 when served from cache)
+    cached: bool = False
+
+    @property
+    def fixed_val(self) -> bool:
+        return VAL in self.fixed
+
+    @property
+    def fixed_test(self) -> bool:
+        return TEST in self.fixed
 
 
 @dataclass
 class ImageSet:
-    train_x: np.ndarray  # uint8 (N, S, S, 3)
+    train_x: np.ndarray  # uint8 (N, S, S, channels)
     train_y: np.ndarray  # int64 (N,)
     val_x: np.ndarray
     val_y: np.ndarray
@@ -41,19 +71,23 @@ class ImageSet:
     ignored: int  # files that are not images
     seconds: float  # time to scan + decode (0 when served from cache)
     cached: bool = False
-    audit: dict = field(
-        default_factory=dict
-    )  # runner.data.audit: skipped, converted, duplicated, unbalanced; format_audit prints it
+    audit: dict = field(default_factory=dict)  # runner.data.audit; format_audit prints it
+    test_x: np.ndarray | None = None  # the split nothing is picked on; None or empty: no test split
+    test_y: np.ndarray | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_y is not None and len(self.test_y) > 0
 
     def summary(self) -> dict:
+        per_class = {s: np.bincount(y, minlength=len(self.classes)).tolist() for s, y in self._splits().items()}
         return {
             "source": self.source,
             "classes": self.classes,
             "image_size": int(self.train_x.shape[1]),
-            "train_images": int(len(self.train_y)),
-            "val_images": int(len(self.val_y)),
-            "train_per_class": np.bincount(self.train_y, minlength=len(self.classes)).tolist(),
-            "val_per_class": np.bincount(self.val_y, minlength=len(self.classes)).tolist(),
+            "channels": int(self.train_x.shape[-1]),
+            **{f"{s}_images": len(y) for s, y in self._splits().items()},
+            **{f"{s}_per_class": n for s, n in per_class.items()},
             "skipped_files": self.skipped,
             "ignored_files": self.ignored,
             "load_seconds": round(self.seconds, 2),
@@ -61,45 +95,82 @@ class ImageSet:
             "audit_warnings": self.audit.get("warnings", []),
         }
 
+    def _splits(self) -> dict[str, np.ndarray]:
+        out = {"train": self.train_y, "val": self.val_y}
+        return {**out, "test": self.test_y} if self.has_test else out
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("RUNNER_CACHE_DIR", Path.home() / ".cache" / "runner"))
 
 
-def load_images(cfg: DataConfig) -> ImageSet:
-    """The images of ``cfg.path``, decoded, resized and audited, with ``cfg.leakage`` applied."""
+def load_images(cfg: DataConfig, seed: int | None = None) -> ImageSet:
+    """The images of ``cfg.path``, decoded, split, audited, with ``cfg.leakage`` applied. ``seed``: the
+    trial seed, which draws the val split with data.split_per_seed."""
+    return split(load_pool(cfg), cfg, seed)
+
+
+def load_pool(cfg: DataConfig) -> Pool:
+    """Every image of the source, decoded once (from the cache for an unchanged folder)."""
     t0 = time.perf_counter()
     if cfg.path.startswith("builtin:"):
-        images, digests = _load_builtin(cfg)
+        pool = _builtin_pool(cfg)
     else:
         root = Path(cfg.path).expanduser().resolve()
         found = folder.scan(root)
         key = _cache_key(found, cfg)
-        hit = _read_cache(key)
-        if hit is not None:
-            images, digests = hit
-        else:
-            images, digests = _load_folder(found, root, cfg)
-            _write_cache(key, images, digests)
-    if not images.cached:
-        images.seconds = time.perf_counter() - t0
-    return _apply_leakage(images, digests, cfg)
+        pool = _read_cache(key)
+        if pool is None:
+            pool = _folder_pool(found, root, cfg)
+            _write_cache(key, pool)
+    if not pool.cached:
+        pool.seconds = time.perf_counter() - t0
+    return pool
 
 
-def _load_builtin(cfg: DataConfig) -> tuple[ImageSet, Digests]:
-    tx, ty, vx, vy, classes = builtin.load_builtin(cfg)
-    digests = (_digests(tx), _digests(vx))
-    names = ([f"train[{i}]" for i in range(len(ty))], [f"val[{i}]" for i in range(len(vy))])
-    report = audit.audit_images(cfg.path, classes, (ty, vy), digests, names)
-    return ImageSet(tx, ty, vx, vy, classes, cfg.path, [], 0, 0.0, audit=report), digests
+def splits_per_seed(pool: Pool, cfg: DataConfig) -> bool:
+    """Whether each trial seed gets its own val split: asked for, and the source has no fixed val."""
+    return cfg.split_per_seed and not pool.fixed_val
 
 
-def _digests(x: np.ndarray) -> np.ndarray:
-    return np.array([audit.pixel_digest(img) for img in x], dtype="U32")
+def split(pool: Pool, cfg: DataConfig, seed: int | None = None) -> ImageSet:
+    """The pool's train / val (/ test) arrays: the source's own splits, the missing ones held out."""
+    codes = pool.split
+    if not pool.fixed_test and cfg.test_fraction > 0:
+        codes = hold_out(pool.labels, codes, cfg.test_fraction, test_seed(cfg.split_seed), TEST)
+    if not pool.fixed_val:
+        per_seed = seed if splits_per_seed(pool, cfg) else None
+        codes = hold_out(pool.labels, codes, cfg.val_fraction, val_seed(cfg.split_seed, per_seed), VAL)
+    parts = {s: np.flatnonzero(codes == code) for code, s in SPLIT_NAMES.items()}
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise ConfigError(
+            f"data.path={cfg.path!r}: {len(parts['train'])} train and {len(parts['val'])} val images decoded; "
+            "need both (add images or change data.val_fraction)"
+        )
+    x, y = pool.images, pool.labels
+    report = audit.audit_images(
+        pool.source,
+        pool.classes,
+        tuple(y[i] for i in parts.values()),
+        tuple(pool.digests[i] for i in parts.values()),
+        tuple([pool.names[j] for j in i] for i in parts.values()),
+        pool.files,
+    )
+    tr, va, te = parts["train"], parts["val"], parts["test"]
+    images = ImageSet(x[tr], y[tr], x[va], y[va], pool.classes, pool.source, pool.skipped, pool.ignored, pool.seconds,
+                      pool.cached, report, x[te], y[te])  # fmt: skip
+    return _apply_leakage(images, {s: pool.digests[i] for s, i in parts.items()}, cfg)
 
 
-def _load_folder(found: folder.Scan, root: Path, cfg: DataConfig) -> tuple[ImageSet, Digests]:
-    images, decoded = folder.decode_all(found.paths, cfg.image_size)
+def _builtin_pool(cfg: DataConfig) -> Pool:
+    images, labels, codes, classes = builtin.load_builtin(cfg)
+    digests = np.array([audit.pixel_digest(img) for img in images], dtype="U32")
+    names = [f"image[{i}]" for i in range(len(labels))]
+    return Pool(images, labels, codes, digests, names, classes, cfg.path, fixed=_fixed(codes))
+
+
+def _folder_pool(found: folder.Scan, root: Path, cfg: DataConfig) -> Pool:
+    images, decoded = folder.decode_all(found.paths, cfg.image_size, cfg.channels)
     ok = np.array([d.ok for d in decoded], dtype=bool)
     unreadable = sorted(found.unreadable + [(p, d.error) for p, d in zip(found.paths, decoded) if not d.ok])
     if not ok.any():
@@ -108,54 +179,42 @@ def _load_folder(found: folder.Scan, root: Path, cfg: DataConfig) -> tuple[Image
             f"data.path={cfg.path!r}: none of the {len(found.paths)} image files could be decoded "
             f"(e.g. {audit.relpath(p, root)}: {why}); check that the folder holds real images"
         )
-    labels = found.labels[ok]
-    digests = np.array([d.digest for d in decoded if d.ok], dtype="U32")
-    names = np.array([audit.relpath(p, root) for p, d in zip(found.paths, decoded) if d.ok])
-    if found.is_val is None:
-        tr, va = stratified_split(labels, cfg.val_fraction, cfg.split_seed)
-    else:
-        is_val = found.is_val[ok]
-        tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    if len(tr) == 0 or len(va) == 0:
-        raise ConfigError(
-            f"data.path={cfg.path!r}: {len(tr)} train and {len(va)} val images decoded; need both (add images or change data.val_fraction)"
-        )
-    files = audit.file_facts(
-        root, unreadable, found.ignored, found.hidden, found.empty, [d.mode for d in decoded if d.ok]
-    )
-    report = audit.audit_images(
-        str(root),
-        found.classes,
-        (labels[tr], labels[va]),
-        (digests[tr], digests[va]),
-        (names[tr].tolist(), names[va].tolist()),
-        files,
-    )
-    out = ImageSet(
-        images[tr],
-        labels[tr],
-        images[va],
-        labels[va],
+    modes = [d.mode for d in decoded if d.ok]
+    files = audit.file_facts(root, unreadable, found.ignored, found.hidden, found.empty, modes, cfg.channels)
+    return Pool(
+        images,
+        found.labels[ok],
+        found.split[ok],
+        np.array([d.digest for d in decoded if d.ok], dtype="U32"),
+        [audit.relpath(p, root) for p, d in zip(found.paths, decoded) if d.ok],
         found.classes,
         str(root),
         [str(p) for p, _ in unreadable],
         len(found.ignored),
-        0.0,
-        audit=report,
+        files,
+        _fixed(found.split),
     )
-    return out, (digests[tr], digests[va])
 
 
-def _apply_leakage(s: ImageSet, digests: Digests, cfg: DataConfig) -> ImageSet:
-    """data.leakage on val images pixel-identical to a train image: warn (keep), fail, or drop them from val."""
-    leaked = np.isin(digests[1], digests[0])
+def _fixed(codes: np.ndarray) -> tuple[int, ...]:
+    return tuple(c for c in (VAL, TEST) if (codes == c).any())
+
+
+def _apply_leakage(s: ImageSet, digests: dict[str, np.ndarray], cfg: DataConfig) -> ImageSet:
+    """data.leakage on val images pixel-identical to a train image and test images identical to a train or val
+    image: warn (keep), fail, or drop them from val / test."""
+    leaked_val = np.isin(digests["val"], digests["train"])
+    leaked_test = np.isin(digests["test"], np.concatenate([digests["train"], digests["val"]]))
     s.audit["leakage"] = {"policy": cfg.leakage, "dropped": 0}
-    if leaked.any() and cfg.leakage == "fail":
+    if (leaked_val.any() or leaked_test.any()) and cfg.leakage == "fail":
         raise ConfigError(audit.leakage_error(s.audit))
-    if leaked.any() and cfg.leakage == "drop":
-        s.val_x, s.val_y = s.val_x[~leaked], s.val_y[~leaked]
-        s.audit.update(audit.counts(s.classes, s.train_y, s.val_y))
-        s.audit["leakage"]["dropped"] = int(leaked.sum())
+    if (leaked_val.any() or leaked_test.any()) and cfg.leakage == "drop":
+        s = replace(s, val_x=s.val_x[~leaked_val], val_y=s.val_y[~leaked_val], test_x=s.test_x[~leaked_test],
+                    test_y=s.test_y[~leaked_test])  # fmt: skip
+        s.audit.update(audit.counts(s.classes, s.train_y, s.val_y, s.test_y))
+        s.audit["leakage"]["dropped"] = int(leaked_val.sum())
+        if len(leaked_test):
+            s.audit["leakage"]["dropped_test"] = int(leaked_test.sum())
         if len(s.val_y) == 0:
             raise ConfigError(
                 f"data.path={cfg.path!r}: every val image is also in train; add distinct val images or use data.leakage=warn"
@@ -168,66 +227,44 @@ def _apply_leakage(s: ImageSet, digests: Digests, cfg: DataConfig) -> ImageSet:
 
 
 def _cache_key(found: folder.Scan, cfg: DataConfig) -> str:
-    """Changes when any image changes (path, size, mtime) and when anything the audit reports about the folder does."""
+    """Changes when any image changes (path, size, mtime, split folder), with what the audit reports about the
+    folder, and with the decode settings (image size, channels)."""
     other = [
         [str(p) for p in found.ignored],
         [[str(p), why] for p, why in found.unreadable],
         [str(p) for p in found.hidden],
         [str(p) for p in found.empty],
     ]
-    h = hashlib.sha256(
-        json.dumps([CACHE_VERSION, cfg.image_size, cfg.val_fraction, cfg.split_seed, found.classes, other]).encode()
-    )
-    for p, val in zip(found.paths, found.is_val if found.is_val is not None else [None] * len(found.paths)):
+    head = [CACHE_VERSION, cfg.image_size, cfg.channels, found.classes, other]
+    h = hashlib.sha256(json.dumps(head).encode())
+    for p, code in zip(found.paths, found.split):
         st = p.stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{val}\n".encode())
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{code}\n".encode())
     return h.hexdigest()[:24]
 
 
-def _read_cache(key: str) -> tuple[ImageSet, Digests] | None:
+def _read_cache(key: str) -> Pool | None:
     path = cache_dir() / f"images-{key}.npz"
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            s = ImageSet(
-                z["train_x"],
-                z["train_y"],
-                z["val_x"],
-                z["val_y"],
-                meta["classes"],
-                meta["source"],
-                meta["skipped"],
-                meta["ignored"],
-                0.0,
-                cached=True,
-                audit=meta["audit"],
-            )
-            return s, (z["train_h"], z["val_h"])
+            return Pool(z["images"], z["labels"], z["split"], z["digests"], meta["names"], meta["classes"],
+                        meta["source"], meta["skipped"], meta["ignored"], meta["files"], tuple(meta["fixed"]), cached=True)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt, never fatal
         log.warning("ignoring unreadable cache %s (%s)", path, e)
         return None
 
 
-def _write_cache(key: str, s: ImageSet, digests: Digests) -> None:
+def _write_cache(key: str, pool: Pool) -> None:
     path = cache_dir() / f"images-{key}.npz"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        meta = json.dumps(
-            {"classes": s.classes, "source": s.source, "skipped": s.skipped, "ignored": s.ignored, "audit": s.audit}
-        )
-        np.savez(
-            tmp,
-            train_x=s.train_x,
-            train_y=s.train_y,
-            val_x=s.val_x,
-            val_y=s.val_y,
-            train_h=digests[0],
-            val_h=digests[1],
-            meta=np.array(meta),
-        )
+        meta = {k: getattr(pool, k) for k in ("names", "classes", "source", "skipped", "ignored", "files", "fixed")}
+        np.savez(tmp, images=pool.images, labels=pool.labels, split=pool.split, digests=pool.digests,
+                 meta=np.array(json.dumps(meta)))  # fmt: skip
         os.replace(tmp, path)
     except OSError as e:
         log.warning("could not write the decode cache %s (%s); the next study decodes again", path, e)
