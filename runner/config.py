@@ -15,7 +15,7 @@ import math
 import os
 import traceback
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,15 +183,15 @@ class Study:
     seeds: tuple[int, ...] = (0,)  # every variant runs once per seed
     reference: str | None = None  # the variant others are compared against; default: the first
     metric: str = "best_val_accuracy"  # what ranks variants and decides verdicts: one of METRICS
+    max_seeds: int | None = None  # sequential seeds: add seeds to undecided variants up to this many (None: off)
 
-    def trials(self) -> list[tuple[str, int, TrialConfig]]:
-        """(variant, seed, config) for every trial: the base with the variant's overrides and the seed."""
-        out = []
-        for variant, changes in self.variants.items():
-            for seed in self.seeds:
-                cfg = apply_overrides(self.base, {**changes, "train.seed": seed})
-                out.append((variant, seed, cfg))
-        return out
+    def trials(self, seeds: Sequence[int] | None = None) -> list[tuple[str, int, TrialConfig]]:
+        """(variant, seed, config) for every trial (of ``seeds``, default the study's): the base with the
+        variant's overrides and the seed."""
+        return [(v, seed, self.trial_config(v, seed)) for v in self.variants for seed in (seeds or self.seeds)]
+
+    def trial_config(self, variant: str, seed: int) -> TrialConfig:
+        return apply_overrides(self.base, {**self.variants[variant], "train.seed": seed})
 
     @property
     def reference_variant(self) -> str:
@@ -411,6 +411,7 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
         problems.append(f"{where}: reference={study.reference!r} is not one of the variants {list(study.variants)}")
     if study.metric not in METRICS:
         problems.append(f"{where}: metric={study.metric!r}: choose one of {', '.join(METRICS)}")
+    problems += _check_max_seeds(study, where)
     if problems:
         raise ConfigError("; ".join(problems))
     base = _typed(study.base, where)
@@ -428,6 +429,36 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
     if problems:
         raise ConfigError("; ".join(dict.fromkeys(problems)))
     return study.trials()
+
+
+def _check_max_seeds(study: Study, where: str) -> list[str]:
+    m, n = study.max_seeds, len(study.seeds or ())
+    if m is None:
+        return []
+    if not isinstance(m, int) or isinstance(m, bool):
+        return [f"{where}: max_seeds={m!r} must be a whole number (or None for a fixed number of seeds)"]
+    if m < n or n < 2:
+        fix = "raise max_seeds" if m < n else "start with at least 2 seeds (a paired test needs two)"
+        return [
+            f"{where}: max_seeds={m} with seeds={tuple(study.seeds)!r}: sequential seeds need 2 <= len(seeds) <= max_seeds; {fix}"
+        ]
+    if len(study.variants or {}) < 2:
+        return [f"{where}: max_seeds={m} needs a variant to compare with the reference; add one or drop max_seeds"]
+    return []
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """--seeds: '0-4' (0 to 4), '0,1,5' or a mix ('0-2,7'), in the order given."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected seeds like 0-4 or 0,1,2,5") from None
+    if not out or len(set(out)) != len(out):
+        raise ConfigError(f"--seeds {text!r}: expected distinct seeds, e.g. 0-4 or 0,1,2,5")
+    return tuple(out)
 
 
 def _typed(cfg: TrialConfig, where: str) -> TrialConfig:

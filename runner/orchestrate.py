@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner import checkpoint, storage
 from runner.errors import ConfigError, first_line
-from runner.plan import Plan, TrialSpec
+from runner.plan import TrialSpec
 from runner.resources import TRIAL_DRIVER_CPU, Cluster
 
 log = logging.getLogger(__name__)
@@ -149,12 +149,15 @@ def _filesystem(path: Path) -> str:
 MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
 
 
-def run_study(plan: Plan, datasets: dict, results: str, printer, resume: bool = False):
-    """Run every trial of ``plan`` with Ray Tune into ``results`` (STORAGE/NAME, a directory or URI);
-    returns Tune's ResultGrid. ``datasets[data_key]`` -> {"train", "val"} Ray Datasets.
+def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, printer, resume: bool = False):
+    """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
+    ``results`` (STORAGE/NAME, a directory or URI), ``concurrent`` at once; returns Tune's ResultGrid.
+    ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets. A study that grows runs each new
+    batch of trials as a phase of its own in the same dir.
 
-    With ``resume``, restore the experiment in ``results``: finished trials stay as they are, unfinished
-    and errored ones carry on from their last checkpoint.
+    With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
+    ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
+    last checkpoint.
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -162,7 +165,7 @@ def run_study(plan: Plan, datasets: dict, results: str, printer, resume: bool = 
     from runner.trial import run_trial
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
-    param_space = {"spec": tune.grid_search([s.to_param() for s in plan.specs]), "results_dir": results}
+    param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
     if resume:
         tuner = tune.Tuner.restore(
@@ -172,7 +175,7 @@ def run_study(plan: Plan, datasets: dict, results: str, printer, resume: bool = 
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return tuner.fit()
     tune_config = tune.TuneConfig(
-        max_concurrent_trials=plan.concurrent,
+        max_concurrent_trials=concurrent,
         reuse_actors=True,
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,

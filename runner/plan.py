@@ -9,10 +9,9 @@ it ran. Pure logic: no Ray, no torch.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
-from runner.config import ConfigError, Study, TrialConfig, apply_overrides
+from runner.config import ConfigError, Study, TrialConfig, apply_overrides, flatten
 from runner.resources import Cluster, Fit, fit_trial, max_concurrent
 
 
@@ -103,28 +102,50 @@ def make_plan(
     )
 
 
-def check_same_study(plan: Plan, planned_before: list[dict], where: str) -> None:
-    """Refuse to resume a results dir whose study.json planned other trials than ``plan``.
+@dataclass(frozen=True)
+class Growth:
+    """What a resumed study adds to its results dir, and what it leaves out."""
 
-    Compared through TrialConfig, so a setting added since the study ran compares as its default;
-    resources are left out, as they are fitted to the cluster of the day.
-    """
+    new: tuple[TrialSpec, ...]  # planned now, never planned before: run them
+    removed: tuple[tuple[str, int], ...]  # (variant, seed) planned before, no longer: kept on disk, out of the tables
 
-    def comparable(params: list[dict]) -> list[dict]:
-        return [
-            {
-                "variant": p["variant"],
-                "seed": p["seed"],
-                "order": p.get("order", 0),
-                "data": p.get("data"),
-                "trial": {k: v for k, v in TrialConfig.from_dict(p["trial"]).to_dict().items() if k != "resources"},
-            }
-            for p in params
-        ]
 
-    now = json.loads(json.dumps([s.to_param() for s in plan.specs]))
-    if comparable(now) != comparable(planned_before):
-        raise ConfigError(
-            f"{where} no longer describes that study; resume with the original config and --set values, "
-            "or start a new study without --resume"
-        )
+def grow(plan: Plan, planned_before: list[dict], where: str) -> Growth:
+    """Compare ``plan`` with the trials the results dir planned (study.json): the trials to add, and those
+    left out. A variant whose config changed, or changed data, is refused: its old trials ran something
+    else. Compared through TrialConfig, so a setting added since compares as its default; resources are
+    fitted to the cluster of the day and the seed is the trial's own, so neither counts."""
+    before = {(p["variant"], p["seed"]): p for p in planned_before}
+    old = {p["variant"]: _comparable(TrialConfig.from_dict(p["trial"])) for p in planned_before}
+    changes = {}
+    for s in plan.specs:
+        if s.variant in old:
+            diff = _diff(old[s.variant], _comparable(s.config))
+            if diff:
+                changes[s.variant] = diff
+    if changes:
+        raise ConfigError(_changed_message(changes, where))
+    now = {(s.variant, s.seed) for s in plan.specs}
+    return Growth(
+        tuple(s for s in plan.specs if (s.variant, s.seed) not in before),
+        tuple(k for k in before if k not in now),
+    )
+
+
+def _comparable(cfg: TrialConfig) -> dict:
+    flat = flatten(cfg.to_dict())
+    return {k: v for k, v in flat.items() if not k.startswith("resources.") and k != "train.seed"}
+
+
+def _diff(a: dict, b: dict) -> list[str]:
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _changed_message(changes: dict[str, list[str]], where: str) -> str:
+    data = sorted({d for diff in changes.values() for d in diff if d.startswith("data.")})
+    if data and all(d.startswith("data.") for diff in changes.values() for d in diff):
+        return (f"{where}: the data changed since the study ran ({'; '.join(data)}), so its trials saw other data; "
+                "start a new study without --resume (or restore the data settings)")  # fmt: skip
+    listed = "; ".join(f"variant {v!r} ({', '.join(d)})" for v, d in changes.items())
+    return (f"{where}: changed since its trials ran: {listed}; its finished trials ran the old config: give a changed "
+            "variant a new name, or start a new study without --resume")  # fmt: skip

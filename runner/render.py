@@ -50,6 +50,30 @@ def pvalue(p) -> str:
     return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+EFFECT_HEADER = ["variant", "Δ vs reference ± 95% CI", "P(beats reference on a new seed)",
+                 "detectable Δ (80 % power)", "seeds to detect Δ"]  # fmt: skip
+
+
+def verdict_text(v) -> str:
+    """The verdict, with the look that reached it for sequential seeds."""
+    if v.decided_at is None or v.verdict == "reference":
+        return v.verdict or "-"
+    if v.verdict == "undecided":
+        return f"undecided ({v.decided_at} seeds so far)"
+    return f"{v.verdict} (at {v.decided_at} seeds)"
+
+
+def effect_cells(v) -> list[str]:
+    """A VariantSummary's effect size cells under EFFECT_HEADER ("-" for the reference)."""
+    e = v.effect
+    if not e:
+        return [v.variant, "reference", "-", "-", "-"]
+    delta = signed(e["delta"]) + (f" ± {fmt(e['ci'])}" if e["ci"] is not None else "")
+    p_better = "-" if e["p_better"] is None else f"{e['p_better']:.0%}"
+    needs = "-" if e["n"] < 2 else (f"~{e['seeds_needed']}" if e["seeds_needed"] else "not within 1000")
+    return [v.variant, delta, p_better, fmt(e["detectable"]), needs]
+
+
 def variant_cells(v) -> list[str]:
     """A VariantSummary as the text cells under VARIANT_HEADER (summary.md and report.html)."""
     mean = fmt(v.mean) + (f" ± {fmt(v.ci)}" if v.ci is not None else "")
@@ -67,8 +91,8 @@ def variant_cells(v) -> list[str]:
         gap,
         signed(v.mean_diff),
         v.test or "-",
-        pvalue(v.p_holm),
-        v.verdict or "-",
+        pvalue(v.p_holm if v.decided_at is None else v.p),
+        verdict_text(v),
     ]
 
 
@@ -106,8 +130,19 @@ def reference_of(variants) -> str | None:
     return next((v.variant for v in variants if v.verdict == "reference"), None)
 
 
-def method_note() -> str:
+def sequential_study(variants) -> bool:
+    return any(v.decided_at is not None for v in variants)
+
+
+def method_note(variants=()) -> str:
     """How the comparison is made, in one sentence set (summary.md and report.html)."""
+    if sequential_study(variants):
+        return (
+            "Δ = mean over shared seeds of (variant - reference). Sequential seeds: at each look a paired t-test "
+            f"over the first n seeds; the error rate α = {stats.ALPHA} is spent over the looks (Pocock-type alpha "
+            "spending) and Holm-corrected over the variants within a look, so the chance of any false verdict stays "
+            f"below {stats.ALPHA}; p is the deciding (or last) look's, and a verdict says at how many seeds it came."
+        )
     return (
         f"Δ = mean over shared seeds of (variant - reference). Test: paired t-test below {stats.WILCOXON_MIN} "
         f"shared seeds, Wilcoxon signed-rank from {stats.WILCOXON_MIN}; p Holm-corrected over the variants "
@@ -127,18 +162,40 @@ def markdown(name: str, variants, records, partial: bool = False) -> str:
         "the verdicts): n seeds, mean ± half-width of the 95 % confidence interval (t-distribution; none for n = 1). "
         f"Gap = final train accuracy - final val accuracy, mean over seeds; flagged *overfits* when above {OVERFIT_GAP:.2f}.",
         "",
-        f"Reference: {reference_of(variants) or '-'}. {method_note()}",
+        f"Reference: {reference_of(variants) or '-'}. {method_note(variants)}",
         "",
         "| " + " | ".join(VARIANT_HEADER) + " |",
         "|" + "|".join("---" if h in ("variant", "test", "verdict") else "---:" for h in VARIANT_HEADER) + "|",
     ]
     lines += ["| " + " | ".join(variant_cells(v)) + " |" for v in variants]
+    lines += _effects_markdown(variants)
     lines += _second_markdown(variants)
-    bad = [r for r in records if r.status not in TRAINED]
+    left_out = sum(not r.planned for r in records)
+    if left_out:
+        lines += ["", f"{left_out} trials of variants or seeds no longer in the study are kept on disk and left out."]
+    bad = [r for r in records if r.status not in TRAINED and r.planned]
     if bad:
         lines += ["", "Trials that did not finish:", ""]
         lines += [f"- {r.variant} seed {r.seed}: {r.status}{': ' + r.error if r.error else ''}" for r in bad]
     return "\n".join(lines) + "\n"
+
+
+def _effects_markdown(variants) -> list[str]:
+    if len(variants) < 2:
+        return []
+    return [
+        "",
+        "## Effect sizes",
+        "",
+        "Δ: the mean paired difference from the reference with its 95 % t-interval. P(beats the reference on a new "
+        "seed): the t predictive probability that one more seed's difference is positive. Detectable Δ: the smallest "
+        "difference these seeds detect with 80 % power (two-sided paired t, α = 0.05). Seeds to detect Δ: about how "
+        "many seeds would detect the observed Δ with 80 % power.",
+        "",
+        "| " + " | ".join(EFFECT_HEADER) + " |",
+        "|---|" + "|".join("---:" for _ in EFFECT_HEADER[1:]) + "|",
+        *["| " + " | ".join(effect_cells(v)) + " |" for v in variants],
+    ]
 
 
 def _second_markdown(variants) -> list[str]:
@@ -168,20 +225,34 @@ def console_table(variants) -> str:
     lines = [head, "-" * len(head)]
     for v in variants:
         flag = "!" if v.overfitting else " "
-        verdict = v.verdict or "-"
+        verdict = verdict_text(v).replace("no detectable difference", "no diff")
+        p = v.p_holm if v.decided_at is None else v.p
         lines.append(
             f"{v.variant:<{w}}  {v.trials:>6}  {v.ok:>2}  {fmt(v.mean):>6}  {fmt(v.ci):>6}  "
             f"{fmt(v.std):>6}  {fmt(v.min):>6}  {fmt(v.max):>6}  {fmt(v.best_epoch, 1):>7}  "
-            f"{fmt(v.train_val_gap):>6}{flag}  {pvalue(v.p_holm):>7}  {SHORT_VERDICT.get(verdict, verdict)}"
+            f"{fmt(v.train_val_gap):>6}{flag}  {pvalue(p):>7}  {SHORT_VERDICT.get(verdict, verdict)}"
         )
     ref = reference_of(variants)
-    if ref and len(variants) > 1:
+    if ref and len(variants) > 1 and sequential_study(variants):
+        lines.append(f"verdict: vs {ref}, sequential seeds with α = {stats.ALPHA} spent over the looks (p: the "
+                     "deciding look's); no diff = no detectable difference")  # fmt: skip
+    elif ref and len(variants) > 1:
         lines.append(
             f"verdict: vs {ref} over shared seeds, Holm-corrected p < {stats.ALPHA}; no diff = no detectable difference"
         )
     if any(v.overfitting for v in variants):
         lines.append(f"! train-val gap above {OVERFIT_GAP:.2f}: overfits")
-    return "\n".join(lines + [""] + _second_console(variants, w))
+    return "\n".join(lines + [""] + _effects_console(variants, w) + [""] + _second_console(variants, w))
+
+
+def _effects_console(variants, w: int) -> list[str]:
+    head = f"{'variant':<{w}}   Δ vs ref  ±95%ci  P(beats ref)  detectable Δ  seeds for Δ"
+    lines = [head, "-" * len(head)]
+    for v in variants:
+        _, delta, p_better, mde, needs = effect_cells(v)
+        d, _, ci = delta.partition(" ± ")
+        lines.append(f"{v.variant:<{w}}  {d:>9}  {ci or '-':>6}  {p_better:>12}  {mde:>12}  {needs:>11}")
+    return lines
 
 
 def _second_console(variants, w: int) -> list[str]:

@@ -111,10 +111,17 @@ def _summary_section(variants: list) -> str:
     note = (
         f"<p class='note'>{_e(render.METRIC_WORDS[metric])} over seeds (fractions 0..1; <code>{metric}</code> ranks "
         f"the variants and decides the verdicts), mean ± half-width of the 95 % CI (t-distribution). Reference: "
-        f"<b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note())} "
+        f"<b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note(variants))} "
         f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>"
     )
     main = _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+    if len(variants) > 1:
+        main += (
+            "<h3>Effect sizes</h3><p class='note'>Δ: mean paired difference from the reference with its 95 % CI. "
+            "P(beats the reference on a new seed): t predictive probability. Detectable Δ: the smallest difference "
+            "these seeds detect with 80 % power. Seeds to detect Δ: about how many seeds would detect the observed Δ.</p>"
+            + _table(render.EFFECT_HEADER, [render.effect_cells(v) for v in variants], text_cols={0})
+        )
     second = (
         "<h3>Test split and convergence</h3><p class='note'>"
         + ("Test accuracy: each trial's best val epoch, its model on the test split (picked on nothing). "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -80,6 +80,7 @@ class TrialRecord:
     trial_dir: str = ""  # its dir's name under the results dir ("" for a pending trial)
     checkpoint: str = ""  # the best kept checkpoint, relative to the results dir ("" for none)
     error: str = ""  # the line naming the error of a failed trial
+    planned: bool = True  # False: its variant or seed is no longer in the study (kept on disk, out of the tables)
 
     @property
     def last(self) -> dict:
@@ -159,15 +160,20 @@ class TrialRecord:
 
 def read_records(results_dir: Path) -> list[TrialRecord]:
     """A record per trial dir, plus a ``pending`` one per planned trial that never started; in the
-    study's variant order, then by seed."""
+    study's variant order (study.json's, as the study now is), then by seed. A trial whose (variant, seed)
+    the study no longer plans (a grown study whose file dropped it) is marked ``planned=False``."""
     results_dir = Path(results_dir)
     records = [_record(p.parent) for p in sorted(results_dir.glob("*/params.json"))]
-    started = {(r.variant, r.seed) for r in records}
     study = studyfile.read(results_dir)
-    for spec in study.trials if study else ():
-        if (spec["variant"], spec["seed"]) not in started:
-            records.append(TrialRecord(spec["variant"], spec["seed"], spec.get("order", 0), Status.PENDING))
-    return sorted(records, key=lambda r: (r.order, r.variant, r.seed))
+    if study and study.trials:
+        planned = {(p["variant"], p["seed"]): p.get("order", 0) for p in study.trials}
+        records = [replace(r, order=planned.get((r.variant, r.seed), r.order), planned=(r.variant, r.seed) in planned)
+                   for r in records]  # fmt: skip
+        started = {(r.variant, r.seed) for r in records}
+        records += [
+            TrialRecord(v, s, order, Status.PENDING) for (v, s), order in planned.items() if (v, s) not in started
+        ]
+    return sorted(records, key=lambda r: (not r.planned, r.order, r.variant, r.seed))
 
 
 def _record(trial_dir: Path) -> TrialRecord:

@@ -116,3 +116,88 @@ def compare_all(by_variant: Mapping[str, Mapping[int, float]], reference: str, a
         else:
             out[v] = {**comps[v], "p_holm": adjusted[v], "verdict": verdict(comps[v], adjusted[v], alpha)}
     return out
+
+
+# --------------------------------------------------------------------------- effect sizes and power
+
+POWER = 0.80  # the power at which the smallest detectable difference and the seeds needed are stated
+MAX_SEEDS_NEEDED = 1000  # past this, "seeds needed" is reported as not reachable
+
+
+def power(delta: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test at ``alpha`` to detect a true mean difference ``delta`` over ``n``
+    seeds whose differences have standard deviation ``sd`` (noncentral t)."""
+
+    if n < 2:
+        return 0.0
+    if sd <= 0:
+        return 1.0 if delta else alpha
+    return _power_nc(abs(delta) / sd * math.sqrt(n), n - 1, alpha)
+
+
+def _power_nc(nc: float, df: int, alpha: float) -> float:
+    from scipy import stats
+
+    if nc > 60:  # past any power below 1 - 1e-12
+        return 1.0
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    upper, lower = stats.nct.sf(crit, df, nc), stats.nct.cdf(-crit, df, nc)
+    # scipy's noncentral t can return NaN far in a tail, where the true value is ~0
+    return float(np.nan_to_num(upper) + np.nan_to_num(lower))
+
+
+def detectable(sd: float, n: int, alpha: float = ALPHA, target: float = POWER) -> float | None:
+    """The smallest |difference| that ``n`` seeds detect with power ``target`` (None below 2 seeds)."""
+    from scipy.optimize import brentq
+
+    if n < 2 or not math.isfinite(sd):
+        return None
+    if sd <= 0:
+        return 0.0
+    nc = brentq(lambda c: _power_nc(c, n - 1, alpha) - target, 1e-9, 60)
+    return float(nc * sd / math.sqrt(n))
+
+
+def seeds_needed(delta: float, sd: float, alpha: float = ALPHA, target: float = POWER) -> int | None:
+    """About how many seeds detect a true difference ``delta`` with power ``target`` (None: not within
+    MAX_SEEDS_NEEDED, e.g. for no difference at all)."""
+    if not delta or not math.isfinite(sd):
+        return None
+    lo, hi = 2, MAX_SEEDS_NEEDED
+    if power(delta, sd, hi, alpha) < target:
+        return None
+    while lo < hi:  # power grows with n: the first n that reaches the target
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if power(delta, sd, mid, alpha) < target else (lo, mid)
+    return lo
+
+
+def effect(reference: Mapping[int, float], variant: Mapping[int, float], confidence: float = CONFIDENCE) -> dict:
+    """How large a variant's difference from the reference is, over their shared seeds (paired).
+
+    Returns {"n", "delta": mean difference, "ci": half-width of its t-interval, "sd" of the differences,
+    "p_better": probability that the variant beats the reference on a new seed (the t predictive
+    distribution of one more difference), "detectable": the smallest difference these n seeds detect at
+    POWER, "seeds_needed": about how many seeds would detect ``delta`` at POWER}; None where n is too small.
+    """
+    from scipy import stats
+
+    seeds = sorted(set(reference) & set(variant))
+    d = np.round(np.array([variant[s] - reference[s] for s in seeds], dtype=float), DECIMALS)
+    out = {"n": len(d), "delta": float(d.mean()) if len(d) else None, "ci": None, "sd": None, "p_better": None,
+           "detectable": None, "seeds_needed": None}  # fmt: skip
+    if len(d) < 2:
+        return out
+    sd, n, delta = float(d.std(ddof=1)), len(d), float(d.mean())
+    if sd == 0:
+        p_better = 1.0 if delta > 0 else 0.0 if delta < 0 else 0.5
+    else:
+        p_better = float(stats.t.cdf(delta / (sd * math.sqrt(1 + 1 / n)), n - 1))
+    return {
+        **out,
+        "ci": float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)),
+        "sd": sd,
+        "p_better": p_better,
+        "detectable": detectable(sd, n),
+        "seeds_needed": seeds_needed(delta, sd) if sd > 0 else None,
+    }

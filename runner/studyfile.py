@@ -84,14 +84,29 @@ class StudyFile:
     name: str
     variants: tuple[str, ...]  # in the study's order
     reference: str | None
-    trials: tuple[dict, ...]  # TrialSpec params, as planned
+    trials: tuple[dict, ...]  # TrialSpec params, as planned now
     metric: str = "best_val_accuracy"  # what ranks variants (runner.config.METRICS)
     doc: dict = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()  # the study's own seeds (sequential seeds come after them)
+    max_seeds: int | None = None  # sequential seeds: up to this many
+    phases: tuple[tuple[dict, ...], ...] = ()  # the trials of each Tune run into the dir, oldest first
 
 
 def write(results_dir: Path, **fields) -> None:
     """Write study.json (atomically) with ``fields`` and this process's provenance."""
     doc = {"command": sys.argv, "git_commit": git_commit(), "versions": versions(), "machine": machine(), **fields}
+    _write(Path(results_dir), doc)
+
+
+def update(results_dir: Path, **fields) -> None:
+    """Change ``fields`` of study.json (atomically), keeping the rest; each change is logged under "updates"."""
+    found = read(results_dir)
+    doc = dict(found.doc) if found else {}
+    updates = [*doc.get("updates", []), {"command": sys.argv, "git_commit": git_commit(), "fields": sorted(fields)}]
+    _write(Path(results_dir), {**doc, **fields, "updates": updates})
+
+
+def _write(results_dir: Path, doc: dict) -> None:
     path = Path(results_dir) / NAME
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
@@ -113,4 +128,7 @@ def read(results_dir: Path) -> StudyFile | None:
         tuple(doc.get("trials") or ()),
         doc.get("metric") or "best_val_accuracy",
         doc,
+        tuple(doc.get("seeds") or ()),
+        doc.get("max_seeds"),
+        tuple(tuple(p) for p in doc.get("phases") or [doc.get("trials") or []]),
     )

@@ -21,10 +21,10 @@ import json
 import logging
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runner import cli, render, stats, studyfile
+from runner import cli, render, sequential, stats, studyfile
 from runner.results import COLUMNS, TRAINED, Status, TrialRecord, read_records
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class VariantSummary:
     p_holm: float | None
     verdict: str
     metric: str = "best_val_accuracy"  # what mean .. verdict are of (runner.config.METRICS)
+    effect: dict = field(default_factory=dict)  # stats.effect of the metric vs the reference (empty for it)
+    decided_at: int | None = None  # sequential seeds: the seeds at the look that decided (or so far)
+    level: float | None = None  # sequential seeds: the Holm threshold of that look
     test_accuracy: Measure = Measure()  # the best val epoch's model on the test split
     val_overestimate: Measure = Measure()  # best_val_accuracy - test_accuracy
     epochs_to_95: Measure = Measure()  # convergence speed; its verdict says faster / slower
@@ -74,22 +77,68 @@ class VariantSummary:
 MEASURES = {"test_accuracy": {}, "val_overestimate": {}, "epochs_to_95": {"better": "slower", "worse": "faster"}}
 
 
+@dataclass(frozen=True)
+class Sequential:
+    """A study with sequential seeds (Study.max_seeds): how its looks are replayed (runner.sequential)."""
+
+    seeds: tuple[int, ...]  # every seed it may run, in order: the study's, then the added ones
+    first: int  # the study's own seeds: the first look
+    max_seeds: int
+
+
+def for_study(records: list[TrialRecord], study: studyfile.StudyFile | None) -> list[VariantSummary]:
+    """The variant rows of a results dir: its planned trials, its reference, metric and sequential seeds."""
+    if study is None:
+        return summarize(records)
+    seq = None
+    if study.max_seeds and study.seeds:
+        seq = Sequential(tuple(sequential.extend(study.seeds, study.max_seeds)), len(study.seeds), study.max_seeds)
+    return summarize([r for r in records if r.planned], study.reference, study.metric, seq)
+
+
 def summarize(
-    records: list[TrialRecord], reference: str | None = None, metric: str = "best_val_accuracy"
+    records: list[TrialRecord],
+    reference: str | None = None,
+    metric: str = "best_val_accuracy",
+    seq: Sequential | None = None,
 ) -> list[VariantSummary]:
-    """Per variant, in the records' (the plan's) order; ``metric`` compared with ``reference`` (default: the first)."""
+    """Per variant, in the records' (the plan's) order; ``metric`` compared with ``reference`` (default: the
+    first), by one Holm-corrected test, or with ``seq`` by the sequential looks."""
     variants = list(dict.fromkeys(r.variant for r in records))
     reference = reference or (variants[0] if variants else "")
     done = [r for r in records if r.status != Status.ERROR]  # an errored trial's numbers describe nothing
     by_seed = _by_seed(done, variants, metric)
     tests = stats.compare_all(by_seed, reference)
     extra = {name: _measures(done, variants, name, reference, words) for name, words in MEASURES.items()}
-    return [
+    rows = [
         _variant(
             v, [r for r in records if r.variant == v], by_seed[v], tests[v], metric, {k: m[v] for k, m in extra.items()}
         )
         for v in variants
     ]
+    rows = [replace(r, effect=stats.effect(by_seed[reference], by_seed[r.variant])) if r.variant != reference else r
+            for r in rows]  # fmt: skip
+    return _sequential_verdicts(rows, by_seed, reference, seq) if seq else rows
+
+
+def _sequential_verdicts(rows: list[VariantSummary], by_seed: dict, reference: str, seq: Sequential) -> list:
+    """The verdicts of the looks (runner.sequential), not of one test at the final seeds."""
+    decided = sequential.decide(by_seed, reference, seq.seeds, seq.first, seq.max_seeds)
+    out = []
+    for r in rows:
+        d = decided.get(r.variant)
+        if d is None:  # the reference
+            out.append(r)
+            continue
+        out.append(replace(r, verdict=d["verdict"], p=d["p"], p_holm=None, test=d["test"], decided_at=d["n"],
+                           level=d["level"]))  # fmt: skip
+    return out
+
+
+def values_by_seed(records: list[TrialRecord], metric: str) -> dict[str, dict[int, float]]:
+    """{variant: {seed: value of ``metric``}} over the trials that did not fail, in the records' variant order."""
+    done = [r for r in records if r.status != Status.ERROR]
+    return _by_seed(done, list(dict.fromkeys(r.variant for r in records)), metric)
 
 
 def _by_seed(records: list[TrialRecord], variants: list[str], field: str) -> dict[str, dict[int, float]]:
@@ -176,16 +225,16 @@ def write(results_dir: Path, partial: bool = False) -> tuple[list[TrialRecord], 
     ``partial`` marks the tables as those of an interrupted study. Returns the records and variant rows."""
     results_dir = Path(results_dir)
     records = read_records(results_dir)
-    study = studyfile.read(results_dir)
-    variants = summarize(records, study.reference if study else None, study.metric if study else "best_val_accuracy")
-    rows = [r.row() for r in records]
+    variants = for_study(records, studyfile.read(results_dir))
+    rows = [r.row() for r in records if r.planned]
     with open(results_dir / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
     _write_parquet(results_dir / "summary.parquet", rows)
     (results_dir / "summary.md").write_text(render.markdown(results_dir.name, variants, records, partial))
-    (results_dir / "confusion_by_variant.json").write_text(json.dumps(confusion_by_variant(results_dir, records)))
+    planned = [r for r in records if r.planned]
+    (results_dir / "confusion_by_variant.json").write_text(json.dumps(confusion_by_variant(results_dir, planned)))
     return records, variants
 
 

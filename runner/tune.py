@@ -29,9 +29,11 @@ from runner.config import (
     TrialConfig,
     check_study,
     load_study,
+    parse_seeds,
     parse_set,
     with_overrides,
 )
+from runner.data.source import StudyData
 from runner.plan import Plan, make_plan
 from runner.resources import Cluster
 
@@ -54,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"a cluster) or an s3:// / gs:// URI (default {DEFAULT_STORAGE})",
     )
     p.add_argument("--name", help="results dir name under --storage (default: the study's name, numbered if taken)")
+    p.add_argument("--seeds", metavar="SEEDS", help="the study's seeds instead of the file's, e.g. 0-5 or 0,1,2,7; "
+                   "with --resume, runs only the trials the results dir lacks")  # fmt: skip
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one")
     p.add_argument(
         "--max-concurrent", type=int, metavar="N", help="run at most N trials at once (default: as many as fit)"
@@ -111,53 +115,47 @@ class Prepared:
     """A study ready to plan: validated, its data decoded and audited, its storage checked."""
 
     study: Study
-    trials: list[tuple[str, int, TrialConfig]]  # (variant, seed, config)
-    images: dict  # data key -> runner.data.source.ImageSet
-    data_keys: list[str]  # per trial
+    trials: list[tuple[str, int, TrialConfig]]  # (variant, seed, config) of the study's own seeds
+    data: StudyData
     storage: str
 
-    def plan(self, cluster: Cluster, user_limit: int | None) -> Plan:
-        data = [(key, self.images[key].classes) for key in self.data_keys]
-        return make_plan(self.study, self.trials, data, cluster, user_limit)
+    def plan(self, cluster: Cluster, user_limit: int | None, trials: list | None = None) -> Plan:
+        """The study's trials (or ``trials``, e.g. the ones a sequential look adds) fitted to ``cluster``."""
+        trials = self.trials if trials is None else trials
+        return make_plan(self.study, trials, self.data.for_trials(trials), cluster, user_limit)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
     study = with_overrides(load_study(args.config), parse_set(args.set))
     if args.name:
         study = dataclasses.replace(study, name=args.name)
+    if args.seeds:
+        study = dataclasses.replace(study, seeds=parse_seeds(args.seeds))
     trials = check_study(study, where=args.config)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
-    images, data_keys = _load_data(trials)
-    _check_metric(study, images)
-    return Prepared(study, trials, images, data_keys, storage.check_storage(args.storage, create=not args.dry_run))
+    data = _load_data(trials)
+    _check_metric(study, data.images)
+    return Prepared(study, trials, data, storage.check_storage(args.storage, create=not args.dry_run))
 
 
-def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> tuple[dict, list[str]]:
-    """Every distinct data config decoded once (and audited), its splits shared by the trials that use them
-    (one split per seed with data.split_per_seed); the augmentations checked on one image before any trial."""
+def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
+    """Every distinct data config decoded once and audited, the augmentations checked on one image, before any
+    trial starts; one data line and audit per data config (its other seeds' splits differ only in val)."""
     from runner.data.audit import format_audit
     from runner.data.augment import check_augment
-    from runner.data.source import load_pool, split, splits_per_seed
 
-    pools, keys, trial_keys = {}, {}, []
-    for _, seed, cfg in trials:
-        if cfg.data not in pools:
-            pools[cfg.data] = load_pool(cfg.data)
-        split_seed = seed if splits_per_seed(pools[cfg.data], cfg.data) else None
-        trial_keys.append(keys.setdefault((cfg.data, split_seed), f"d{len(keys)}"))
-    checks = {(repr(c.augment), c.data.image_size, c.data.channels): c for _, _, c in trials}
-    for c in checks.values():
+    data = StudyData()
+    data.for_trials(trials)
+    for c in {(repr(c.augment), c.data.image_size, c.data.channels): c for _, _, c in trials}.values():
         check_augment(c.augment, c.data.image_size, c.data.channels)
-    images = {key: split(pools[d], d, seed) for (d, seed), key in keys.items()}
     shown = set()
-    for (d, seed), key in keys.items():
-        if d in shown:  # one line and audit per data config; its other seeds' splits differ only in val
-            continue
-        shown.add(d)
-        print(_data_line(images[key].summary()) + (", val split per seed" if seed is not None else ""))
-        print(format_audit(images[key].audit))
-    return images, trial_keys
+    for (d, seed), key in data.keys.items():
+        if d not in shown:
+            shown.add(d)
+            print(_data_line(data.images[key].summary()) + (", val split per seed" if seed is not None else ""))
+            print(format_audit(data.images[key].audit))
+    return data
 
 
 def _check_metric(study: Study, images: dict) -> None:
@@ -199,9 +197,8 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
 
 
 def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
-    """Start or join Ray, fit the plan, run its trials into the results dir, write the tables."""
-    from runner import orchestrate
-    from runner.data.ray_data import to_ray_datasets
+    """Start or join Ray, fit the plan, run its trials into the results dir (runner.phases), write the tables."""
+    from runner import orchestrate, phases
     from runner.progress import make_printer
     from runner.storage import Results
 
@@ -220,26 +217,34 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
         signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
         plan = prepared.plan(cluster, args.max_concurrent)
         if resuming:
-            _check_same_study(results, plan, args.config)
+            _check_resumable(results, study, args.config)
         _print_plan(plan, results, resuming)
-        datasets = {key: to_ray_datasets(im) for key, im in prepared.images.items()}
         _write_study_files(results, prepared, plan, args.config, resuming)
+        run = phases.Run(prepared, plan, results, make_printer, print, args.max_concurrent)
         t_fit = time.time()
-        orchestrate.run_study(plan, datasets, results.uri, make_printer(len(plan.specs)), resume=resuming)
-        fit_seconds = time.time() - t_fit
-        return _finish(args, results, len(plan.specs), time.time() - t0, fit_seconds)
+        if resuming:
+            phases.resume(run, f"--resume {results}: {args.config} (with its --set values)")
+        else:
+            run.phase(plan.specs, record=False)  # study.json holds them as its first phase
+        phases.sequential_seeds(run)
+        return _finish(args, results, time.time() - t0, time.time() - t_fit)
     finally:
         results.close()
 
 
-def _check_same_study(results, plan: Plan, config: str) -> None:
+def _check_resumable(results, study: Study, config: str) -> None:
+    """--resume needs the dir's study.json, of this study (its name or its study file's)."""
     from runner import studyfile
-    from runner.plan import check_same_study
 
     results.pull()
-    before = studyfile.read(results.local)
-    if before is not None and before.trials:
-        check_same_study(plan, list(before.trials), f"--resume {results}: {config} (with its --set values)")
+    found = studyfile.read(results.local)
+    if found is None:
+        raise ConfigError(f"--resume {results}: no study.json there, so its plan is unknown; give the results dir "
+                          "the study printed as 'output', or start the study without --resume")  # fmt: skip
+    their_file = Path(found.doc.get("config_file", "")).name
+    if found.name != study.name and their_file != Path(config).name:
+        raise ConfigError(f"--resume {results}: holds study {found.name!r} (from {their_file or 'another file'}), not "
+                          f"{study.name!r} of {config}; resume it with its own study file")  # fmt: skip
 
 
 def _print_plan(plan: Plan, results, resuming: bool) -> None:
@@ -260,9 +265,8 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
     from runner import studyfile
 
     results.local.mkdir(parents=True, exist_ok=True)
-    (results.local / "audit.json").write_text(
-        json.dumps({k: im.audit for k, im in prepared.images.items()}, indent=2) + "\n"
-    )
+    images = prepared.data.images
+    (results.local / "audit.json").write_text(json.dumps({k: im.audit for k, im in images.items()}, indent=2) + "\n")
     if not resuming:
         studyfile.write(
             results.local,
@@ -271,8 +275,10 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
             metric=plan.metric,
             seeds=list(plan.seeds),
             variants={v: dict(prepared.study.variants[v]) for v in plan.variants},
+            max_seeds=prepared.study.max_seeds,
             trials=[s.to_param() for s in plan.specs],
-            data={k: im.summary() for k, im in prepared.images.items()},
+            phases=[[s.to_param() for s in plan.specs]],
+            data={k: im.summary() for k, im in images.items()},
             cluster=dataclasses.asdict(plan.cluster),
             max_concurrent=plan.concurrent,
             config_file=str(Path(config).resolve()),
@@ -280,7 +286,7 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
     results.push()
 
 
-def _finish(args, results, planned: int, seconds: float, fit_seconds: float) -> int:
+def _finish(args, results, seconds: float, fit_seconds: float) -> int:
     """The study's tables and report from what is in the results dir; the console's last lines; the exit code."""
     from runner import render, summary
     from runner.errors import first_line
@@ -288,6 +294,7 @@ def _finish(args, results, planned: int, seconds: float, fit_seconds: float) -> 
     try:
         results.pull()
         records, variants = summary.write(results.local)
+        records = [r for r in records if r.planned]
         unfinished = [r for r in records if r.status.unfinished]
         if unfinished:  # stopped by Ctrl-C / SIGTERM: the tables cover what finished
             summary.write(results.local, partial=True)
@@ -304,12 +311,8 @@ def _finish(args, results, planned: int, seconds: float, fit_seconds: float) -> 
     print(f"{'stopped' if unfinished else 'done'} after {seconds:.0f} s ({fit_seconds:.0f} s running trials)")
     _print_where(results, report)
     if unfinished:
-        print(
-            f"interrupted: {len(unfinished)} of {planned} trials unfinished (summary marked partial); finish them with\n"
-            f"  python -m runner.tune {shlex.join([args.config, *(f'--set={v}' for v in args.set)])} "
-            f"--resume {shlex.quote(results.uri)}",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {len(unfinished)} of {len(records)} trials unfinished (summary marked partial); finish "
+              f"them with\n  {_command(args, results)}", file=sys.stderr)  # fmt: skip
         return 130
     failed = [r for r in records if not r.status.finished]
     if failed:
@@ -318,7 +321,50 @@ def _finish(args, results, planned: int, seconds: float, fit_seconds: float) -> 
             file=sys.stderr,
         )
         return 1
+    _advise(args, results, variants)
     return 0
+
+
+def _command(args, results, seeds: str | None = None) -> str:
+    """The command that resumes (or, with ``seeds``, grows) this study, as the user ran it."""
+    words = [args.config, *(f"--set={v}" for v in args.set)]
+    if seeds:
+        words.append(f"--seeds={seeds}")
+    return f"python -m runner.tune {shlex.join(words)} --resume {shlex.quote(results.uri)}"
+
+
+def _advise(args, results, variants) -> None:
+    """When variants are undecided with a fixed number of seeds: the command that adds seeds, and how many."""
+    from runner import sequential
+
+    undecided = [v for v in variants if v.verdict in ("no detectable difference", "too few seeds")]
+    if not undecided or any(v.decided_at is not None for v in variants):
+        return  # all decided, or sequential seeds already went as far as max_seeds
+    seeds = _seeds_run(results)
+    needed = [v.effect.get("seeds_needed") for v in undecided if v.effect.get("seeds_needed")]
+    target = max(len(seeds) + 1, min(max(needed, default=2 * len(seeds)), max(2 * len(seeds), 10)))
+    more = sequential.extend(seeds, target)
+    print(f"undecided: {', '.join(v.variant for v in undecided)} (with {len(seeds)} seeds); to run seeds "
+          f"{_seed_spec(more[len(seeds):])} too (only the new trials run), use\n  {_command(args, results, _seed_spec(more))}")  # fmt: skip
+
+
+def _seeds_run(results) -> list[int]:
+    from runner import studyfile
+
+    found = studyfile.read(results.local)
+    return list(found.seeds) if found and found.seeds else sorted({p["seed"] for p in found.trials})
+
+
+def _seed_spec(seeds: list[int]) -> str:
+    """[0, 1, 2, 3, 7] -> '0-3,7'."""
+    parts, start = [], None
+    for i, s in enumerate(seeds):
+        if start is None:
+            start = s
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            parts.append(f"{start}-{s}" if s > start else str(s))
+            start = None
+    return ",".join(parts)
 
 
 def _print_where(results, report) -> None:

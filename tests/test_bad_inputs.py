@@ -407,15 +407,15 @@ def test_resume_check_treats_a_key_added_since_as_its_default(tmp_path):
     import json
 
     from runner.config import ConfigError, Study
-    from runner.plan import check_same_study, make_plan
+    from runner.plan import grow, make_plan
     from runner.resources import Cluster
 
     study = Study(name="x", seeds=(0,))
     plan = make_plan(study, study.trials(), [("d0", ["a", "b"])], Cluster(cpus=2, gpus=0, node_cpus=2, node_gpus=0))
     before = json.loads(json.dumps(plan.specs[0].to_param()))
     del before["trial"]["train"]["checkpoint_every"]
-    check_same_study(plan, [before], "configs/x.py")
+    assert grow(plan, [before], "configs/x.py").new == ()
     changed = json.loads(json.dumps(before))
     changed["trial"]["train"]["epochs"] = 3
-    with pytest.raises(ConfigError, match="no longer describes that study"):
-        check_same_study(plan, [changed], "configs/x.py")
+    with pytest.raises(ConfigError, match=r"variant 'base' \(train.epochs: 3 -> 10\)"):
+        grow(plan, [changed], "configs/x.py")

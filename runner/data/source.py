@@ -268,3 +268,30 @@ def _write_cache(key: str, pool: Pool) -> None:
         os.replace(tmp, path)
     except OSError as e:
         log.warning("could not write the decode cache %s (%s); the next study decodes again", path, e)
+
+
+class StudyData:
+    """A study's images: each data config decoded once, its splits kept by key ("d" + a digest) and shared by
+    the trials that use them (one split per seed with data.split_per_seed); trials added later (grown or
+    sequential seeds) get theirs on first use."""
+
+    def __init__(self):
+        self.pools: dict[DataConfig, Pool] = {}
+        self.keys: dict[tuple[DataConfig, int | None], str] = {}
+        self.images: dict[str, ImageSet] = {}
+
+    def key(self, cfg: DataConfig, seed: int) -> str:
+        if cfg not in self.pools:
+            self.pools[cfg] = load_pool(cfg)
+        split_seed = seed if splits_per_seed(self.pools[cfg], cfg) else None
+        if (cfg, split_seed) not in self.keys:
+            # named by content, so a resumed or grown study finds the same key for the same data
+            digest = hashlib.sha256(json.dumps([repr(cfg), split_seed]).encode()).hexdigest()[:10]
+            key = self.keys[(cfg, split_seed)] = f"d{digest}"
+            self.images[key] = split(self.pools[cfg], cfg, split_seed)
+        return self.keys[(cfg, split_seed)]
+
+    def for_trials(self, trials: list) -> list[tuple[str, list[str]]]:
+        """(data key, class names) of each (variant, seed, TrialConfig)."""
+        keys = [self.key(cfg.data, seed) for _, seed, cfg in trials]
+        return [(k, self.images[k].classes) for k in keys]

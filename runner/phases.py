@@ -1,0 +1,123 @@
+"""A study's runs into its results dir, phase by phase: each phase is one Ray Tune run of some trials.
+
+- A new study: one phase, every trial of the plan.
+- ``--resume``: the newest phase restored (its unfinished and errored trials carry on from their last
+  checkpoint), then, when the study file now plans trials the dir lacks (more seeds, new variants), one
+  new phase with just those. Trials already there are never rerun or rewritten; a changed variant or
+  changed data is refused (runner.plan.grow).
+- ``Study(max_seeds=N)``: after that, look again (runner.sequential) and run the next seed for the
+  undecided variants and the reference, one phase per look, until every variant is decided or has N seeds.
+
+study.json records every phase's trials, so the newest one can be restored and the summary covers all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from runner import orchestrate, sequential, studyfile
+from runner.config import TrialConfig
+from runner.plan import Plan, TrialSpec, grow
+from runner.results import read_records
+
+
+@dataclass
+class Run:
+    """What the phases of one CLI call share."""
+
+    prepared: object  # runner.tune.Prepared: the study, its data (StudyData), and how to plan more trials
+    plan: Plan
+    results: object  # runner.storage.Results
+    printer_factory: Callable[[int], object]  # a Tune callback printing a line per finished trial, for N trials
+    say: Callable[[str], None]  # a line for the console
+    user_limit: int | None = None
+    datasets: dict | None = None  # data key -> Ray Datasets, made as phases need them
+
+    def phase(self, specs: Iterable[TrialSpec], record: bool = True) -> None:
+        """Run ``specs`` as a new phase in the results dir, recorded in study.json first."""
+        params = [s.to_param() for s in specs]
+        if record:
+            self._record(params)
+        self._run(params, resume=False)
+
+    def restore(self, params: list[dict]) -> None:
+        """Restore the newest phase (its trials ``params``): unfinished and errored trials carry on."""
+        self._run(params, resume=True)
+
+    def _run(self, params: list[dict], resume: bool) -> None:
+        from runner.data.ray_data import to_ray_datasets
+
+        data = self.prepared.data
+        self.datasets = self.datasets or {}
+        for p in params:  # data keys are named by content, so a phase recorded earlier names today's datasets
+            key = data.key(TrialConfig.from_dict(p["trial"]).data, p["seed"])
+            if key not in self.datasets:
+                self.datasets[key] = to_ray_datasets(data.images[key])
+        orchestrate.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri,
+                               self.printer_factory(len(params)), resume=resume)  # fmt: skip
+
+    def _record(self, params: list[dict]) -> None:
+        found = studyfile.read(self.results.local)
+        known = {(p["variant"], p["seed"]) for p in found.trials}
+        trials = [*found.trials, *(p for p in params if (p["variant"], p["seed"]) not in known)]
+        studyfile.update(self.results.local, trials=trials, phases=[*map(list, found.phases), params])
+        self.results.push()
+
+
+def resume(run: Run, where: str) -> None:
+    """Finish the newest phase, then run the trials the study file adds (refusing changed variants or data)."""
+    found = studyfile.read(run.results.local)
+    growth = grow(run.plan, list(found.trials), where)
+    if growth.removed:
+        k = growth.removed[0]
+        run.say(f"note   {len(growth.removed)} trials no longer in the study (e.g. {k[0]} seed {k[1]}) are kept on "
+                "disk and left out of the tables")  # fmt: skip
+    latest = list(found.phases[-1]) if found.phases else []
+    records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
+    if any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
+        run.restore(latest)
+    if growth.new:
+        variants = ", ".join(dict.fromkeys(s.variant for s in growth.new))
+        run.say(f"grow   {len(growth.new)} new trials ({variants}); the {len(records)} trials already there are kept")
+        _update_study(run)
+        run.phase(growth.new)
+
+
+def _finished(record) -> bool:
+    return record is not None and record.status.finished
+
+
+def _update_study(run: Run) -> None:
+    """study.json as the study file now is: its seeds, variants, reference (the trials come with their phase)."""
+    study = run.prepared.study
+    studyfile.update(run.results.local, seeds=list(study.seeds), max_seeds=study.max_seeds, reference=run.plan.reference,
+                     variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric)  # fmt: skip
+
+
+def sequential_seeds(run: Run) -> None:
+    """Look, and run the next seed for the undecided variants and the reference, until none is left."""
+    from runner.summary import values_by_seed
+
+    study = run.prepared.study
+    if not study.max_seeds:
+        return
+    order = sequential.extend(study.seeds, study.max_seeds)
+    while True:
+        records = [r for r in read_records(run.results.local) if r.planned]
+        if any(not r.status.finished for r in records):
+            return  # interrupted or failed: the summary says so, and --resume carries on
+        decisions = sequential.decide(values_by_seed(records, study.metric), run.plan.reference, order,
+                                      len(study.seeds), study.max_seeds)  # fmt: skip
+        seed = sequential.next_seed(decisions, study.seeds, len(study.seeds), study.max_seeds)
+        if seed is None:
+            return
+        undecided = [v for v, d in decisions.items() if d["verdict"] == sequential.UNDECIDED]
+        have = {(r.variant, r.seed) for r in records}
+        trials = [
+            (v, seed, study.trial_config(v, seed)) for v in [run.plan.reference, *undecided] if (v, seed) not in have
+        ]
+        n = decisions[undecided[0]]["n"]
+        run.say(f"seeds  undecided after {n} seeds: {', '.join(undecided)}; adding seed {seed} to them and "
+                f"{run.plan.reference}")  # fmt: skip
+        run.phase(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs)
