@@ -77,10 +77,12 @@ def resume(run: Run, where: str) -> None:
     records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
     if any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
         run.restore(latest)
+    if growth.new or growth.removed:
+        now = {(s.variant, s.seed) for s in run.plan.specs}
+        _update_study(run, [p for p in found.trials if (p["variant"], p["seed"]) in now])
     if growth.new:
         variants = ", ".join(dict.fromkeys(s.variant for s in growth.new))
         run.say(f"grow   {len(growth.new)} new trials ({variants}); the {len(records)} trials already there are kept")
-        _update_study(run)
         run.phase(growth.new)
 
 
@@ -88,11 +90,13 @@ def _finished(record) -> bool:
     return record is not None and record.status.finished
 
 
-def _update_study(run: Run) -> None:
-    """study.json as the study file now is: its seeds, variants, reference (the trials come with their phase)."""
+def _update_study(run: Run, kept: list[dict]) -> None:
+    """study.json as the study file now is: its seeds, variants, reference, and the trials it still plans (a new
+    phase adds its own)."""
     study = run.prepared.study
     studyfile.update(run.results.local, seeds=list(study.seeds), max_seeds=study.max_seeds, reference=run.plan.reference,
-                     variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric)  # fmt: skip
+                     variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric, trials=kept)  # fmt: skip
+    run.results.push()
 
 
 def sequential_seeds(run: Run) -> None:
@@ -104,6 +108,7 @@ def sequential_seeds(run: Run) -> None:
         return
     order = sequential.extend(study.seeds, study.max_seeds)
     while True:
+        run.results.pull()  # a URI's trials wrote there; the looks read a local copy
         records = [r for r in read_records(run.results.local) if r.planned]
         if any(not r.status.finished for r in records):
             return  # interrupted or failed: the summary says so, and --resume carries on

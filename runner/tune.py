@@ -330,6 +330,8 @@ def _command(args, results, seeds: str | None = None) -> str:
     words = [args.config, *(f"--set={v}" for v in args.set)]
     if seeds:
         words.append(f"--seeds={seeds}")
+    if args.storage != DEFAULT_STORAGE:
+        words.append(f"--storage={args.storage}")
     return f"python -m runner.tune {shlex.join(words)} --resume {shlex.quote(results.uri)}"
 
 
