@@ -86,26 +86,13 @@ class TrialRecord:
     def last(self) -> dict:
         return self.epochs[-1] if self.epochs else {}
 
-    @property
-    def best_val_accuracy(self) -> float | None:
-        return self.last.get("best_val_accuracy")
-
-    @property
-    def best_epoch(self) -> int | None:
-        return self.last.get("best_epoch")
-
-    @property
-    def epochs_run(self) -> int:
-        return self.last.get("epoch", 0)
-
-    @property
-    def final_val_accuracy(self) -> float | None:
-        return self.last.get("val_accuracy")
-
-    @property
-    def test_accuracy(self) -> float | None:
-        """The best val epoch's model on the test split, taken at the trial's end (None without a test split)."""
-        return self.last.get("test_accuracy")
+    # from the last epoch's result
+    best_val_accuracy = property(lambda self: self.last.get("best_val_accuracy"))
+    best_epoch = property(lambda self: self.last.get("best_epoch"))
+    epochs_run = property(lambda self: self.last.get("epoch", 0))
+    final_val_accuracy = property(lambda self: self.last.get("val_accuracy"))
+    # the best val epoch's model on the test split, taken at the trial's end (None without a test split)
+    test_accuracy = property(lambda self: self.last.get("test_accuracy"))
 
     @property
     def val_overestimate(self) -> float | None:
