@@ -3,11 +3,13 @@ convergence speed and grayscale studies, on real image folders."""
 
 import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_image, run_cli, save_image, write_study
+from conftest import ROOT, random_image, run_cli, save_image, write_study
 from PIL import Image
 
 from runner.config import ConfigError, DataConfig
@@ -228,3 +230,26 @@ def test_grayscale_study_on_a_train_val_test_folder_ranked_by_test_accuracy(tmp_
     assert "precision" in (trial / "test_classification_report.txt").read_text()
     md = (results / "summary.md").read_text()
     assert "`test_accuracy` ranks the variants" in md and "## Test split and convergence" in md
+    # the grayscale model evaluates a folder as it was trained: one channel, on the folder's test/
+    ev = subprocess.run([sys.executable, "-m", "runner.evaluate", str(results), "--data", str(root)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ev.returncode == 0, ev.stderr
+    assert "8 images of test/" in ev.stdout
+
+
+def test_max_seeds_below_the_seeds(tmp_path):
+    study = write_study(
+        tmp_path / "s.py", 'study = Study(name="m", variants={"a": {}, "b": {}}, seeds=(0, 1, 2), max_seeds=2)\n'
+    )
+    proc = run_cli(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert (
+        "max_seeds=2 with seeds=(0, 1, 2): sequential seeds need 2 <= len(seeds) <= max_seeds; raise max_seeds"
+        in proc.stderr
+    )
+
+
+def test_a_test_folder_wins_over_test_fraction(tmp_path, caplog):
+    s = load_images(DataConfig(path=str(_folder(tmp_path / "f")), image_size=S, test_fraction=0.3))
+    assert len(s.test_y) == 6  # the folder's own test/, nothing held out of train
+    assert "data.test_fraction=0.3 is not used" in caplog.text

@@ -136,6 +136,8 @@ def splits_per_seed(pool: Pool, cfg: DataConfig) -> bool:
 def split(pool: Pool, cfg: DataConfig, seed: int | None = None) -> ImageSet:
     """The pool's train / val (/ test) arrays: the source's own splits, the missing ones held out."""
     codes = pool.split
+    if pool.fixed_test and cfg.test_fraction > 0:
+        log.warning("%s has its own test split: data.test_fraction=%g is not used", pool.source, cfg.test_fraction)
     if not pool.fixed_test and cfg.test_fraction > 0:
         codes = hold_out(pool.labels, codes, cfg.test_fraction, test_seed(cfg.split_seed), TEST)
     if not pool.fixed_val:
