@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runner import orchestrate, sequential, studyfile
-from runner.config import TrialConfig
+from runner.config import ConfigError, TrialConfig
 from runner.plan import Plan, TrialSpec, grow
 from runner.results import read_records
 
@@ -74,6 +74,9 @@ def resume(run: Run, where: str) -> None:
         run.say(f"note   {len(growth.removed)} trials no longer in the study (e.g. {k[0]} seed {k[1]}) are kept on "
                 "disk and left out of the tables")  # fmt: skip
     latest = list(found.phases[-1]) if found.phases else []
+    if any("classes" not in p or "fit" not in p for p in latest):
+        raise ConfigError(f"{where}: written by an older runner, whose trials this one cannot carry on; finish it with "
+                          "that version, or start a new study (runner summary still reads it)")  # fmt: skip
     records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
     if any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
         run.restore(latest)

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import cli, storage
 from runner.config import (
@@ -33,9 +34,11 @@ from runner.config import (
     parse_set,
     with_overrides,
 )
-from runner.data.source import StudyData
 from runner.plan import Plan, make_plan
 from runner.resources import Cluster
+
+if TYPE_CHECKING:
+    from runner.data.source import StudyData
 
 DEFAULT_STORAGE = "~/ray_results"
 
@@ -144,6 +147,7 @@ def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
     trial starts; one data line and audit per data config (its other seeds' splits differ only in val)."""
     from runner.data.audit import format_audit
     from runner.data.augment import check_augment
+    from runner.data.source import StudyData
 
     data = StudyData()
     data.for_trials(trials)
