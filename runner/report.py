@@ -40,10 +40,8 @@ def write_report(results_dir: Path) -> Path:
     results_dir = Path(results_dir)
     found = studyfile.read(results_dir)
     study = found.doc if found else {}
-    rows = read_records(results_dir)
-    variants = summary.summarize(
-        rows, found.reference if found else None, found.metric if found else "best_val_accuracy"
-    )
+    rows = [r for r in read_records(results_dir) if r.planned]
+    variants = summary.for_study(rows, found)
     unfinished = [r for r in rows if r.status in UNFINISHED]
     parts = [
         f"<h1>{_e(study.get('study', results_dir.name))}</h1>",

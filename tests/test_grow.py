@@ -90,6 +90,10 @@ def test_sequential_seeds_decide_the_clear_variant_early_and_run_the_close_one_t
     assert seeds["near"] == seeds["base"] == [0, 1, 2, 3, 4]  # to max_seeds
     assert "worse (at 3 seeds)" in proc.stdout and "no diff (at 5 seeds)" in proc.stdout
     assert "adding seed 3" in proc.stdout and "adding seed 4" in proc.stdout
+    results = tmp_path / "out" / "seq"
+    for page in ((results / "summary.md").read_text(), (results / "report.html").read_text()):
+        assert "worse (at 3 seeds)" in page and "no detectable difference (at 5 seeds)" in page
+        assert "Pocock-type alpha spending" in page
 
 
 def test_resume_needs_the_studys_own_results_dir(tmp_path):
