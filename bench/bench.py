@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from runner.config import DataConfig, TrialConfig  # noqa: E402
-from runner.data.builtin import lesions  # noqa: E402
+from runner.data.source import load_images  # noqa: E402
 
 TARGETS = {"c/b": 0.9, "fixed cost per trial (s)": 5.0, "e runner/course": 1.0, "peak GiB per trial": 1.5}
 
@@ -48,7 +48,8 @@ def write_course_folder(root: Path) -> Path:
     """builtin:lesions as PNG files in ROOT/train/CLASS and ROOT/val/CLASS (the course's layout)."""
     from PIL import Image
 
-    tx, ty, vx, vy, classes = lesions(DataConfig())
+    s = load_images(DataConfig())
+    tx, ty, vx, vy, classes = s.train_x, s.train_y, s.val_x, s.val_y, s.classes
     for split, xs, ys in (("train", tx, ty), ("val", vx, vy)):
         for i, (x, y) in enumerate(zip(xs, ys)):
             d = root / split / classes[y]
