@@ -16,6 +16,7 @@ from runner import checkpoint, storage
 from runner.errors import ConfigError, first_line
 from runner.plan import TrialSpec
 from runner.resources import TRIAL_DRIVER_CPU, Cluster
+from runner.results import trial_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -202,5 +203,4 @@ def _resources(config: dict) -> dict:
 
 def _trial_name(trial) -> str:
     spec = trial.config["spec"]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec["variant"])
-    return f"{safe}_seed{spec['seed']}_{trial.trial_id}"
+    return trial_dir_name(spec["variant"], spec["seed"], trial.trial_id)

@@ -149,3 +149,22 @@ def _changed_message(changes: dict[str, list[str]], where: str) -> str:
     listed = "; ".join(f"variant {v!r} ({', '.join(d)})" for v, d in changes.items())
     return (f"{where}: changed since its trials ran: {listed}; its finished trials ran the old config: give a changed "
             "variant a new name, or start a new study without --resume")  # fmt: skip
+
+
+EVENTS_PER_EPOCH = 128 * 1024  # bytes of events and results a trial writes per epoch (init_study measured ~90 KiB)
+STATE_COPIES = {"adam": 3, "adamw": 3, "sgd": 2}  # weights + optimizer state a checkpoint holds, in weight copies
+
+
+def checkpoint_bytes(cfg: TrialConfig, n_classes: int) -> int:
+    """About how large one checkpoint of ``cfg``'s model is: its weights and optimizer state in float32."""
+    width, n = cfg.data.image_size**2 * cfg.data.channels, 0
+    for h in (*cfg.model.hidden, n_classes):
+        n += width * h + h + (4 * h if cfg.model.batchnorm and h != n_classes else 0)
+        width = h
+    return 4 * n * STATE_COPIES.get(cfg.optim.name, 3)
+
+
+def storage_needed(trials: list[tuple[TrialConfig, int]]) -> int:
+    """Bytes trials ((config, classes) each) write: Ray keeps two checkpoints per trial (the best and the
+    latest), plus each epoch's events and results."""
+    return sum(2 * checkpoint_bytes(cfg, n) + cfg.train.epochs * EVENTS_PER_EPOCH for cfg, n in trials)

@@ -23,6 +23,7 @@ import numpy as np
 
 from runner import cli, render, stats, studyfile, summary
 from runner.results import UNFINISHED, Status, read_records
+from runner.storage import write_atomic
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -72,7 +73,7 @@ def write_report(results_dir: Path) -> Path:
         f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
     out = results_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
+    write_atomic(out, page)
     return out
 
 

@@ -11,6 +11,8 @@ killed and partial studies: a line cut short by a crash is skipped, a trial whos
 from __future__ import annotations
 
 import json
+import logging
+import re
 import statistics
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -18,6 +20,8 @@ from pathlib import Path
 
 from runner import checkpoint, studyfile
 from runner.errors import first_line
+
+log = logging.getLogger(__name__)
 
 
 class Status(StrEnum):
@@ -30,6 +34,7 @@ class Status(StrEnum):
     ERROR = "error"  # the training code failed; error.txt holds the traceback
     INTERRUPTED = "interrupted"  # started, then the study stopped (Ctrl-C, SIGTERM, kill): --resume finishes it
     PENDING = "pending"  # planned, never started
+    DAMAGED = "damaged"  # its files cannot be read (params.json empty or cut short): a row, never a traceback
 
     @property
     def finished(self) -> bool:
@@ -154,6 +159,9 @@ def read_records(results_dir: Path) -> list[TrialRecord]:
     study = studyfile.read(results_dir)
     if study and study.trials:
         planned = {(p["variant"], p["seed"]): p.get("order", 0) for p in study.trials}
+        by_dir_name = {(_safe(v), seed): v for v, seed in planned}  # a damaged trial knows only its dir's name
+        records = [replace(r, variant=by_dir_name.get((r.variant, r.seed), r.variant)) if r.status == Status.DAMAGED
+                   else r for r in records]  # fmt: skip
         records = [replace(r, order=planned.get((r.variant, r.seed), r.order), planned=(r.variant, r.seed) in planned)
                    for r in records]  # fmt: skip
         started = {(r.variant, r.seed) for r in records}
@@ -164,8 +172,11 @@ def read_records(results_dir: Path) -> list[TrialRecord]:
 
 
 def _record(trial_dir: Path) -> TrialRecord:
-    spec = json.loads((trial_dir / "params.json").read_text())["spec"]
-    epochs = tuple(read_results(trial_dir / "result.json"))
+    try:
+        spec = json.loads((trial_dir / "params.json").read_text())["spec"]
+        epochs = tuple(read_results(trial_dir / "result.json"))
+    except (OSError, ValueError, KeyError, TypeError) as e:  # empty, cut short or garbled by a fault
+        return _damaged(trial_dir, e)
     status = Status(epochs[-1].get("status", Status.PENDING)) if epochs else Status.PENDING
     err = trial_dir / "error.txt"
     error = ""
@@ -183,6 +194,27 @@ def _record(trial_dir: Path) -> TrialRecord:
         checkpoint.best(trial_dir),
         error,
     )
+
+
+def trial_dir_name(variant: str, seed: int, trial_id: str) -> str:
+    """A trial's dir in the results dir: VARIANT_seedN_TRIALID, the variant made safe for a path."""
+    return f"{_safe(variant)}_seed{seed}_{trial_id}"
+
+
+def _safe(variant: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)
+
+
+# a trial dir: VARIANT_seedN_TRIALID, Tune trial ids like 71ef6_00000
+_TRIAL_DIR = re.compile(r"^(?P<variant>.+)_seed(?P<seed>-?\d+)_(?P<trial_id>[0-9a-f]+_\d+)$")
+
+
+def _damaged(trial_dir: Path, e: Exception) -> TrialRecord:
+    """A trial whose files cannot be read: its variant and seed from its dir's name, and why."""
+    log.warning("%s: unreadable (%s); its row says damaged", trial_dir, first_line(e))
+    m = _TRIAL_DIR.match(trial_dir.name)
+    variant, seed = (m["variant"], int(m["seed"])) if m else (trial_dir.name, -1)
+    return TrialRecord(variant, seed, 0, Status.DAMAGED, (), trial_dir.name, "", f"unreadable: {first_line(e, 200)}")
 
 
 def read_results(path: Path) -> list[dict]:

@@ -146,6 +146,18 @@ def write_text(location: str, text: str) -> None:
         f.write(text.encode())
 
 
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file whole or not at all: a temp file beside it, then a rename, so a crash or a full disk
+    never leaves a file cut short (the temp file is removed when the write fails)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def upload(local_dir: Path, location: str, seen: dict | None = None, recursive: bool = True) -> dict:
     """Copy the files of ``local_dir`` that changed since ``seen`` (``{relpath: (size, mtime)}``) to
     ``location``; returns the new ``seen``."""
@@ -302,17 +314,68 @@ def check_storage(location: str, create: bool = True) -> str:
 
 
 def new_results_dir(location: str, name: str, explicit: bool) -> str:
-    """STORAGE/NAME; a study run again without --name gets NAME-2, NAME-3, ... so no result is overwritten."""
+    """STORAGE/NAME; a study run again without --name gets NAME-2, NAME-3, ... so no result is overwritten.
+    A local dir is claimed by creating it (atomic): two studies started at once never share one (an explicit
+    --name may be an empty dir that is there; storage.Lock then keeps a second writer out)."""
     taken = set(children(location))
     d = join(location, name)
-    if name not in taken or not children(d):
-        return d
     if explicit:
-        raise ConfigError(f"--name {name}: {d} already holds results; pick another --name or remove that directory")
-    i = 2
-    while f"{name}-{i}" in taken:
-        i += 1
-    return join(location, f"{name}-{i}")
+        if name in taken and children(d):
+            raise ConfigError(f"--name {name}: {d} already holds results; pick another --name or remove that directory")
+        return d
+    for n in [name] + [f"{name}-{i}" for i in range(2, len(taken) + 1000)]:
+        d = join(location, n)
+        if n not in taken and (is_uri(location) or _claim(Path(d))):
+            return d
+    raise ConfigError(f"--storage {location}: no free name for {name}-N; remove old results")
+
+
+def _claim(d: Path) -> bool:
+    """Create ``d``; False when another process created it first."""
+    try:
+        d.mkdir()
+        return True
+    except FileExistsError:
+        return False
+
+
+class Lock:
+    """One writer per results dir: a lock file naming this process, refused while a live process holds it
+    (a dir on this machine; a URI cannot be locked this way and is not)."""
+
+    NAME = ".runner.lock"
+
+    def __init__(self, location: str):
+        self.path = None if is_uri(location) else local_path(location) / self.NAME
+
+    def __enter__(self) -> Lock:
+        if self.path is None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return self
+            except FileExistsError:
+                holder = self._holder()
+                if holder and holder != os.getpid():
+                    raise ConfigError(f"{self.path.parent}: another runner (pid {holder}) is writing there; wait for it "
+                                      "to finish, or give this study another --name") from None  # fmt: skip
+                self.path.unlink(missing_ok=True)  # left by a process that is gone
+        raise ConfigError(f"{self.path.parent}: cannot take its lock file {self.NAME}")
+
+    def _holder(self) -> int | None:
+        try:
+            pid = int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        return pid if pid and Path(f"/proc/{pid}").exists() else None
+
+    def __exit__(self, *exc) -> None:
+        if self.path is not None and self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
 
 
 def resume_dir(location: str, name: str, given: str) -> str:

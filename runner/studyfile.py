@@ -107,10 +107,9 @@ def update(results_dir: Path, **fields) -> None:
 
 
 def _write(results_dir: Path, doc: dict) -> None:
-    path = Path(results_dir) / NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
+    from runner.storage import write_atomic
+
+    write_atomic(Path(results_dir) / NAME, json.dumps(doc, indent=2, default=str))
 
 
 def read(results_dir: Path) -> StudyFile | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import statistics
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from runner import cli, render, sequential, stats, studyfile
 from runner.results import COLUMNS, TRAINED, Status, TrialRecord, read_records
+from runner.storage import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -227,14 +229,15 @@ def write(results_dir: Path, partial: bool = False) -> tuple[list[TrialRecord], 
     records = read_records(results_dir)
     variants = for_study(records, studyfile.read(results_dir))
     rows = [r.row() for r in records if r.planned]
-    with open(results_dir / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(results_dir / "summary.csv", text.getvalue())
     _write_parquet(results_dir / "summary.parquet", rows)
-    (results_dir / "summary.md").write_text(render.markdown(results_dir.name, variants, records, partial))
+    write_atomic(results_dir / "summary.md", render.markdown(results_dir.name, variants, records, partial))
     planned = [r for r in records if r.planned]
-    (results_dir / "confusion_by_variant.json").write_text(json.dumps(confusion_by_variant(results_dir, planned)))
+    write_atomic(results_dir / "confusion_by_variant.json", json.dumps(confusion_by_variant(results_dir, planned)))
     return records, variants
 
 
@@ -254,7 +257,9 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
         "error": pa.string(),
     }
     schema = pa.schema([(c, types.get(c, pa.float64())) for c in COLUMNS])
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
+    write_atomic(path, buf.getvalue().to_pybytes())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -127,6 +127,13 @@ class Prepared:
         trials = self.trials if trials is None else trials
         return make_plan(self.study, trials, self.data.for_trials(trials), cluster, user_limit)
 
+    def storage_needed(self) -> int:
+        """About how many bytes the study's trials write (runner.plan.storage_needed)."""
+        from runner.plan import storage_needed
+
+        classes = [len(c) for _, c in self.data.for_trials(self.trials)]
+        return storage_needed([(cfg, n) for (_, _, cfg), n in zip(self.trials, classes)])
+
 
 def prepare(args: argparse.Namespace) -> Prepared:
     study = with_overrides(load_study(args.config), parse_set(args.set))
@@ -139,7 +146,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
     data = _load_data(trials)
     _check_metric(study, data.images)
-    return Prepared(study, trials, data, storage.check_storage(args.storage, create=not args.dry_run))
+    prepared = Prepared(study, trials, data, storage.check_storage(args.storage, create=not args.dry_run))
+    if args.resume is None and not args.dry_run:
+        _check_space(prepared.storage, prepared)
+    return prepared
 
 
 def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
@@ -183,6 +193,7 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
     )
     print(f"{_study_line(plan)}, {plan.concurrent} at a time on {where} ({cpus:g} CPUs)")
     print(f"output {storage.join(prepared.storage, plan.study)}")
+    print(f"disk   about {_gib(prepared.storage_needed())} of checkpoints, events and results")
     print()
     w = max(7, *(len(s.variant) for s in plan.specs))
     print(f"{'variant':<{w}}  seed  epochs  batch  workers  cpus/worker  gpus/worker  changes")
@@ -202,8 +213,6 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
 
 def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
     """Start or join Ray, fit the plan, run its trials into the results dir (runner.phases), write the tables."""
-    from runner import orchestrate, phases
-    from runner.progress import make_printer
     from runner.storage import Results
 
     resuming = args.resume is not None
@@ -214,26 +223,52 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
         else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name))
     )
     try:
-        cluster = orchestrate.init_ray(args.address, args.verbose)
-        orchestrate.check_shared_storage(prepared.storage, cluster)
-        # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
-        # ray.init, which installs a handler of its own that would end the process at once.
-        signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-        plan = prepared.plan(cluster, args.max_concurrent)
-        if resuming:
-            _check_resumable(results, study, args.config)
-        _print_plan(plan, results, resuming)
-        _write_study_files(results, prepared, plan, args.config, resuming)
-        run = phases.Run(prepared, plan, results, make_printer, print, args.max_concurrent)
-        t_fit = time.time()
-        if resuming:
-            phases.resume(run, f"--resume {results}: {args.config} (with its --set values)")
-        else:
-            run.phase(plan.specs, record=False)  # study.json holds them as its first phase
-        phases.sequential_seeds(run)
-        return _finish(args, results, time.time() - t0, time.time() - t_fit)
+        with storage.Lock(results.uri):
+            return _execute(prepared, args, t0, results, resuming)
     finally:
         results.close()
+
+
+def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool) -> int:
+    from runner import orchestrate, phases
+    from runner.progress import make_printer
+
+    cluster = orchestrate.init_ray(args.address, args.verbose)
+    orchestrate.check_shared_storage(prepared.storage, cluster)
+    # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
+    # ray.init, which installs a handler of its own that would end the process at once.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    plan = prepared.plan(cluster, args.max_concurrent)
+    if resuming:
+        _check_resumable(results, prepared.study, args.config)
+
+    _print_plan(plan, results, resuming)
+    _write_study_files(results, prepared, plan, args.config, resuming)
+    run = phases.Run(prepared, plan, results, make_printer, print, args.max_concurrent)
+    t_fit = time.time()
+    if resuming:
+        phases.resume(run, f"--resume {results}: {args.config} (with its --set values)")
+    else:
+        run.phase(plan.specs, record=False)  # study.json holds them as its first phase
+    phases.sequential_seeds(run)
+    return _finish(args, results, time.time() - t0, time.time() - t_fit)
+
+
+def _check_space(location: str, prepared: Prepared) -> None:
+    """Refuse a study that cannot fit on its storage's disk, before anything starts (a dir; a URI is not checked)."""
+    import shutil
+
+    if storage.is_uri(location):
+        return
+    need, free = prepared.storage_needed(), shutil.disk_usage(location).free
+    if need > free:
+        raise ConfigError(f"--storage {location}: the study writes about {_gib(need)} ({len(prepared.trials)} trials, two "
+                          f"checkpoints each), and {_gib(free)} is free there; free some space or pass --storage with "
+                          "room (a study that runs out of space stops)")  # fmt: skip
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
 
 
 def _check_resumable(results, study: Study, config: str) -> None:
@@ -270,7 +305,8 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
 
     results.local.mkdir(parents=True, exist_ok=True)
     images = prepared.data.images
-    (results.local / "audit.json").write_text(json.dumps({k: im.audit for k, im in images.items()}, indent=2) + "\n")
+    audit = json.dumps({k: im.audit for k, im in images.items()}, indent=2) + "\n"
+    storage.write_atomic(results.local / "audit.json", audit)
     if not resuming:
         studyfile.write(
             results.local,
