@@ -117,7 +117,7 @@ def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
 
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results dir")
-    records = read_records(results_dir)
+    records = [r for r in read_records(results_dir) if r.planned]  # what the study plans now
     if not records:
         raise ConfigError(
             f"{results_dir}: no trial results here; give STORAGE/NAME of a study run with python -m runner.tune"
