@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import warnings
 from pathlib import Path
 
 from runner import checkpoint, storage
-from runner.errors import ConfigError, first_line
+from runner.errors import STORAGE_FAULT, ConfigError, StorageFault, first_line, storage_fault
 from runner.plan import TrialSpec
 from runner.resources import TRIAL_DRIVER_CPU, Cluster
 from runner.results import trial_dir_name
@@ -75,8 +76,9 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def init_ray(address: str | None, verbose: bool) -> Cluster:
-    """Start a local Ray (all this machine's cores) or join ``address``; return what the cluster has."""
+def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -> Cluster:
+    """Start a local Ray (all this machine's cores) or join ``address``; return what the cluster has. Unless
+    ``verbose``, Ray's and Tune's own log records (a failed trial's traceback among them) go to ``log_file``."""
     for k, v in TRAIN_ENV.items():
         os.environ.setdefault(k, v)
     import ray
@@ -106,6 +108,8 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
             log.warning("stopped Ray processes left behind by an earlier study whose driver was killed")
         os.environ[DRIVER_ENV] = str(os.getpid())  # inherited by the local cluster's processes
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+    if log_file is not None and not verbose:
+        _ray_logs_to(log_file)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     res = [n.get("Resources", {}) for n in nodes]
     return Cluster(
@@ -116,6 +120,18 @@ def init_ray(address: str | None, verbose: bool) -> Cluster:
         nodes=len(nodes),
         hosts=len({n.get("NodeManagerAddress") for n in nodes}),
     )
+
+
+def _ray_logs_to(path: Path) -> None:
+    """Ray's log records go to ``path`` instead of the console (ray.init set up its own console handler)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_log = logging.getLogger("ray")
+    for h in list(ray_log.handlers):
+        ray_log.removeHandler(h)
+    ray_log.addHandler(handler)
+    ray_log.setLevel(logging.WARNING)
+    ray_log.propagate = False
 
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smbfs", "smb3", "lustre", "gpfs", "beegfs", "glusterfs", "ceph", "fuse.")
@@ -167,14 +183,15 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
-    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer]
+    watch = StorageWatch()
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer, watch]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
         # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
         tuner._local_tuner.get_run_config().callbacks = callbacks
-        return tuner.fit()
+        return watch.fit(tuner)
     tune_config = tune.TuneConfig(
         max_concurrent_trials=concurrent,
         reuse_actors=True,
@@ -189,7 +206,42 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
         checkpoint_config=checkpoint.ray_config(tune.CheckpointConfig),
     )
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config).fit()
+    return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
+
+
+def _storage_watch_class():
+    from ray.tune import Callback
+
+    class Watch(Callback):
+        """Stops the study like Ctrl-C when a trial reports that its storage failed, and turns a storage failure of
+        Tune's own (writing its state, a trial's error file) into a StorageFault instead of a traceback."""
+
+        def __init__(self):
+            self.fault: str | None = None
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("status") == STORAGE_FAULT and self.fault is None:
+                spec = trial.config["spec"]
+                self.fault = f"{result.get('error', 'storage failed')} (in trial {spec['variant']} seed {spec['seed']})"
+                os.kill(os.getpid(), signal.SIGINT)  # Tune saves its state and stops every trial, resumable
+
+        def fit(self, tuner):
+            try:
+                grid = tuner.fit()
+            except Exception as e:  # noqa: BLE001 - Tune's driver failed; a storage fault is said as one line
+                fault = self.fault or storage_fault(e)
+                if fault is None:
+                    raise
+                raise StorageFault(fault) from None
+            if self.fault:
+                raise StorageFault(self.fault)
+            return grid
+
+    return Watch
+
+
+def StorageWatch():  # noqa: N802 - a class made on first use, so importing this module needs no Ray
+    return _storage_watch_class()()
 
 
 def _resources(config: dict) -> dict:

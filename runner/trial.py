@@ -19,7 +19,7 @@ import torch
 from runner import checkpoint, loop, storage
 from runner.data.ray_data import read_all
 from runner.data.split import NO_IMAGES
-from runner.errors import first_line
+from runner.errors import STORAGE_FAULT, first_line, storage_fault
 from runner.plan import TrialSpec
 from runner.results import Status
 
@@ -46,14 +46,25 @@ def run_trial(config: dict, datasets: dict) -> None:
         if not spec.in_process:
             _drain_reports_to_tune()
     except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
-        message = first_line(e, 500)
-        # The traceback, then the one line the summary shows.
-        storage.write_text(
-            storage.join(trial_dir, "error.txt"), "".join(traceback.format_exception(e)) + "\n" + message + "\n"
-        )
-        ray.tune.report({"status": str(Status.ERROR), "error": message})
+        fault = storage_fault(e)
+        message = fault or first_line(e, 500)
+        try:  # the traceback, then the one line the summary shows; a failed disk may not take it
+            text = "".join(traceback.format_exception(e)) + "\n" + message + "\n"
+            storage.write_text(storage.join(trial_dir, "error.txt"), text)
+        except OSError:
+            pass
+        ray.tune.report({"status": STORAGE_FAULT if fault else str(Status.ERROR), "error": message})
+        if fault:  # every trial would fail the same way: the driver stops the study; this one resumes later
+            _wait_to_be_stopped()
+            raise
     finally:
         _release_memory()
+
+
+def _wait_to_be_stopped(timeout_s: float = 60.0) -> None:
+    """Give the driver the time to stop the study (like Ctrl-C, so this trial stays unfinished and resumable)
+    before the trial fails on its own."""
+    time.sleep(timeout_s)
 
 
 def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):

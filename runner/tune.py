@@ -5,7 +5,8 @@ Two steps: ``prepare`` (the study file, --set, validation, the data decoded and 
 checked) and ``execute`` (Ray started, the plan fitted to the cluster, the trials run, the tables
 written). ``--dry-run`` prints the plan ``prepare`` leads to on this machine and starts nothing. Exit
 codes: 0 every trial finished (diverged trials are results), 1 some trial failed (named on the
-console), 2 a problem with the input (one line saying what, where and how to fix it), 130 interrupted.
+console), 2 a problem with the input (one line saying what, where and how to fix it), 74 the results storage
+failed mid-study (one line; --resume once fixed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from runner.config import (
     parse_set,
     with_overrides,
 )
+from runner.errors import STORAGE_EXIT, StorageFault
 from runner.plan import Plan, make_plan
 from runner.resources import Cluster
 
@@ -99,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StorageFault as fault:
+        print(f"error: {fault.line}", file=sys.stderr)
+        return STORAGE_EXIT
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -222,18 +228,55 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
         if resuming
         else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name))
     )
+    log_file = Path(tempfile.mkstemp(prefix="runner-", suffix=".log")[1])  # Ray's logs; kept with the results
     try:
         with storage.Lock(results.uri):
-            return _execute(prepared, args, t0, results, resuming)
+            return _execute(prepared, args, t0, results, resuming, log_file)
+    except StorageFault as fault:
+        kept = _keep_log(log_file, results)
+        _write_partial_summary(results)
+        raise StorageFault(
+            f"{results}: the study stopped: {fault.line}; free space or make it writable again, then finish it "
+            f"with {_command(args, results)} (details in {kept})"
+        ) from None
     finally:
+        _keep_log(log_file, results)
         results.close()
 
 
-def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool) -> int:
+def _keep_log(log_file: Path, results) -> Path:
+    """Ray's log of this run, appended to the results dir's runner.log (beside the dir when it is gone; left
+    where it is when neither can be written)."""
+    if not log_file.exists():
+        return results.local / "runner.log"
+    for target in (results.local / "runner.log", results.local.parent / f"{results.local.name}.runner.log"):
+        try:
+            if target.parent.is_dir():
+                with open(target, "ab") as out:
+                    out.write(log_file.read_bytes())
+                log_file.unlink()
+                return target
+        except OSError:
+            continue
+    return log_file
+
+
+def _write_partial_summary(results) -> None:
+    """The tables of what finished, if the storage takes them now."""
+    from runner import summary
+
+    try:
+        summary.write(results.local, partial=True)
+        results.push()
+    except Exception:  # noqa: BLE001 - the storage just failed; the tables are rebuilt by runner summary
+        pass
+
+
+def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, log_file: Path) -> int:
     from runner import orchestrate, phases
     from runner.progress import make_printer
 
-    cluster = orchestrate.init_ray(args.address, args.verbose)
+    cluster = orchestrate.init_ray(args.address, args.verbose, log_file)
     orchestrate.check_shared_storage(prepared.storage, cluster)
     # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
     # ray.init, which installs a handler of its own that would end the process at once.
@@ -386,8 +429,10 @@ def _advise(args, results, variants) -> None:
     needed = [v.effect.get("seeds_needed") for v in undecided if v.effect.get("seeds_needed")]
     target = max(len(seeds) + 1, min(max(needed, default=2 * len(seeds)), max(2 * len(seeds), 10)))
     more = sequential.extend(seeds, target)
-    print(f"undecided: {', '.join(v.variant for v in undecided)} (with {len(seeds)} seeds); to run seeds "
-          f"{_seed_spec(more[len(seeds):])} too (only the new trials run), use\n  {_command(args, results, _seed_spec(more))}")  # fmt: skip
+    added = more[len(seeds) :]
+    print(f"undecided: {', '.join(v.variant for v in undecided)} (with {_n(len(seeds), 'seed')}); to run "
+          f"{'seeds' if len(added) > 1 else 'seed'} {_seed_spec(added)} too (only the new trials run), use\n"
+          f"  {_command(args, results, _seed_spec(more))}")  # fmt: skip
 
 
 def _seeds_run(results) -> list[int]:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,15 +84,29 @@ def test_results_dirs_are_claimed_so_two_studies_never_share_one(tmp_path):
         storage.new_results_dir(str(tmp_path), "s", explicit=True)
 
 
+def _mount(mnt: Path, size: str) -> Path:
+    """A real filesystem of ``size`` (tmpfs) at ``mnt``, as root; the test is skipped where it cannot be mounted."""
+    mnt.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode
+    ):
+        pytest.skip("mounting a tmpfs needs root")
+    return mnt
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 20 MiB filesystem (tmpfs), as root; skipped where it cannot be mounted."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)]).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)])
+    """A real 20 MiB filesystem."""
+    yield _mount(tmp_path / "small", "20m")
+    subprocess.run(["umount", "-l", str(tmp_path / "small")])
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A real 400 MiB filesystem: room for the study below, until a test fills it."""
+    yield _mount(tmp_path / "disk", "400m")
+    subprocess.run(["umount", "-l", str(tmp_path / "disk")])
 
 
 def test_a_study_that_cannot_fit_is_refused_before_anything_starts(small_disk):
@@ -99,3 +114,42 @@ def test_a_study_that_cannot_fit_is_refused_before_anything_starts(small_disk):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "the study writes about 1.72 GiB (12 trials, two checkpoints each), and 20 MiB is free there" in proc.stderr
     assert list(small_disk.iterdir()) == []  # nothing was created
+
+
+FOUR_EPOCHS = """
+study = Study(name="full", base=TrialConfig(train=TrainConfig(epochs=4)), variants={"a": {}, "b": {"model.dropout": 0.1}})
+"""
+
+
+@pytest.mark.e2e
+def test_a_disk_that_fills_mid_study_stops_it_in_one_line_and_resume_finishes(disk, tmp_path):
+    from conftest import start_cli, write_study
+
+    study = write_study(tmp_path / "s.py", FOUR_EPOCHS)
+    proc = start_cli(str(study), "--storage", str(disk))
+    results = disk / "full"
+    end = time.time() + 240
+    while time.time() < end and not any('"epoch": 1' in p.read_text() for p in results.glob("*/result.json")):
+        time.sleep(0.2)
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(filler, "wb") as f:  # the disk really fills up: a checkpoint or an event file is next
+        f.truncate(0)
+        for _ in range(free // (1 << 20)):
+            f.write(b"\0" * (1 << 20))
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 74, out[-2000:] + err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "--resume" in lines[0], err
+    assert "Traceback" not in out + err
+    log = lines[0].rsplit("details in ", 1)[1].rstrip(")")
+    assert Path(log).exists()
+
+    filler.unlink()
+    resumed = run_cli(str(study), "--storage", str(disk), "--resume", str(results), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = (results / "summary.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and all(",completed," in r for r in rows)
+    for rj in results.glob("*/result.json"):  # carried on from a checkpoint, never started over
+        epochs = [json.loads(line) for line in rj.read_text().splitlines() if '"epoch"' in line]
+        assert [e["epoch"] for e in epochs][-1] == 4 and epochs[0]["epoch"] == 1
