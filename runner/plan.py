@@ -164,7 +164,9 @@ def checkpoint_bytes(cfg: TrialConfig, n_classes: int) -> int:
     return 4 * n * STATE_COPIES.get(cfg.optim.name, 3)
 
 
-def storage_needed(trials: list[tuple[TrialConfig, int]]) -> int:
+def storage_needed(trials: list[tuple[TrialConfig, int]], memory: int | None = None) -> int:
     """Bytes trials ((config, classes) each) write: Ray keeps two checkpoints per trial (the best and the
-    latest), plus each epoch's events and results."""
-    return sum(2 * checkpoint_bytes(cfg, n) + cfg.train.epochs * EVENTS_PER_EPOCH for cfg, n in trials)
+    latest), plus each epoch's events and results. A trial whose checkpoint would not fit in ``memory``
+    fails allocating its model before it writes anything (an error of that trial), so it counts for nothing."""
+    sizes = [(cfg, checkpoint_bytes(cfg, n)) for cfg, n in trials]
+    return sum(2 * b + cfg.train.epochs * EVENTS_PER_EPOCH for cfg, b in sizes if memory is None or b <= memory)

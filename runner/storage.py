@@ -339,6 +339,15 @@ def _claim(d: Path) -> bool:
         return False
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a killed process its parent has not reaped yet, a zombie, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class Lock:
     """One writer per results dir: a lock file naming this process, refused while a live process holds it
     (a dir on this machine; a URI cannot be locked this way and is not)."""
@@ -371,7 +380,7 @@ class Lock:
             pid = int(self.path.read_text().strip() or 0)
         except (OSError, ValueError):
             return None
-        return pid if pid and Path(f"/proc/{pid}").exists() else None
+        return pid if pid and _alive(pid) else None
 
     def __exit__(self, *exc) -> None:
         if self.path is not None and self._holder() == os.getpid():

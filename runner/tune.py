@@ -138,7 +138,8 @@ class Prepared:
         from runner.plan import storage_needed
 
         classes = [len(c) for _, c in self.data.for_trials(self.trials)]
-        return storage_needed([(cfg, n) for (_, _, cfg), n in zip(self.trials, classes)])
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return storage_needed([(cfg, n) for (_, _, cfg), n in zip(self.trials, classes)], memory)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -240,7 +241,11 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
             f"with {_command(args, results)} (details in {kept})"
         ) from None
     finally:
-        _keep_log(log_file, results)
+        if _keep_log(log_file, results).parent == results.local and results.remote:
+            try:
+                results.push()  # a URI's runner.log goes with its tables
+            except OSError:
+                pass
         results.close()
 
 
@@ -248,6 +253,9 @@ def _keep_log(log_file: Path, results) -> Path:
     """Ray's log of this run, appended to the results dir's runner.log (beside the dir when it is gone; left
     where it is when neither can be written)."""
     if not log_file.exists():
+        return results.local / "runner.log"
+    if log_file.stat().st_size == 0:  # Ray said nothing (or never started): no file to keep
+        log_file.unlink()
         return results.local / "runner.log"
     for target in (results.local / "runner.log", results.local.parent / f"{results.local.name}.runner.log"):
         try:

@@ -75,6 +75,21 @@ def test_one_writer_per_results_dir(tmp_path):
         assert (d / storage.Lock.NAME).read_text() == str(os.getpid())
 
 
+def test_the_lock_of_a_killed_runner_is_taken_over(tmp_path):
+    """A runner killed with kill -9 whose parent has not reaped it yet (a zombie) holds no lock."""
+    import signal
+
+    victim = subprocess.Popen(["sleep", "60"])
+    os.kill(victim.pid, signal.SIGKILL)
+    time.sleep(0.2)  # not waited for: a zombie
+    d = tmp_path / "study"
+    d.mkdir()
+    (d / storage.Lock.NAME).write_text(str(victim.pid))
+    with storage.Lock(str(d)):
+        assert (d / storage.Lock.NAME).read_text() == str(os.getpid())
+    victim.wait()
+
+
 def test_results_dirs_are_claimed_so_two_studies_never_share_one(tmp_path):
     first = storage.new_results_dir(str(tmp_path), "s", explicit=False)
     second = storage.new_results_dir(str(tmp_path), "s", explicit=False)  # the first one's dir exists, empty or not
@@ -153,3 +168,16 @@ def test_a_disk_that_fills_mid_study_stops_it_in_one_line_and_resume_finishes(di
     for rj in results.glob("*/result.json"):  # carried on from a checkpoint, never started over
         epochs = [json.loads(line) for line in rj.read_text().splitlines() if '"epoch"' in line]
         assert [e["epoch"] for e in epochs][-1] == 4 and epochs[0]["epoch"] == 1
+
+
+def test_the_storage_estimate():
+    """The course MLP's checkpoint (weights and Adam's two moments, float32) is the 72.8 MiB measured on disk; a
+    trial whose model cannot even be allocated writes nothing."""
+    from runner.config import ModelConfig, TrialConfig
+    from runner.plan import EVENTS_PER_EPOCH, checkpoint_bytes, storage_needed
+
+    course = TrialConfig(model=ModelConfig(hidden=(512, 128)))
+    assert checkpoint_bytes(course, 9) / 2**20 == pytest.approx(72.77, abs=0.01)
+    huge = TrialConfig(model=ModelConfig(hidden=(10**12,)))
+    per_trial = 2 * checkpoint_bytes(course, 9) + 10 * EVENTS_PER_EPOCH
+    assert storage_needed([(course, 9), (huge, 9)], memory=24 * 2**30) == per_trial
