@@ -109,15 +109,14 @@ def sequential_seeds(run: Run) -> None:
     study = run.prepared.study
     if not study.max_seeds:
         return
-    order = sequential.extend(study.seeds, study.max_seeds)
+    schedule = sequential.Schedule.of(study.seeds, study.max_seeds)
     while True:
         run.results.pull()  # a URI's trials wrote there; the looks read a local copy
         records = [r for r in read_records(run.results.local) if r.planned]
         if any(not r.status.finished for r in records):
             return  # interrupted or failed: the summary says so, and --resume carries on
-        decisions = sequential.decide(values_by_seed(records, study.metric), run.plan.reference, order,
-                                      len(study.seeds), study.max_seeds)  # fmt: skip
-        seed = sequential.next_seed(decisions, study.seeds, len(study.seeds), study.max_seeds)
+        decisions = schedule.decide(values_by_seed(records, study.metric), run.plan.reference)
+        seed = schedule.next_seed(decisions)
         if seed is None:
             return
         undecided = [v for v, d in decisions.items() if d["verdict"] == sequential.UNDECIDED]

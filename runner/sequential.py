@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -110,6 +111,25 @@ def next_seed(decisions: Mapping[str, dict], seeds: Sequence[int], first: int, m
         return None
     n = min(looked) + 1
     return extend(seeds, max_seeds)[n - 1] if n <= max_seeds else None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A study's looks: the seeds it may run, in order (its own, then the added ones), and where looks begin."""
+
+    seeds: tuple[int, ...]
+    first: int  # the study's own seeds: the first look
+    max_seeds: int
+
+    @classmethod
+    def of(cls, seeds: Sequence[int], max_seeds: int) -> Schedule:
+        return cls(tuple(extend(seeds, max_seeds)), len(seeds), max_seeds)
+
+    def decide(self, by_variant: Mapping[str, Mapping[int, float]], reference: str) -> dict[str, dict]:
+        return decide(by_variant, reference, self.seeds, self.first, self.max_seeds)
+
+    def next_seed(self, decisions: Mapping[str, dict]) -> int | None:
+        return next_seed(decisions, self.seeds[: self.first], self.first, self.max_seeds)
 
 
 def extend(seeds: Sequence[int], max_seeds: int) -> list[int]:

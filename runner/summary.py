@@ -79,22 +79,11 @@ class VariantSummary:
 MEASURES = {"test_accuracy": {}, "val_overestimate": {}, "epochs_to_95": {"better": "slower", "worse": "faster"}}
 
 
-@dataclass(frozen=True)
-class Sequential:
-    """A study with sequential seeds (Study.max_seeds): how its looks are replayed (runner.sequential)."""
-
-    seeds: tuple[int, ...]  # every seed it may run, in order: the study's, then the added ones
-    first: int  # the study's own seeds: the first look
-    max_seeds: int
-
-
 def for_study(records: list[TrialRecord], study: studyfile.StudyFile | None) -> list[VariantSummary]:
     """The variant rows of a results dir: its planned trials, its reference, metric and sequential seeds."""
     if study is None:
         return summarize(records)
-    seq = None
-    if study.max_seeds and study.seeds:
-        seq = Sequential(tuple(sequential.extend(study.seeds, study.max_seeds)), len(study.seeds), study.max_seeds)
+    seq = sequential.Schedule.of(study.seeds, study.max_seeds) if study.max_seeds and study.seeds else None
     return summarize([r for r in records if r.planned], study.reference, study.metric, seq)
 
 
@@ -102,7 +91,7 @@ def summarize(
     records: list[TrialRecord],
     reference: str | None = None,
     metric: str = "best_val_accuracy",
-    seq: Sequential | None = None,
+    seq: sequential.Schedule | None = None,
 ) -> list[VariantSummary]:
     """Per variant, in the records' (the plan's) order; ``metric`` compared with ``reference`` (default: the
     first), by one Holm-corrected test, or with ``seq`` by the sequential looks."""
@@ -123,9 +112,9 @@ def summarize(
     return _sequential_verdicts(rows, by_seed, reference, seq) if seq else rows
 
 
-def _sequential_verdicts(rows: list[VariantSummary], by_seed: dict, reference: str, seq: Sequential) -> list:
+def _sequential_verdicts(rows: list[VariantSummary], by_seed: dict, reference: str, seq: sequential.Schedule) -> list:
     """The verdicts of the looks (runner.sequential), not of one test at the final seeds."""
-    decided = sequential.decide(by_seed, reference, seq.seeds, seq.first, seq.max_seeds)
+    decided = seq.decide(by_seed, reference)
     out = []
     for r in rows:
         d = decided.get(r.variant)
