@@ -270,14 +270,20 @@ def _keep_log(log_file: Path, results) -> Path:
 
 
 def _write_partial_summary(results) -> None:
-    """The tables of what finished, if the storage takes them now."""
+    """The tables of what finished, if the storage takes them now. Quietly: files the full disk left empty
+    read as damaged rows, and the one line about the fault already says why."""
     from runner import summary
 
+    quiet = logging.getLogger("runner")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         summary.write(results.local, partial=True)
         results.push()
     except Exception:  # noqa: BLE001 - the storage just failed; the tables are rebuilt by runner summary
         pass
+    finally:
+        quiet.setLevel(level)
 
 
 def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, log_file: Path) -> int:

@@ -176,3 +176,22 @@ def test_the_storage_estimate():
     huge = TrialConfig(model=ModelConfig(hidden=(10**12,)))
     per_trial = 2 * checkpoint_bytes(course, 9) + 10 * EVENTS_PER_EPOCH
     assert storage_needed([(course, 9), (huge, 9)], memory=24 * 2**30) == per_trial
+
+
+def test_the_partial_summary_after_a_fault_adds_no_warning(tmp_path, capsys):
+    """After a storage fault the one line says it all: trial files the full disk left empty stay quiet."""
+    import logging
+
+    from runner.storage import Results
+    from runner.tune import _write_partial_summary
+
+    root = tmp_path / "study"
+    _trial(root, "a", 0, "")  # params.json left empty by the full disk
+    handler = logging.StreamHandler()
+    logging.getLogger("runner").addHandler(handler)
+    try:
+        _write_partial_summary(Results(str(root)))
+    finally:
+        logging.getLogger("runner").removeHandler(handler)
+    assert capsys.readouterr().err == ""
+    assert ",damaged," in (root / "summary.csv").read_text()
