@@ -31,6 +31,7 @@ class Status(StrEnum):
     COMPLETED = "completed"  # ran every epoch
     EARLY_STOPPED = "early_stopped"  # stopped by train.patience
     DIVERGED = "diverged"  # a loss became NaN/inf: a result (that setting does not train), not a failure
+    PRUNED = "pruned"  # stopped early by the study's scheduler (ASHA) for being behind: a result, not a failure
     ERROR = "error"  # the training code failed; error.txt holds the traceback
     INTERRUPTED = "interrupted"  # started, then the study stopped (Ctrl-C, SIGTERM, kill): --resume finishes it
     PENDING = "pending"  # planned, never started
