@@ -21,6 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
+from runner.space import (  # noqa: F401 - a study file imports these from runner.config
+    ASHA,
+    Choice,
+    RandInt,
+    Search,
+    Uniform,
+    check_scheduler,
+    check_search,
+    choice,
+    loguniform,
+    qloguniform,
+    qrandint,
+    quniform,
+    randint,
+    sample_names,
+    uniform,
+)
 
 # --------------------------------------------------------------------------- trial config
 
@@ -184,6 +201,8 @@ class Study:
     reference: str | None = None  # the variant others are compared against; default: the first
     metric: str = "best_val_accuracy"  # what ranks variants and decides verdicts: one of METRICS
     max_seeds: int | None = None  # sequential seeds: add seeds to undecided variants up to this many (None: off)
+    search: Search | None = None  # sampled variants (s000, s001, ...) beside the fixed ones; runner.space
+    scheduler: ASHA | None = None  # stops trials that fall behind (status pruned); None: every trial runs its epochs
 
     def trials(self, seeds: Sequence[int] | None = None) -> list[tuple[str, int, TrialConfig]]:
         """(variant, seed, config) for every trial (of ``seeds``, default the study's): the base with the
@@ -401,8 +420,8 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
         problems.append(f'{where}: name={study.name!r} must be a non-empty name without spaces or /\\:*?"<>|')
     if not isinstance(study.base, TrialConfig):
         problems.append(f"{where}: base must be a TrialConfig")
-    if not study.variants or not isinstance(study.variants, Mapping):
-        problems.append(f"{where}: variants must be a non-empty dict of name -> overrides")
+    if not isinstance(study.variants, Mapping) or not (study.variants or study.search):
+        problems.append(f"{where}: variants must be a non-empty dict of name -> overrides (or give a search)")
     if not study.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in study.seeds):
         problems.append(f"{where}: seeds={study.seeds!r} must be a non-empty list of integers")
     elif len(set(study.seeds)) != len(study.seeds):
@@ -412,6 +431,17 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
     if study.metric not in METRICS:
         problems.append(f"{where}: metric={study.metric!r}: choose one of {', '.join(METRICS)}")
     problems += _check_max_seeds(study, where)
+    problems += check_search(study.search, known_keys(), where) + check_scheduler(study.scheduler, where)
+    if (
+        isinstance(study.search, Search)
+        and isinstance(study.search.samples, int)
+        and isinstance(study.variants, Mapping)
+    ):
+        taken = set(sample_names(max(study.search.samples, 1))) & set(study.variants)
+        if taken:
+            problems.append(
+                f"{where}: variant {sorted(taken)[0]!r}: names s000, s001, ... are the search's samples; rename it"
+            )
     if problems:
         raise ConfigError("; ".join(problems))
     base = _typed(study.base, where)

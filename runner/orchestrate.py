@@ -7,6 +7,7 @@ experiment state. No statistics and no console output here (runner.progress prin
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from runner import checkpoint, storage
 from runner.errors import STORAGE_FAULT, ConfigError, StorageFault, first_line, storage_fault
 from runner.plan import TrialSpec
 from runner.resources import TRIAL_DRIVER_CPU, Cluster
-from runner.results import trial_dir_name
+from runner.results import PRUNED_FILE, trial_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,8 @@ def _filesystem(path: Path) -> str:
 MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
 
 
-def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, printer, resume: bool = False):
+def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, printer, resume: bool = False,
+               asha=None):  # fmt: skip
     """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
     ``results`` (STORAGE/NAME, a directory or URI), ``concurrent`` at once; returns Tune's ResultGrid.
     ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets. A study that grows runs each new
@@ -174,7 +176,8 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
     With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
     ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
-    last checkpoint.
+    last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops trials that fall behind on
+    val accuracy; each gets a pruned.json in its dir (runner.results reads it as status ``pruned``).
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -184,7 +187,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     watch = StorageWatch()
-    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer, watch]
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, PrunedMarker(results)]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -193,6 +196,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return watch.fit(tuner)
     tune_config = tune.TuneConfig(
+        scheduler=_scheduler(asha, params),
         max_concurrent_trials=concurrent,
         reuse_actors=True,
         trial_name_creator=_trial_name,
@@ -207,6 +211,44 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         checkpoint_config=checkpoint.ray_config(tune.CheckpointConfig),
     )
     return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
+
+
+def _scheduler(asha, params: list[dict]):
+    """Tune's ASHA on each epoch's val accuracy, up to the phase's longest trial; None without ``asha``."""
+    if asha is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_t = max(TrialSpec.from_param(p).config.train.epochs for p in params)
+    return ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
+                         grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
+
+
+def _pruned_marker_class():
+    from ray.tune import Callback
+
+    class Marker(Callback):
+        """A trial that ends while its last result still says ``running`` was stopped by the scheduler: mark
+        its dir with pruned.json (the epoch it reached), so its record says ``pruned``, not ``interrupted``."""
+
+        def __init__(self, results: str):
+            self.results = results
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            last = trial.last_result or {}
+            if last.get("status") != "running":
+                return
+            marker = {"epoch": last.get("epoch"), "val_accuracy": last.get("val_accuracy")}
+            try:
+                storage.write_text(storage.join(self.results, _trial_name(trial), PRUNED_FILE), json.dumps(marker))
+            except OSError as e:  # the study goes on; the trial reads as interrupted, and --resume finishes it
+                log.warning("%s: could not mark the trial pruned (%s)", _trial_name(trial), first_line(e))
+
+    return Marker
+
+
+def PrunedMarker(results: str):  # noqa: N802 - a class made on first use, so importing this module needs no Ray
+    return _pruned_marker_class()(results)
 
 
 def _storage_watch_class():

@@ -14,7 +14,7 @@ study.json records every phase's trials, so the newest one can be restored and t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runner import orchestrate, sequential, studyfile
 from runner.config import ConfigError, TrialConfig
@@ -55,7 +55,8 @@ class Run:
             if key not in self.datasets:
                 self.datasets[key] = to_ray_datasets(data.images[key])
         orchestrate.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri,
-                               self.printer_factory(len(params)), resume=resume)  # fmt: skip
+                               self.printer_factory(len(params)), resume=resume,
+                               asha=self.prepared.study.scheduler)  # fmt: skip
 
     def _record(self, params: list[dict]) -> None:
         found = studyfile.read(self.results.local)
@@ -68,6 +69,7 @@ class Run:
 def resume(run: Run, where: str) -> None:
     """Finish the newest phase, then run the trials the study file adds (refusing changed variants or data)."""
     found = studyfile.read(run.results.local)
+    _recorded_samples(run, found)
     growth = grow(run.plan, list(found.trials), where)
     if growth.removed:
         k = growth.removed[0]
@@ -89,6 +91,20 @@ def resume(run: Run, where: str) -> None:
         run.phase(growth.new)
 
 
+def _recorded_samples(run: Run, found: studyfile.StudyFile) -> None:
+    """A learning search's later batches are in study.json, not in the study file: plan them as the dir has them
+    (search_batches checks they are still what the searcher suggests)."""
+    study = run.prepared.study
+    if study.search is None or not found.search:
+        return
+    names = [v for batch in found.search.get("batches", []) for v in batch if v not in study.variants]
+    if names:
+        study = run.prepared.study = replace(
+            study, variants={**study.variants, **{v: found.doc["variants"][v] for v in names}}
+        )
+        run.plan = run.prepared.plan(run.plan.cluster, run.user_limit, study.trials())
+
+
 def _finished(record) -> bool:
     return record is not None and record.status.finished
 
@@ -100,6 +116,43 @@ def _update_study(run: Run, kept: list[dict]) -> None:
     studyfile.update(run.results.local, seeds=list(study.seeds), max_seeds=study.max_seeds, reference=run.plan.reference,
                      variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric, trials=kept)  # fmt: skip
     run.results.push()
+
+
+def search_batches(run: Run) -> None:
+    """A search that learns (algorithm="optuna"): tell the searcher each sample's mean over its seeds, and run its
+    next batch of samples over the study's seeds, until it has asked for every sample."""
+    from runner import search
+    from runner.summary import values_by_seed
+
+    study = run.prepared.study
+    if study.search is None or len(search.batches(study.search)) == 1:
+        return
+    run.results.pull()
+    found = studyfile.read(run.results.local)
+    recorded = found.search["batches"]
+    records = [r for r in read_records(run.results.local) if r.planned]
+    means = _sample_means(values_by_seed(records, study.metric, pruned=True))
+    sampler = search.replay(study.search, [{v: found.doc["variants"][v] for v in b} for b in recorded], means)
+    for size in search.batches(study.search)[len(recorded) :]:
+        if any(not r.status.finished for r in records):
+            return  # interrupted or failed: the summary says so, and --resume carries on
+        samples = sampler.ask(size)
+        study = run.prepared.study = replace(study, variants={**study.variants, **samples})
+        recorded = [*recorded, list(samples)]
+        studyfile.update(run.results.local, variants={v: dict(c) for v, c in study.variants.items()},
+                         search={**found.search, "batches": recorded})  # fmt: skip
+        run.say(f"search {len(samples)} more samples ({', '.join(samples)}), suggested from the results of "
+                f"{sampler.asked - size}")  # fmt: skip
+        trials = [(v, seed, study.trial_config(v, seed)) for v in samples for seed in study.seeds]
+        run.phase(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs)
+        run.results.pull()
+        records = [r for r in read_records(run.results.local) if r.planned]
+        sampler.tell(_sample_means(values_by_seed(records, study.metric, pruned=True)))
+
+
+def _sample_means(by_seed: dict[str, dict[int, float]]) -> dict[str, float | None]:
+    """Each variant's mean over its seeds (None without any): what the searcher learns from."""
+    return {v: (sum(x.values()) / len(x) if x else None) for v, x in by_seed.items()}
 
 
 def sequential_seeds(run: Run) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from runner import stats
-from runner.results import TRAINED
+from runner.results import TRAINED, Status
 
 VARIANT_HEADER = [
     "variant",
@@ -56,6 +56,8 @@ EFFECT_HEADER = ["variant", "Δ vs reference ± 95% CI", "P(beats reference on a
 
 def verdict_text(v) -> str:
     """The verdict, with the look that reached it for sequential seeds."""
+    if v.pruned and v.n < 2 and v.verdict != "reference":
+        return f"pruned ({v.pruned} of {v.trials} seeds)"
     if v.decided_at is None or v.verdict == "reference":
         return v.verdict or "-"
     if v.verdict == "undecided":
@@ -150,7 +152,7 @@ def method_note(variants=()) -> str:
     )
 
 
-def markdown(name: str, variants, records, partial: bool = False) -> str:
+def markdown(name: str, variants, records, partial: bool = False, search=None) -> str:
     from runner.summary import OVERFIT_GAP
 
     lines = [f"# {name}", ""]
@@ -170,14 +172,69 @@ def markdown(name: str, variants, records, partial: bool = False) -> str:
     lines += ["| " + " | ".join(variant_cells(v)) + " |" for v in variants]
     lines += _effects_markdown(variants)
     lines += _second_markdown(variants)
+    lines += search_markdown(*search) if search else []
     left_out = sum(not r.planned for r in records)
     if left_out:
         lines += ["", f"{left_out} trials of variants or seeds no longer in the study are kept on disk and left out."]
-    bad = [r for r in records if r.status not in TRAINED and r.planned]
+    bad = [r for r in records if r.status not in TRAINED and r.status != Status.PRUNED and r.planned]
+    pruned = sum(r.status == Status.PRUNED and r.planned for r in records)
+    if pruned:
+        lines += ["", f"{pruned} trials were pruned (stopped early by ASHA); they are left out of every mean and test."]
     if bad:
         lines += ["", "Trials that did not finish:", ""]
         lines += [f"- {r.variant} seed {r.seed}: {r.status}{': ' + r.error if r.error else ''}" for r in bad]
     return "\n".join(lines) + "\n"
+
+
+TOP_SAMPLES = 10  # samples listed in summary.md and on the console (report.html lists all)
+
+
+def sample_cells(s) -> list[str]:
+    """A search sample's row: name, its values, seeds run to the end, mean ± CI, pruned seeds."""
+    values = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in s.values.values()]
+    return [s.name, *values, str(s.n), fmt(s.mean), fmt(s.ci), str(s.pruned), fmt(s.score)]
+
+
+def sample_header(samples) -> list[str]:
+    return ["sample", *(samples[0].values if samples else []), "n", "mean", "±95% CI", "pruned", "score"]
+
+
+SAMPLES_NOTE = (
+    "Samples best first by the mean over seeds that ran every epoch (n), with the half-width of its 95 % CI; "
+    "pruned: seeds ASHA stopped early (out of the mean); score: the mean over every seed, pruned ones at the "
+    "epoch they stopped (what the searcher learns from)."
+)
+IMPORTANCE_NOTE = (
+    "Importance: how much a random forest's fit of each trial's value from the sampled values drops when that "
+    "hyper-parameter's values are shuffled (scikit-learn permutation importance; log-scale keys as log10), as a "
+    "share of the total."
+)
+
+
+def search_markdown(samples, importance) -> list[str]:
+    head = sample_header(samples)
+    lines = ["", "## Search", "", SAMPLES_NOTE, "", "| " + " | ".join(head) + " |",
+             "|---|" + "|".join("---:" for _ in head[1:]) + "|"]  # fmt: skip
+    lines += ["| " + " | ".join(sample_cells(s)) + " |" for s in samples[:TOP_SAMPLES]]
+    if len(samples) > TOP_SAMPLES:
+        lines += ["", f"{len(samples) - TOP_SAMPLES} more samples in summary.csv and report.html."]
+    if importance:
+        lines += ["", IMPORTANCE_NOTE, "", "| hyper-parameter | importance |", "|---|---:|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in importance.items()]
+    return lines
+
+
+def search_console(samples, importance) -> list[str]:
+    """The top samples and the importance, as fixed-column lines."""
+    if not samples:
+        return []
+    head, rows = sample_header(samples), [sample_cells(s) for s in samples[: TOP_SAMPLES // 2]]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    out = ["top samples (n: seeds run to the end; pruned: stopped by ASHA)", line(head), *map(line, rows)]
+    if importance:
+        out.append("importance: " + ", ".join(f"{k} {v:.3f}" for k, v in importance.items()))
+    return out
 
 
 def _effects_markdown(variants) -> list[str]:

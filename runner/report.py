@@ -53,6 +53,9 @@ def write_report(results_dir: Path) -> Path:
             f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>"
         )
     parts += ["<h2>Summary</h2>", _summary_section(variants)]
+    search = summary.search_found(rows, found)
+    if search:
+        parts += ["<h2>Search</h2>", _search_section(*search, log=set(found.search.get("log", [])))]
     if rows:
         parts += ["<h2>Learning curves</h2>", _curves_section(rows, [v.variant for v in variants])]
     parts += ["<h2>Confusion matrices</h2>", _confusion_section(summary.confusion_by_variant(results_dir, rows))]
@@ -173,6 +176,70 @@ def _curves_section(rows: list, order: list[str]) -> str:
     axes[0, 0].set_ylabel("accuracy")
     fig.tight_layout()
     return _img(overview, "val accuracy per variant") + _img(_png(fig), "train and val accuracy per variant")
+
+
+def _search_section(samples: list, importance: dict, log: set) -> str:
+    """Every sample with its CI, the samples on parallel coordinates, and each hyper-parameter's importance."""
+    table = _table(render.sample_header(samples), [render.sample_cells(s) for s in samples], text_cols={0})
+    parts = [f"<p class='note'>{_e(render.SAMPLES_NOTE)}</p>", table]
+    if samples and samples[0].values:
+        parts.append(
+            _img(_png(_parallel_figure(samples, log)), "sampled values against the score, one line per sample")
+        )
+    if importance:
+        parts += [f"<p class='note'>{_e(render.IMPORTANCE_NOTE)}</p>",
+                  _table(["hyper-parameter", "importance"], [[k, f"{v:.3f}"] for k, v in importance.items()])]  # fmt: skip
+    return "".join(parts)
+
+
+def _parallel_figure(samples: list, log: set):
+    """One vertical axis per sampled key (scaled to its range; log10 for a log-scale key) and one for
+    the score; a line per sample, coloured by its score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(samples[0].values)
+    scored = [s for s in samples if s.score is not None]
+    columns, labels = [], []
+    for k in keys:
+        col, ticks = _axis([s.values[k] for s in scored], k in log)
+        columns.append(col)
+        labels.append(f"{k}\n{ticks}")
+    scores = np.array([s.mean if s.mean is not None else s.score for s in scored], dtype=float)
+    columns.append((scores - scores.min()) / (np.ptp(scores) or 1.0) if len(scores) else scores)
+    labels.append(f"score\n{scores.min():.3f} .. {scores.max():.3f}" if len(scores) else "score")
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(columns)), 4), dpi=90)
+    cmap = plt.get_cmap("viridis")
+    for i, s in enumerate(scored):
+        ys = [c[i] for c in columns]
+        ax.plot(
+            range(len(columns)), ys, color=cmap(columns[-1][i]), alpha=0.8, ls="-" if s.n else ":", marker="o", ms=3
+        )
+    ax.set_xticks(range(len(columns)), labels, fontsize=7)
+    ax.set_yticks([])
+    for x in range(len(columns)):
+        ax.axvline(x, color="#999", lw=0.6)
+    ax.set_title(
+        "samples: sampled values (scaled to each axis's range) and score; dotted: every seed pruned", fontsize=9
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _axis(values: list, log: bool) -> tuple[np.ndarray, str]:
+    """Values scaled to 0..1 for one axis, and what its ends mean (a choice's options in order)."""
+    if not values:
+        return np.array([]), ""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        x = np.array(values, dtype=float)
+        log = log and x.min() > 0
+        x = np.log10(x) if log else x
+        lo, hi = min(values), max(values)
+        return (x - x.min()) / (np.ptp(x) or 1.0), f"{lo:.3g} .. {hi:.3g}{' (log)' if log else ''}"
+    options = sorted({str(v) for v in values})
+    return np.array([options.index(str(v)) / max(len(options) - 1, 1) for v in values]), " | ".join(options)
 
 
 def _confusion_section(cms: dict[str, dict]) -> str:

@@ -48,10 +48,11 @@ class Status(StrEnum):
         return self in UNFINISHED
 
 
-FINISHED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED, Status.DIVERGED})
+FINISHED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED, Status.DIVERGED, Status.PRUNED})
 UNFINISHED = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.PENDING})
 TRAINED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED})  # finished with a model worth comparing
 
+PRUNED_FILE = "pruned.json"  # in a trial's dir: the scheduler stopped it (runner.orchestrate writes it)
 CONVERGED = 0.95  # epochs_to_95: the share of its best val accuracy at which a trial counts as converged
 COLUMNS = [  # summary.csv / summary.parquet, a row per trial (TrialRecord.row)
     "variant",
@@ -151,6 +152,11 @@ class TrialRecord:
         }
 
 
+def cell(value):
+    """A config value as a table cell: numbers and strings as they are, a tuple such as model.hidden as 512-128."""
+    return "-".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+
 def read_records(results_dir: Path) -> list[TrialRecord]:
     """A record per trial dir, plus a ``pending`` one per planned trial that never started; in the
     study's variant order (study.json's, as the study now is), then by seed. A trial whose (variant, seed)
@@ -184,7 +190,7 @@ def _record(trial_dir: Path) -> TrialRecord:
     if err.exists() and not status.finished:  # error.txt stays behind when a retry later finished the trial
         status, error = Status.ERROR, first_line(err.read_text(errors="replace"))
     elif status == Status.RUNNING:
-        status = Status.INTERRUPTED
+        status = Status.PRUNED if (trial_dir / PRUNED_FILE).exists() else Status.INTERRUPTED
     return TrialRecord(
         spec["variant"],
         spec["seed"],

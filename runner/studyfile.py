@@ -90,6 +90,16 @@ class StudyFile:
     seeds: tuple[int, ...] = ()  # the study's own seeds (sequential seeds come after them)
     max_seeds: int | None = None  # sequential seeds: up to this many
     phases: tuple[tuple[dict, ...], ...] = ()  # the trials of each Tune run into the dir, oldest first
+    search: dict | None = None  # Study.search as written: space (key -> distribution), samples, algorithm, seed
+
+    def values(self, variant: str, seed: int) -> dict:
+        """The planned trial's config as dotted key -> value ({} when it is not planned)."""
+        from runner.config import flatten
+
+        for p in self.trials:
+            if p.get("variant") == variant and p.get("seed") == seed:
+                return flatten(p.get("trial", {}))
+        return {}
 
 
 def write(results_dir: Path, **fields) -> None:
@@ -130,4 +140,5 @@ def read(results_dir: Path) -> StudyFile | None:
         tuple(doc.get("seeds") or ()),
         doc.get("max_seeds"),
         tuple(tuple(p) for p in doc.get("phases") or [doc.get("trials") or []]),
+        doc.get("search"),
     )

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runner import cli, render, sequential, stats, studyfile
-from runner.results import COLUMNS, TRAINED, Status, TrialRecord, read_records
+from runner.results import COLUMNS, TRAINED, Status, TrialRecord, cell, read_records
 from runner.storage import write_atomic
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class VariantSummary:
     effect: dict = field(default_factory=dict)  # stats.effect of the metric vs the reference (empty for it)
     decided_at: int | None = None  # sequential seeds: the seeds at the look that decided (or so far)
     level: float | None = None  # sequential seeds: the Holm threshold of that look
+    pruned: int = 0  # trials the scheduler (ASHA) stopped early: counted, kept out of mean .. verdict
     test_accuracy: Measure = Measure()  # the best val epoch's model on the test split
     val_overestimate: Measure = Measure()  # best_val_accuracy - test_accuracy
     epochs_to_95: Measure = Measure()  # convergence speed; its verdict says faster / slower
@@ -97,7 +98,7 @@ def summarize(
     first), by one Holm-corrected test, or with ``seq`` by the sequential looks."""
     variants = list(dict.fromkeys(r.variant for r in records))
     reference = reference or (variants[0] if variants else "")
-    done = [r for r in records if r.status != Status.ERROR]  # an errored trial's numbers describe nothing
+    done = _comparable(records)
     by_seed = _by_seed(done, variants, metric)
     tests = stats.compare_all(by_seed, reference)
     extra = {name: _measures(done, variants, name, reference, words) for name, words in MEASURES.items()}
@@ -126,10 +127,17 @@ def _sequential_verdicts(rows: list[VariantSummary], by_seed: dict, reference: s
     return out
 
 
-def values_by_seed(records: list[TrialRecord], metric: str) -> dict[str, dict[int, float]]:
-    """{variant: {seed: value of ``metric``}} over the trials that did not fail, in the records' variant order."""
-    done = [r for r in records if r.status != Status.ERROR]
-    return _by_seed(done, list(dict.fromkeys(r.variant for r in records)), metric)
+def values_by_seed(records: list[TrialRecord], metric: str, pruned: bool = False) -> dict[str, dict[int, float]]:
+    """{variant: {seed: value of ``metric``}} over the trials that did not fail (nor were pruned, unless
+    ``pruned``: a searcher learns from a pruned trial's value as ASHA left it), in the records' variant order."""
+    keep = [r for r in records if r.status != Status.ERROR] if pruned else _comparable(records)
+    return _by_seed(keep, list(dict.fromkeys(r.variant for r in records)), metric)
+
+
+def _comparable(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Trials whose numbers describe their setting: not errored (they describe nothing) and not pruned (they
+    stopped at an epoch of the scheduler's choosing, so their best is not comparable with a full run's)."""
+    return [r for r in records if r.status not in (Status.ERROR, Status.PRUNED)]
 
 
 def _by_seed(records: list[TrialRecord], variants: list[str], field: str) -> dict[str, dict[int, float]]:
@@ -157,7 +165,7 @@ def _measures(
 
 def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test: dict, metric: str,
              extra: dict[str, Measure]) -> VariantSummary:  # fmt: skip
-    ok = [r for r in records if r.status != Status.ERROR]
+    ok = _comparable(records)
     values = list(by_seed.values())
     mean, ci = stats.mean_ci(values)
     eps = [r.best_epoch for r in ok if r.best_epoch]
@@ -183,6 +191,7 @@ def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test
         p_holm=test["p_holm"],
         verdict=test["verdict"],
         metric=metric,
+        pruned=sum(r.status == Status.PRUNED for r in records),
         **extra,
     )
 
@@ -216,21 +225,43 @@ def write(results_dir: Path, partial: bool = False) -> tuple[list[TrialRecord], 
     ``partial`` marks the tables as those of an interrupted study. Returns the records and variant rows."""
     results_dir = Path(results_dir)
     records = read_records(results_dir)
-    variants = for_study(records, studyfile.read(results_dir))
-    rows = [r.row() for r in records if r.planned]
+    study = studyfile.read(results_dir)
+    variants = for_study(records, study)
+    keys = list(study.search.get("space", {})) if study and study.search else []
+    rows = [_with_sampled(r.row(), r, study, keys) for r in records if r.planned]
+    columns = [*COLUMNS[:2], *keys, *COLUMNS[2:]]
     text = io.StringIO(newline="")
-    w = csv.DictWriter(text, fieldnames=COLUMNS)
+    w = csv.DictWriter(text, fieldnames=columns)
     w.writeheader()
     w.writerows(rows)
     write_atomic(results_dir / "summary.csv", text.getvalue())
-    _write_parquet(results_dir / "summary.parquet", rows)
-    write_atomic(results_dir / "summary.md", render.markdown(results_dir.name, variants, records, partial))
+    _write_parquet(results_dir / "summary.parquet", rows, columns)
+    found = search_found(records, study)
+    write_atomic(results_dir / "summary.md", render.markdown(results_dir.name, variants, records, partial, found))
     planned = [r for r in records if r.planned]
     write_atomic(results_dir / "confusion_by_variant.json", json.dumps(confusion_by_variant(results_dir, planned)))
     return records, variants
 
 
-def _write_parquet(path: Path, rows: list[dict]) -> None:
+def search_found(records: list[TrialRecord], study: studyfile.StudyFile | None):
+    """(samples best first, importance) of a search study; None for a study without a search."""
+    from runner import searchview
+
+    if study is None or not study.search:
+        return None
+    planned = [r for r in records if r.planned]
+    return searchview.samples(planned, study), searchview.importance(planned, study)
+
+
+def _with_sampled(row: dict, record: TrialRecord, study: studyfile.StudyFile | None, keys: list[str]) -> dict:
+    """A trial's row with the values of the searched keys (dotted columns), from its planned config."""
+    if not keys:
+        return row
+    values = study.values(record.variant, record.seed)
+    return {**row, **{k: cell(values.get(k)) for k in keys}}
+
+
+def _write_parquet(path: Path, rows: list[dict], columns: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -245,7 +276,11 @@ def _write_parquet(path: Path, rows: list[dict]) -> None:
         "trial_dir": pa.string(),
         "error": pa.string(),
     }
-    schema = pa.schema([(c, types.get(c, pa.float64())) for c in COLUMNS])
+    for c in columns[2:]:  # sampled columns: numbers stay numbers
+        if c not in COLUMNS and c not in types:
+            seen = [r[c] for r in rows if r[c] is not None]
+            types[c] = pa.string() if any(isinstance(x, str | bool) for x in seen) else pa.float64()
+    schema = pa.schema([(c, types.get(c, pa.float64())) for c in columns])
     buf = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
     write_atomic(path, buf.getvalue().to_pybytes())

@@ -149,6 +149,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.seeds:
         study = dataclasses.replace(study, seeds=parse_seeds(args.seeds))
     trials = check_study(study, where=args.config)
+    if study.search is not None:
+        study, trials = _first_samples(study, args.config)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
     data = _load_data(trials)
@@ -157,6 +159,20 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.resume is None and not args.dry_run:
         _check_space(prepared.storage, prepared)
     return prepared
+
+
+def _first_samples(study: Study, where: str) -> tuple[Study, list]:
+    """The study with its search's first batch of samples as variants (all of them unless the algorithm learns)."""
+    from runner.search import Sampler, batches
+
+    samples = Sampler(study.search).ask(batches(study.search)[0])
+    study = dataclasses.replace(study, variants={**study.variants, **samples})
+    trials = check_study(dataclasses.replace(study, search=None), where=where)  # the samples' values, checked
+    longest = max(cfg.train.epochs for _, _, cfg in trials)
+    if study.scheduler is not None and study.scheduler.grace_epochs > longest:
+        raise ConfigError(f"{where}: ASHA(grace_epochs={study.scheduler.grace_epochs}) is past the longest trial's "
+                          f"{longest} epochs; lower grace_epochs or raise train.epochs")  # fmt: skip
+    return study, trials
 
 
 def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
@@ -200,13 +216,15 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
     )
     print(f"{_study_line(plan)}, {plan.concurrent} at a time on {where} ({cpus:g} CPUs)")
     print(f"output {storage.join(prepared.storage, plan.study)}")
+    _print_search(prepared.study)
     print(f"disk   about {_gib(prepared.storage_needed())} of checkpoints, events and results")
     print()
     w = max(7, *(len(s.variant) for s in plan.specs))
     print(f"{'variant':<{w}}  seed  epochs  batch  workers  cpus/worker  gpus/worker  changes")
     for s in plan.specs:
         cfg = s.config
-        changes = ", ".join(f"{k}={v}" for k, v in prepared.study.variants[s.variant].items()) or "(base)"
+        changes = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in prepared.study.variants[s.variant].items()) or "(base)"  # fmt: skip
         print(
             f"{s.variant:<{w}}  {s.seed:>4}  {cfg.train.epochs:>6}  {cfg.train.batch_size:>5}  "
             f"{cfg.resources.workers_per_trial:>7}  {s.fit.cpus_per_worker:>11g}  {cfg.resources.gpus_per_worker:>11g}  {changes}"
@@ -300,6 +318,7 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
         _check_resumable(results, prepared.study, args.config)
 
     _print_plan(plan, results, resuming)
+    _print_search(prepared.study)
     _write_study_files(results, prepared, plan, args.config, resuming)
     run = phases.Run(prepared, plan, results, make_printer, print, args.max_concurrent)
     t_fit = time.time()
@@ -307,6 +326,7 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
         phases.resume(run, f"--resume {results}: {args.config} (with its --set values)")
     else:
         run.phase(plan.specs, record=False)  # study.json holds them as its first phase
+    phases.search_batches(run)
     phases.sequential_seeds(run)
     return _finish(args, results, time.time() - t0, time.time() - t_fit)
 
@@ -373,6 +393,7 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
             seeds=list(plan.seeds),
             variants={v: dict(prepared.study.variants[v]) for v in plan.variants},
             max_seeds=prepared.study.max_seeds,
+            search=search_record(prepared.study),
             trials=[s.to_param() for s in plan.specs],
             phases=[[s.to_param() for s in plan.specs]],
             data={k: im.summary() for k, im in images.items()},
@@ -383,9 +404,29 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
     results.push()
 
 
+def search_record(study: Study) -> dict | None:
+    """What study.json says of a study's search: the space as written, samples, algorithm, seed and scheduler,
+    and the samples asked in each batch (a learning search adds a batch per phase)."""
+    from runner.space import describe, sample_names
+
+    if study.search is None:
+        return None
+    s = study.search
+    sampled = [v for v in sample_names(s.samples) if v in study.variants]
+    return {
+        "space": {k: describe(d) for k, d in s.space.items()},
+        "log": [k for k, d in s.space.items() if getattr(d, "log", False)],
+        "samples": s.samples,
+        "algorithm": s.algorithm,
+        "seed": s.seed,
+        "scheduler": dataclasses.asdict(study.scheduler) if study.scheduler else None,
+        "batches": [[v for v in sampled]],
+    }
+
+
 def _finish(args, results, seconds: float, fit_seconds: float) -> int:
     """The study's tables and report from what is in the results dir; the console's last lines; the exit code."""
-    from runner import render, summary
+    from runner import render, studyfile, summary
     from runner.errors import first_line
 
     try:
@@ -404,6 +445,9 @@ def _finish(args, results, seconds: float, fit_seconds: float) -> int:
         ) from None
     print()
     print(render.console_table(variants))
+    found = summary.search_found(records, studyfile.read(results.local))
+    if found:
+        print("\n".join(["", *render.search_console(*found)]))
     print()
     print(f"{'stopped' if unfinished else 'done'} after {seconds:.0f} s ({fit_seconds:.0f} s running trials)")
     _print_where(results, report)
@@ -490,6 +534,22 @@ def _write_report(results_dir: Path) -> Path | None:
             results_dir,
         )
         return None
+
+
+def _print_search(study: Study) -> None:
+    """What a search samples and how, and the scheduler, in a line each."""
+    from runner.search import batches
+    from runner.space import describe
+
+    s = study.search
+    if s is not None:
+        space = ", ".join(f"{k} ~ {describe(d)}" for k, d in s.space.items())
+        later = f" ({batches(s)[0]} now, the rest as results come in)" if len(batches(s)) > 1 else ""
+        print(f"search {s.samples} {s.algorithm} samples{later}, seed {s.seed}: {space}")
+    if study.scheduler is not None:
+        a = study.scheduler
+        print(f"asha   trials behind on val accuracy stop at epoch {a.grace_epochs}, {a.grace_epochs * a.reduction_factor:g}"
+              f", ... (keeping the top 1/{a.reduction_factor:g}); they count as pruned")  # fmt: skip
 
 
 def _study_line(plan: Plan) -> str:

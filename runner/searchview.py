@@ -1,0 +1,86 @@
+"""What a search found: its samples ranked with their 95 % CIs, and how much each hyper-parameter mattered.
+
+Pure numbers from the records and study.json (no Ray, no torch). The importance is scikit-learn's
+permutation importance of a random forest fitted to (sampled values -> each trial's value of the metric);
+pruned trials count with the value they had when ASHA stopped them (what the searcher saw), so a
+hopeless region still teaches the forest that it is hopeless.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from runner import stats
+from runner.results import Status, TrialRecord, cell
+
+MIN_TRIALS = 6  # fewer trials with a value than this: no importance (a forest of 5 points says nothing)
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str  # s000, ...
+    values: dict  # dotted key -> sampled value (as a table cell)
+    n: int  # seeds that ran to the end
+    mean: float | None  # over those seeds
+    ci: float | None
+    pruned: int  # seeds ASHA stopped
+    score: float | None  # mean over every seed with a value, pruned ones as they stopped (what the searcher saw)
+
+
+def samples(records: list[TrialRecord], study) -> list[Sample]:
+    """The search's samples, best first: by mean over full runs, then (for the pruned) by the searcher's score."""
+    if study is None or not study.search:
+        return []
+    keys = list(study.search["space"])
+    names = [v for batch in study.search.get("batches", []) for v in batch]
+    metric = study.metric
+    out = []
+    for name in names:
+        mine = [r for r in records if r.variant == name and r.planned]
+        full = [getattr(r, metric) for r in mine if r.status not in (Status.ERROR, Status.PRUNED)]
+        seen = [getattr(r, metric) for r in mine if r.status != Status.ERROR]
+        full, seen = [x for x in full if x is not None], [x for x in seen if x is not None]
+        mean, ci = stats.mean_ci(full)
+        values = study.values(name, mine[0].seed) if mine else {}
+        pruned = sum(r.status == Status.PRUNED for r in mine)
+        score = statistics.fmean(seen) if seen else None
+        out.append(Sample(name, {k: cell(values.get(k)) for k in keys}, len(full), mean, ci, pruned, score))
+    return sorted(out, key=lambda s: (s.mean is None, -(s.mean or 0.0), -(s.score or 0.0)))
+
+
+def importance(records: list[TrialRecord], study, seed: int = 0) -> dict[str, float]:
+    """{dotted key: share of the permutation importance} (the drop in the forest's R² when the key's values are
+    shuffled, over the sum of the drops), largest first; {} with fewer than MIN_TRIALS trials that have a value."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.inspection import permutation_importance
+
+    if study is None or not study.search:
+        return {}
+    keys = list(study.search["space"])
+    log = set(study.search.get("log", []))
+    names = {v for batch in study.search.get("batches", []) for v in batch}
+    rows, y = [], []
+    for r in records:
+        value = getattr(r, study.metric)
+        if r.variant in names and r.planned and r.status != Status.ERROR and value is not None:
+            rows.append(study.values(r.variant, r.seed))
+            y.append(value)
+    if len(y) < MIN_TRIALS:
+        return {}
+    x = np.array([[_number(row.get(k), k in log, k, rows) for k in keys] for row in rows], dtype=float)
+    forest = RandomForestRegressor(n_estimators=200, random_state=seed, min_samples_leaf=2).fit(x, y)
+    result = permutation_importance(forest, x, np.array(y), n_repeats=20, random_state=seed)
+    scores = {k: max(float(m), 0.0) for k, m in zip(keys, result.importances_mean)}
+    total = sum(scores.values()) or 1.0
+    return {k: v / total for k, v in sorted(scores.items(), key=lambda kv: -kv[1])}
+
+
+def _number(value, log: bool, key: str, rows: list[dict]) -> float:
+    """A sampled value as a feature: log10 on a log scale; a choice as its position among the values seen."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        seen = sorted({str(cell(r.get(key))) for r in rows})
+        return float(seen.index(str(cell(value))))
+    return math.log10(value) if log and value > 0 else float(value)
