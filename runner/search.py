@@ -94,7 +94,10 @@ def _tune_domain(tune, d: Distribution):
 
 
 def _sobol(search: Search) -> list[dict]:
+    import warnings
+
     optuna = _import_optuna(search)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     sampler = optuna.samplers.QMCSampler(
         qmc_type="sobol", scramble=True, seed=search.seed, warn_independent_sampling=False
     )

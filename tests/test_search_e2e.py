@@ -1,0 +1,96 @@
+"""Searches on a real local Ray: a random search's rows and columns, ASHA pruning the hopeless samples, a
+learning (TPE) search killed with -9 and resumed with the same samples and its searcher state replayed."""
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, start_cli, write_study
+
+pytestmark = pytest.mark.e2e
+
+STUDY = """
+study = Study(
+    name="NAME",
+    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(16,)),
+                     train=TrainConfig(epochs=EPOCHS, batch_size=64)),
+    variants={"base": {}},
+    search=Search(space=SPACE, samples=SAMPLES, algorithm="ALGORITHM", seed=0),
+    scheduler=SCHEDULER,
+    seeds=(0, 1),
+)
+"""
+# half the learning rates are hopeless (<= 1e-7: nothing moves in a few epochs), half train
+SPACE = '{"optim.lr": choice([1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2]), "model.dropout": uniform(0.0, 0.3)}'
+
+
+def _study(path: Path, name: str, samples: int, algorithm="random", epochs=2, scheduler="None", space=SPACE) -> Path:
+    body = STUDY.replace("NAME", name).replace("SAMPLES", str(samples)).replace("ALGORITHM", algorithm)
+    return write_study(path, body.replace("EPOCHS", str(epochs)).replace("SCHEDULER", scheduler).replace("SPACE", space))
+
+
+def _rows(results: Path) -> list[dict]:
+    return list(csv.DictReader(open(results / "summary.csv")))
+
+
+def test_random_search_with_asha_prunes_hopeless_samples_and_reports_them(tmp_path):
+    study = _study(tmp_path / "s.py", "asha", samples=6, epochs=4, scheduler="ASHA(grace_epochs=1, reduction_factor=2)")
+    dry = run_cli(str(study), "--storage", str(tmp_path / "out"), "--dry-run")
+    assert dry.returncode == 0 and "search 6 random samples, seed 0" in dry.stdout, dry.stderr[-2000:]
+    r = run_cli(str(study), "--storage", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr[-3000:]  # pruned trials are results, not failures
+    results = tmp_path / "out" / "asha"
+    rows = _rows(results)
+    assert len(rows) == 14 and {row["variant"] for row in rows} == {"base", *(f"s{k:03d}" for k in range(6))}
+    assert list(rows[0])[:4] == ["variant", "seed", "optim.lr", "model.dropout"]  # sampled values are columns
+    for row in rows[2:]:
+        assert float(row["optim.lr"]) in (1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2) and 0 <= float(row["model.dropout"]) <= 0.3
+    pruned = [row for row in rows if row["status"] == "pruned"]
+    assert pruned, [(row["variant"], row["status"], row["epochs_run"]) for row in rows]
+    assert all(int(row["epochs_run"]) < 4 for row in pruned)
+    hopeless = {row["variant"] for row in rows if float(row["optim.lr"] or 1) <= 1e-7}
+    assert hopeless and any(row["variant"] in hopeless for row in pruned)
+    # the same study file gives the same samples
+    again = run_cli(str(study), "--storage", str(tmp_path / "out"), "--dry-run")
+    assert again.stdout.split("variant  seed")[1] == dry.stdout.split("variant  seed")[1]
+    md = (results / "summary.md").read_text()
+    assert "## Search" in md and "trials were pruned (stopped early by ASHA)" in md
+    assert "top samples" in r.stdout
+    study_json = json.loads((results / "study.json").read_text())
+    assert study_json["search"]["space"]["model.dropout"] == "uniform(0, 0.3)"
+    html = (results / "report.html").read_text()
+    assert "<h2>Search</h2>" in html and "alt='sampled values against the score, one line per sample'" in html
+
+
+def test_a_killed_tpe_search_resumes_with_the_same_samples(tmp_path):
+    space = '{"optim.lr": loguniform(1e-6, 1e-1), "model.dropout": uniform(0.0, 0.3)}'
+    study = _study(tmp_path / "s.py", "tpe", samples=10, algorithm="optuna", space=space)
+    out, results = tmp_path / "out", tmp_path / "out" / "tpe"
+    proc = start_cli(str(study), "--storage", str(out), "--name", "tpe")
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:  # kill -9 once the second batch has been asked
+        try:
+            if len(json.loads((results / "study.json").read_text())["search"]["batches"]) == 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = json.loads((results / "study.json").read_text())
+    asked = {v: before["variants"][v] for batch in before["search"]["batches"] for v in batch}
+    assert len(asked) == 10
+
+    r = run_cli(str(study), "--storage", str(out), "--resume", str(results))
+    assert r.returncode == 0, r.stderr[-3000:]
+    after = json.loads((results / "study.json").read_text())
+    assert after["search"]["batches"] == before["search"]["batches"]
+    assert {v: after["variants"][v] for v in asked} == asked  # the same samples, none asked again
+    rows = _rows(results)
+    assert len(rows) == 22 and all(row["status"] == "completed" for row in rows)
+    assert len(list(results.glob("*_seed*_*"))) == 22  # no trial ran twice in a dir of its own
