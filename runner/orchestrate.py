@@ -168,7 +168,7 @@ MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) r
 
 
 def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, printer, resume: bool = False,
-               asha=None):  # fmt: skip
+               asha=None, reference: str | None = None):  # fmt: skip
     """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
     ``results`` (STORAGE/NAME, a directory or URI), ``concurrent`` at once; returns Tune's ResultGrid.
     ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets. A study that grows runs each new
@@ -177,7 +177,8 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
     ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
     last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops trials that fall behind on
-    val accuracy; each gets a pruned.json in its dir (runner.results reads it as status ``pruned``).
+    val accuracy (never the ``reference`` variant's); each gets a pruned.json in its dir (runner.results reads it as
+    status ``pruned``).
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -196,7 +197,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return watch.fit(tuner)
     tune_config = tune.TuneConfig(
-        scheduler=_scheduler(asha, params),
+        scheduler=_scheduler(asha, params, reference),
         max_concurrent_trials=concurrent,
         reuse_actors=True,
         trial_name_creator=_trial_name,
@@ -213,15 +214,21 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
 
 
-def _scheduler(asha, params: list[dict]):
-    """Tune's ASHA on each epoch's val accuracy, up to the phase's longest trial; None without ``asha``."""
+def _scheduler(asha, params: list[dict], reference: str | None):
+    """Tune's ASHA on each epoch's val accuracy, up to the phase's longest trial; None without ``asha``. The
+    reference's trials set the bar at each rung but are never stopped: every comparison keeps its pairs."""
     if asha is None:
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class SparingReference(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            return TrialScheduler.CONTINUE if trial.config["spec"]["variant"] == reference else action
 
     max_t = max(TrialSpec.from_param(p).config.train.epochs for p in params)
-    return ASHAScheduler(time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
-                         grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
+    return SparingReference(time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
+                            grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
 
 
 def _pruned_marker_class():

@@ -56,7 +56,7 @@ class Run:
                 self.datasets[key] = to_ray_datasets(data.images[key])
         orchestrate.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri,
                                self.printer_factory(len(params)), resume=resume,
-                               asha=self.prepared.study.scheduler)  # fmt: skip
+                               asha=self.prepared.study.scheduler, reference=self.plan.reference)  # fmt: skip
 
     def _record(self, params: list[dict]) -> None:
         found = studyfile.read(self.results.local)

@@ -549,7 +549,7 @@ def _print_search(study: Study) -> None:
     if study.scheduler is not None:
         a = study.scheduler
         print(f"asha   trials behind on val accuracy stop at epoch {a.grace_epochs}, {a.grace_epochs * a.reduction_factor:g}"
-              f", ... (keeping the top 1/{a.reduction_factor:g}); they count as pruned")  # fmt: skip
+              f", ... (keeping the top 1/{a.reduction_factor:g}); they count as pruned; the reference runs every epoch")  # fmt: skip
 
 
 def _study_line(plan: Plan) -> str:

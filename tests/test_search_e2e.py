@@ -30,7 +30,9 @@ SPACE = '{"optim.lr": choice([1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2]), "model.dropo
 
 def _study(path: Path, name: str, samples: int, algorithm="random", epochs=2, scheduler="None", space=SPACE) -> Path:
     body = STUDY.replace("NAME", name).replace("SAMPLES", str(samples)).replace("ALGORITHM", algorithm)
-    return write_study(path, body.replace("EPOCHS", str(epochs)).replace("SCHEDULER", scheduler).replace("SPACE", space))
+    return write_study(
+        path, body.replace("EPOCHS", str(epochs)).replace("SCHEDULER", scheduler).replace("SPACE", space)
+    )
 
 
 def _rows(results: Path) -> list[dict]:
@@ -48,10 +50,13 @@ def test_random_search_with_asha_prunes_hopeless_samples_and_reports_them(tmp_pa
     assert len(rows) == 14 and {row["variant"] for row in rows} == {"base", *(f"s{k:03d}" for k in range(6))}
     assert list(rows[0])[:4] == ["variant", "seed", "optim.lr", "model.dropout"]  # sampled values are columns
     for row in rows[2:]:
-        assert float(row["optim.lr"]) in (1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2) and 0 <= float(row["model.dropout"]) <= 0.3
+        assert (
+            float(row["optim.lr"]) in (1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2) and 0 <= float(row["model.dropout"]) <= 0.3
+        )
     pruned = [row for row in rows if row["status"] == "pruned"]
     assert pruned, [(row["variant"], row["status"], row["epochs_run"]) for row in rows]
     assert all(int(row["epochs_run"]) < 4 for row in pruned)
+    assert [row["status"] for row in rows if row["variant"] == "base"] == ["completed"] * 2  # the reference is spared
     hopeless = {row["variant"] for row in rows if float(row["optim.lr"] or 1) <= 1e-7}
     assert hopeless and any(row["variant"] in hopeless for row in pruned)
     # the same study file gives the same samples
