@@ -112,9 +112,15 @@ def _finished(record) -> bool:
 def _update_study(run: Run, kept: list[dict]) -> None:
     """study.json as the study file now is: its seeds, variants, reference, and the trials it still plans (a new
     phase adds its own)."""
+    from runner import search
+
     study = run.prepared.study
+    searched = (
+        {"search": search.record(study)} if study.search is not None and study.search.algorithm != "optuna" else {}
+    )
     studyfile.update(run.results.local, seeds=list(study.seeds), max_seeds=study.max_seeds, reference=run.plan.reference,
-                     variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric, trials=kept)  # fmt: skip
+                     variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric, trials=kept,
+                     **searched)  # fmt: skip
     run.results.push()
 
 

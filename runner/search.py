@@ -77,12 +77,13 @@ class Sampler:
 
 
 def _random(search: Search) -> list[dict]:
-    """``search.samples`` draws of every key, with Tune's own distributions, from one seeded generator."""
+    """``search.samples`` samples, each drawing every key in turn with Tune's own distributions from one seeded
+    generator: sample k is the same whatever the number of samples, so raising ``samples`` only adds samples."""
     from ray import tune
 
     rng = np.random.default_rng(search.seed)
-    columns = {k: _tune_domain(tune, d).sample(size=search.samples, random_state=rng) for k, d in search.space.items()}
-    return [{k: _plain(col[i]) for k, col in columns.items()} for i in range(search.samples)]
+    domains = {k: _tune_domain(tune, d) for k, d in search.space.items()}
+    return [{k: _plain(dom.sample(random_state=rng)) for k, dom in domains.items()} for _ in range(search.samples)]
 
 
 def _tune_domain(tune, d: Distribution):
@@ -159,6 +160,27 @@ def _quantized(search: Search, values: dict) -> dict:
 def _plain(x: Any) -> Any:
     """numpy scalars as Python numbers, tuples kept (model.hidden)."""
     return x.item() if isinstance(x, np.generic) else x
+
+
+def record(study) -> dict | None:
+    """What study.json says of a study's search: the space as written, samples, algorithm, seed, scheduler, and
+    the samples asked in each batch (a learning search adds a batch per phase)."""
+    from dataclasses import asdict
+
+    from runner.space import describe
+
+    if study.search is None:
+        return None
+    s = study.search
+    return {
+        "space": {k: describe(d) for k, d in s.space.items()},
+        "log": [k for k, d in s.space.items() if getattr(d, "log", False)],
+        "samples": s.samples,
+        "algorithm": s.algorithm,
+        "seed": s.seed,
+        "scheduler": asdict(study.scheduler) if study.scheduler else None,
+        "batches": [[v for v in sample_names(s.samples) if v in study.variants]],
+    }
 
 
 def replay(search: Search, phases: Sequence[dict[str, dict]], results: dict[str, float | None]) -> Sampler:

@@ -378,7 +378,7 @@ def _print_plan(plan: Plan, results, resuming: bool) -> None:
 def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, resuming: bool) -> None:
     """audit.json, and study.json for a new study; a URI holds both before any trial starts, so --resume
     works from any machine."""
-    from runner import studyfile
+    from runner import search, studyfile
 
     results.local.mkdir(parents=True, exist_ok=True)
     images = prepared.data.images
@@ -393,7 +393,7 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
             seeds=list(plan.seeds),
             variants={v: dict(prepared.study.variants[v]) for v in plan.variants},
             max_seeds=prepared.study.max_seeds,
-            search=search_record(prepared.study),
+            search=search.record(prepared.study),
             trials=[s.to_param() for s in plan.specs],
             phases=[[s.to_param() for s in plan.specs]],
             data={k: im.summary() for k, im in images.items()},
@@ -402,26 +402,6 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
             config_file=str(Path(config).resolve()),
         )
     results.push()
-
-
-def search_record(study: Study) -> dict | None:
-    """What study.json says of a study's search: the space as written, samples, algorithm, seed and scheduler,
-    and the samples asked in each batch (a learning search adds a batch per phase)."""
-    from runner.space import describe, sample_names
-
-    if study.search is None:
-        return None
-    s = study.search
-    sampled = [v for v in sample_names(s.samples) if v in study.variants]
-    return {
-        "space": {k: describe(d) for k, d in s.space.items()},
-        "log": [k for k, d in s.space.items() if getattr(d, "log", False)],
-        "samples": s.samples,
-        "algorithm": s.algorithm,
-        "seed": s.seed,
-        "scheduler": dataclasses.asdict(study.scheduler) if study.scheduler else None,
-        "batches": [[v for v in sampled]],
-    }
 
 
 def _finish(args, results, seconds: float, fit_seconds: float) -> int:

@@ -198,3 +198,11 @@ def test_importance_finds_the_hyper_parameter_that_matters(tmp_path):
     imp = searchview.importance(records, study)
     assert list(imp)[0] == "optim.lr" and imp["optim.lr"] > 0.8 and sum(imp.values()) == pytest.approx(1.0)
     assert searchview.importance(records[:4], study) == {}  # too few trials to say
+
+
+@pytest.mark.parametrize("algorithm", ["random", "sobol"])
+def test_more_samples_only_add_samples(algorithm):
+    """Raising Search.samples and resuming runs only the new samples: the first ones stay as they were."""
+    few = search.Sampler(Search(space=SPACE, samples=4, algorithm=algorithm)).ask(4)
+    more = search.Sampler(Search(space=SPACE, samples=8, algorithm=algorithm)).ask(8)
+    assert {k: more[k] for k in few} == few and len(more) == 8
