@@ -3,13 +3,23 @@
 Per epoch (step = epoch): scalars train/loss, train/accuracy, val/loss, val/accuracy,
 time/epoch_seconds, time/images_per_second, and weight histograms. At the end, for the best epoch:
 image val/confusion_matrix, image val/images (predicted / true labels), text
-val/classification_report; and the trial's hparams with best/val_accuracy and best/epoch, so the
-HParams tab compares trials.
+val/classification_report; and the trial's HParams session (its dotted config keys, without the seed,
+in its variant's group) with best/val_accuracy and best/epoch. The study's one HParams experiment config
+(every hyper-parameter's domain and the metrics) goes to the results root: ``write_experiment``. So the
+HParams tab shows a row per variant, averaged over its seeds.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+
+from runner.config import flatten
 
 # result field -> TensorBoard tag, written every epoch
 EPOCH_TAGS = {
@@ -79,44 +89,170 @@ class TrialBoard:
         self.writer.add_text("test/classification_report", "    " + report.replace("\n", "\n    "), epoch)
 
     def finish(self, spec, stopper, test: dict | None = None) -> None:
-        """The trial's hparams with its best val accuracy and epoch (and test accuracy), then close the run."""
+        """The trial's HParams session (its variant's group) with its best val accuracy and epoch (and test
+        accuracy), then close the run."""
         metrics = {"best/val_accuracy": max(stopper.best, 0.0), "best/epoch": stopper.best_epoch}
         if test is not None:
             metrics["best/test_accuracy"] = test["accuracy"]
-        self.hparams(hparams(spec.variant, spec.config), metrics)
+        self.hparams(hparams(spec.variant, spec.config), metrics, group=spec.variant)
         self.writer.close()
 
-    def hparams(self, values: dict, metrics: dict) -> None:
-        """Write hparams into this run (not a timestamped sub-run, as SummaryWriter.add_hparams would)."""
-        from torch.utils.tensorboard.summary import hparams as hp_summary
-
+    def hparams(self, values: dict, metrics: dict, group: str) -> None:
+        """This run as one HParams session of ``group``: TensorBoard averages a group's sessions (a variant's
+        seeds). Written into this run, not a timestamped sub-run (as SummaryWriter.add_hparams would), and
+        without an experiment config of its own: the study's one is at the results root (write_experiment)."""
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, 0)
-        for s in hp_summary(values, metrics):
+        for s in _session(values, group):
             self.writer.file_writer.add_summary(s)
 
     def close(self) -> None:
         self.writer.close()
 
 
+# -------------------------------------------------------------------------------------------- HParams
+# TensorBoard's HParams tab reads one experiment config (every hyper-parameter with its domain, and the
+# metrics) from the results root, and one session per trial run, grouped by variant. Both name a
+# hyper-parameter by its dotted config key and render its value with ``render``, so they always match.
+
+NOT_HPARAMS = (
+    "train.seed",  # a study axis: TensorBoard averages a variant's seeds instead of listing them apart
+    "train.checkpoint_every",  # when a trial saves, not what it learns
+    "resources.",  # where a trial runs, not what it learns
+)
+BEST_TAGS = ("best/val_accuracy", "best/epoch")  # written by TrialBoard.finish, step 0
+EXPERIMENT_FILE = ".hparams"  # suffix of the results root's events file that holds the experiment config
+
+
+def is_hparam(key: str) -> bool:
+    return not any(key == n or (n.endswith(".") and key.startswith(n)) for n in NOT_HPARAMS)
+
+
+def render(key: str, value):
+    """A config value as an HParams value (a number, string or bool): augment.train as its transforms' names
+    ("none" without), other lists as their items joined by "-" (model.hidden (512, 128) -> "512-128").
+    Idempotent: a rendered value renders to itself."""
+    if key == "augment.train" and isinstance(value, list | tuple):
+        return ",".join(str(a.get("name")) if isinstance(a, dict) else str(a) for a in value) or "none"
+    if isinstance(value, list | tuple):
+        return "-".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return "none" if value is None else value
+
+
 def hparams(variant: str, cfg) -> dict:
-    """A trial's hyper-parameters (a TrialConfig) as TensorBoard HParams values (numbers, strings, bools)."""
-    m, o, t = cfg.model, cfg.optim, cfg.train
-    return {
-        "variant": variant,
-        "seed": t.seed,
-        "hidden": "-".join(map(str, m.hidden)),
-        "dropout": m.dropout,
-        "batchnorm": m.batchnorm,
-        "init": m.init,
-        "optimizer": o.name,
-        "lr": o.lr,
-        "weight_decay": o.weight_decay,
-        "batch_size": t.batch_size,
-        "epochs": t.epochs,
-        "patience": t.patience,
-        "augment": ",".join(str(a.get("name")) for a in cfg.augment.train) or "none",
-    }
+    """A trial's hyper-parameters (a TrialConfig) as HParams values, by dotted key, with its variant; not its
+    seed (a variant's seeds are one session group)."""
+    flat = flatten(cfg.to_dict())
+    return {"variant": variant, **{k: render(k, v) for k, v in flat.items() if is_hparam(k)}}
+
+
+def experiment_metrics(test: bool) -> list[str]:
+    """The HParams metrics: the best epoch's numbers (and test accuracy with a test split), then the last
+    epoch's course scalars."""
+    course = [tag for tag in EPOCH_TAGS.values() if not tag.startswith("time/")]
+    return [*BEST_TAGS, *(["best/test_accuracy"] if test else []), *course]
+
+
+def experiment_domains(
+    variants: Mapping[str, Mapping[str, Any]], space: Mapping[str, Any], base=None
+) -> dict[str, list | tuple[float, float]]:
+    """Each hyper-parameter's domain for write_experiment: "variant" -> the variant names; a key the variants
+    set -> its distinct values (``variants``: name -> dotted overrides, with the ``base`` TrialConfig's value for
+    variants that keep it; or name -> hparams() values); a searched key of ``space`` -> (low, high) of a numeric
+    distribution, or its options, widened by any value a variant sets. With ``base``, every hyper-parameter."""
+    base_values = hparams("", base) if base is not None else {}
+    base_values.pop("variant", None)
+    seen: dict[str, list] = {k: [] for k in base_values}
+    for overrides in variants.values():
+        rendered = {k: render(k, v) for k, v in overrides.items() if is_hparam(k) and k != "variant"}
+        for k, v in {**base_values, **rendered}.items():
+            seen.setdefault(k, []).append(v)
+    domains: dict[str, list | tuple[float, float]] = {"variant": list(variants)}
+    for k in sorted(set(seen) | {k for k in space if is_hparam(k)}):
+        domains[k] = _domain(k, seen.get(k, []), space.get(k))
+    return domains
+
+
+def _domain(key: str, values: list, dist) -> list | tuple[float, float]:
+    if dist is not None and hasattr(dist, "options"):
+        return _distinct([*(render(key, o) for o in dist.options), *values])
+    if dist is not None:
+        numbers = [v for v in values if _is_number(v)]
+        return (float(min([dist.low, *numbers])), float(max([dist.high, *numbers])))
+    return _distinct(values)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _distinct(values: list) -> list:
+    """Sorted distinct values of one type, as TensorBoard's Discrete domain needs: numbers as floats; a mix
+    of kinds as strings."""
+    if all(isinstance(v, bool) for v in values):
+        return sorted(set(values))
+    if all(_is_number(v) for v in values):
+        return sorted({float(v) for v in values})
+    return sorted({str(v) for v in values})
+
+
+def write_experiment(logdir: str | Path, domains: Mapping[str, list | tuple[float, float]], metrics: list[str]) -> Path:
+    """The study's one HParams experiment config, in an events file of its own at ``logdir`` (the results
+    root), replacing an earlier one (TensorBoard would keep the first it reads). ``domains``: name -> a list
+    of values (discrete) or a (low, high) tuple (an interval); ``metrics``: scalar tags of each trial run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir = Path(logdir)
+    for old in logdir.glob(f"events.out.tfevents.*{EXPERIMENT_FILE}"):
+        old.unlink()
+    writer = SummaryWriter(log_dir=str(logdir), filename_suffix=EXPERIMENT_FILE)
+    writer.file_writer.add_summary(_experiment(domains, metrics))
+    writer.close()
+    return next(logdir.glob(f"events.out.tfevents.*{EXPERIMENT_FILE}"))
+
+
+def _experiment(domains: Mapping[str, list | tuple[float, float]], metrics: list[str]):
+    """The Summary holding the experiment config (hparams_config_pb's, with ``differs`` set, so the HParams
+    table shows the hyper-parameters that vary first)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    infos = []
+    for name, domain in domains.items():
+        info = api_pb2.HParamInfo(name=name, differs=len(domain) > 1 if isinstance(domain, list) else True)
+        if isinstance(domain, list):
+            hp.Discrete(domain).update_hparam_info(info)
+        else:
+            hp.RealInterval(*map(float, domain)).update_hparam_info(info)
+        infos.append(info)
+    exp = api_pb2.Experiment(
+        hparam_infos=infos, metric_infos=[hp.Metric(tag).as_proto() for tag in metrics], time_created_secs=time.time()
+    )
+    summary = Summary()
+    data = plugin_data_pb2.HParamsPluginData(experiment=exp)
+    summary.value.add(
+        tag=metadata.EXPERIMENT_TAG, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+    )
+    return summary
+
+
+def _session(values: dict, group: str) -> list:
+    """A trial's HParams session start (its values, in ``group``) and end (success) summaries."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    end = plugin_data_pb2.HParamsPluginData(
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+    )
+    end_summary = Summary()
+    end_summary.value.add(
+        tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(end), tensor=metadata.NULL_TENSOR
+    )
+    return [hp.hparams_pb(values, trial_id=group), end_summary]
 
 
 def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):

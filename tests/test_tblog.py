@@ -1,0 +1,191 @@
+"""TensorBoard HParams as TensorBoard means it: one experiment config at the results root, one session per
+trial run, a variant's seeds one session group. Checked through a real `tensorboard` server's HTTP API,
+with the requests its HParams dashboard sends (tensorboard/plugins/hparams, webfiles tf-hparams-dashboard)."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from runner import tblog
+from runner.config import ModelConfig, Study, TrialConfig
+from runner.engine import EarlyStopping
+from runner.results import trial_dir_name
+
+TENSORBOARD = Path(sys.executable).parent / "tensorboard"
+STATUSES = ["STATUS_FAILURE", "STATUS_RUNNING", "STATUS_SUCCESS", "STATUS_UNKNOWN"]
+
+
+@dataclass(frozen=True)
+class Uniform:  # duck-types runner.config's numeric distributions
+    low: float
+    high: float
+    q: float | None = None
+
+
+@dataclass(frozen=True)
+class Choice:  # duck-types runner.config.Choice
+    options: tuple
+
+
+STUDY = Study(
+    name="tb",
+    base=TrialConfig(model=ModelConfig(hidden=(512, 128), dropout=0.1)),
+    variants={"default": {}, "xavier": {"model.init": "xavier_uniform", "resources.workers_per_trial": 2}},
+    seeds=(0, 1),
+)
+
+
+def test_hparams_are_dotted_config_keys_without_the_seed():
+    values = tblog.hparams("xavier", STUDY.trial_config("xavier", 1))
+    assert values["variant"] == "xavier" and values["model.init"] == "xavier_uniform"
+    assert values["model.hidden"] == "512-128" and values["model.dropout"] == 0.1
+    assert values["augment.train"] == "HorizontalFlip,RandomBrightnessContrast"
+    assert values["optim.lr"] == 1e-3 and values["train.batch_size"] == 32 and values["model.batchnorm"] is False
+    assert not any(k == "train.seed" or k.startswith("resources.") for k in values)
+    assert tblog.hparams("xavier", STUDY.trial_config("xavier", 0)) == values  # a variant's seeds: one session group
+
+
+def test_domains_of_fixed_variants_and_a_search_space():
+    variants = {
+        **STUDY.variants,
+        "s000": {"optim.lr": 0.003, "model.hidden": (256,)},
+        "s001": {"optim.lr": 0.02, "model.hidden": (64, 32)},
+    }
+    space = {"optim.lr": Uniform(1e-4, 0.1), "model.hidden": Choice(((256,), (64, 32), (512, 128)))}
+    domains = tblog.experiment_domains(variants, space, base=STUDY.base)
+    assert domains["variant"] == ["default", "xavier", "s000", "s001"]
+    assert domains["model.init"] == ["default", "xavier_uniform"]  # the base's value with the variant's
+    assert domains["optim.lr"] == (1e-4, 0.1)
+    assert domains["model.hidden"] == ["256", "512-128", "64-32"]  # rendered as the sessions render them
+    assert domains["model.dropout"] == [0.1] and domains["model.batchnorm"] == [False]
+    assert "train.seed" not in domains and "resources.workers_per_trial" not in domains
+    # every session value lies in its domain, under the same key
+    for name in variants:
+        for key, value in tblog.hparams(name, STUDY.base).items():
+            domain = domains[key]
+            assert value in domain if isinstance(domain, list) else domain[0] <= value <= domain[1], key
+
+
+def test_domains_from_hparams_values_need_no_base():
+    configs = {v: tblog.hparams(v, STUDY.trial_config(v, 0)) for v in STUDY.variants}
+    assert tblog.experiment_domains(configs, {}) == tblog.experiment_domains(STUDY.variants, {}, base=STUDY.base)
+
+
+def test_rewriting_the_experiment_replaces_it(tmp_path):
+    first = tblog.write_experiment(tmp_path, {"variant": ["a"]}, ["best/val_accuracy"])
+    second = tblog.write_experiment(tmp_path, {"variant": ["a", "b"]}, ["best/val_accuracy"])
+    assert not first.exists() or first == second
+    assert list(tmp_path.glob("events.out.tfevents.*")) == [second]
+
+
+def _write_trial(root: Path, variant: str, seed: int, accs: list[float]) -> None:
+    spec = SimpleNamespace(variant=variant, config=STUDY.trial_config(variant, seed))
+    board = tblog.TrialBoard(str(root / trial_dir_name(variant, seed, f"t{variant[:3]}{seed}")))
+    stopper, model = EarlyStopping(patience=0), torch.nn.Linear(4, 2)
+    for epoch, acc in enumerate(accs, 1):
+        metrics = {"epoch": epoch, "val_accuracy": acc, "val_loss": 1 - acc, "train_accuracy": acc, "train_loss": 1}
+        board.epoch({**metrics, "epoch_seconds": 0.1, "images_per_second": 100.0}, model)
+        stopper.update(acc, epoch)
+    board.finish(spec, stopper, {"accuracy": accs[-1] - 0.05})
+
+
+@pytest.fixture(scope="module")
+def board_server(tmp_path_factory):
+    """2 variants x 2 seeds of trial runs and the study's experiment config, served by a real tensorboard."""
+    if not TENSORBOARD.exists():
+        pytest.skip(f"no tensorboard executable beside {sys.executable}")
+    root = tmp_path_factory.mktemp("results")
+    for (variant, seed), accs in {
+        ("default", 0): [0.4, 0.5],
+        ("default", 1): [0.3, 0.6],
+        ("xavier", 0): [0.5, 0.4],
+        ("xavier", 1): [0.2, 0.3],
+    }.items():
+        _write_trial(root, variant, seed, accs)
+    domains = tblog.experiment_domains(STUDY.variants, {}, base=STUDY.base)
+    tblog.write_experiment(root, domains, tblog.experiment_metrics(test=True))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(TENSORBOARD), "--logdir", str(root), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/data/plugin/hparams", domains, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _poll(proc, url: str, body: dict, ready) -> dict:
+    """The server's answer once ``ready(answer)``: it loads the runs in the background after it starts."""
+    last: object = None
+    for _ in range(240):
+        if proc.poll() is not None:
+            pytest.fail(f"tensorboard exited: {proc.stderr.read()[-2000:]}")
+        try:
+            last = _post(url, body)
+            if ready(last):
+                return last
+        except (urllib.error.URLError, ConnectionError) as e:
+            last = e
+        time.sleep(0.5)
+    pytest.fail(f"tensorboard never answered {url} as expected; last: {last}")
+
+
+def test_tensorboard_serves_the_experiment_config(board_server):
+    url, domains, proc = board_server
+    exp = _poll(proc, f"{url}/experiment", {"experimentName": "", "hparamsLimit": 1000}, lambda e: e.get("hparamInfos"))
+    infos = {i["name"]: i for i in exp["hparamInfos"]}
+    assert infos.keys() == domains.keys()
+    assert infos["variant"]["domainDiscrete"] == ["default", "xavier"] and infos["variant"]["differs"]
+    assert infos["model.init"]["domainDiscrete"] == ["default", "xavier_uniform"]
+    assert infos["model.hidden"]["domainDiscrete"] == ["512-128"] and not infos["model.hidden"].get("differs")
+    assert infos["optim.lr"]["type"] == "DATA_TYPE_FLOAT64"
+    # the hyper-parameters that differ come first: the dashboard shows the first five
+    assert [i["name"] for i in exp["hparamInfos"][:2]] == ["model.init", "variant"]
+    metrics = [m["name"]["tag"] for m in exp["metricInfos"]]
+    assert metrics == tblog.experiment_metrics(test=True)
+    assert {"best/test_accuracy", "val/accuracy", "train/loss"} <= set(metrics)
+
+
+def test_tensorboard_groups_a_variants_seeds(board_server):
+    url, domains, proc = board_server
+    cols = [{"hparam": name, "includeInResult": True} for name in domains]
+    cols += [{"metric": {"tag": t, "group": ""}, "includeInResult": True} for t in tblog.experiment_metrics(True)]
+    body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": cols, "startIndex": 0, "sliceSize": 100}
+    answer = _poll(
+        proc, f"{url}/session_groups", body, lambda a: sum(len(g["sessions"]) for g in a.get("sessionGroups", [])) == 4
+    )
+    groups = {g["name"]: g for g in answer["sessionGroups"]}
+    assert answer["totalSize"] == 2 and groups.keys() == {"default", "xavier"}
+    xavier = groups["xavier"]
+    assert sorted(s["name"] for s in xavier["sessions"]) == sorted(
+        trial_dir_name("xavier", seed, f"txav{seed}") for seed in (0, 1)
+    )
+    assert xavier["hparams"]["model.init"] == "xavier_uniform" and xavier["hparams"]["model.hidden"] == "512-128"
+    assert all(s["status"] == "STATUS_SUCCESS" for s in xavier["sessions"])
+    # the group's metrics are its seeds' mean: best val accuracy 0.5 and 0.3 -> 0.4; last val accuracy 0.4, 0.3
+    values = {m["name"]["tag"]: m["value"] for m in xavier["metricValues"]}
+    assert values["best/val_accuracy"] == pytest.approx(0.4)
+    assert values["val/accuracy"] == pytest.approx(0.35)
+    assert values["best/test_accuracy"] == pytest.approx(0.3)
