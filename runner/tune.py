@@ -328,6 +328,7 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
         run.phase(plan.specs, record=False)  # study.json holds them as its first phase
     phases.search_batches(run)
     phases.sequential_seeds(run)
+    _write_hparams(results, run.prepared)  # the variants a search or sequential seeds added
     return _finish(args, results, time.time() - t0, time.time() - t_fit)
 
 
@@ -401,6 +402,19 @@ def _write_study_files(results, prepared: Prepared, plan: Plan, config: str, res
             max_concurrent=plan.concurrent,
             config_file=str(Path(config).resolve()),
         )
+    _write_hparams(results, prepared)
+
+
+def _write_hparams(results, prepared: Prepared) -> None:
+    """TensorBoard's one HParams experiment config at the results root: every hyper-parameter with its domain
+    (the variants, the values the variants set, the sampled ranges) and the metrics."""
+    from runner import tblog
+
+    study = prepared.study
+    test = any("test_images" in im.summary() for im in prepared.data.images.values())
+    space = study.search.space if study.search is not None else {}
+    domains = tblog.experiment_domains(study.variants, space, study.base)
+    tblog.write_experiment(results.local, domains, tblog.experiment_metrics(test))
     results.push()
 
 
@@ -460,7 +474,9 @@ def _advise(args, results, variants) -> None:
     """When variants are undecided with a fixed number of seeds: the command that adds seeds, and how many."""
     from runner import sequential
 
-    undecided = [v for v in variants if v.verdict in ("no detectable difference", "too few seeds")]
+    undecided = [
+        v for v in variants if v.verdict in ("no detectable difference", "too few seeds") and not (v.pruned and v.n < 2)
+    ]  # fmt: skip - a sample ASHA pruned is decided enough
     if not undecided or any(v.decided_at is not None for v in variants):
         return  # all decided, or sequential seeds already went as far as max_seeds
     seeds = _seeds_run(results)
@@ -468,7 +484,10 @@ def _advise(args, results, variants) -> None:
     target = max(len(seeds) + 1, min(max(needed, default=2 * len(seeds)), max(2 * len(seeds), 10)))
     more = sequential.extend(seeds, target)
     added = more[len(seeds) :]
-    print(f"undecided: {', '.join(v.variant for v in undecided)} (with {_n(len(seeds), 'seed')}); to run "
+    names = ", ".join(v.variant for v in undecided[:6]) + (
+        f" and {len(undecided) - 6} more" if len(undecided) > 6 else ""
+    )
+    print(f"undecided: {names} (with {_n(len(seeds), 'seed')}); to run "
           f"{'seeds' if len(added) > 1 else 'seed'} {_seed_spec(added)} too (only the new trials run), use\n"
           f"  {_command(args, results, _seed_spec(more))}")  # fmt: skip
 

@@ -70,6 +70,19 @@ def test_random_search_with_asha_prunes_hopeless_samples_and_reports_them(tmp_pa
     html = (results / "report.html").read_text()
     assert "<h2>Search</h2>" in html and "alt='sampled values against the score, one line per sample'" in html
 
+    # more samples, resumed: only the new samples run; the old ones keep their values and results
+    more = _study(
+        tmp_path / "more.py", "asha", samples=8, epochs=4, scheduler="ASHA(grace_epochs=1, reduction_factor=2)"
+    )
+    grown = run_cli(str(more), "--storage", str(tmp_path / "out"), "--resume", str(results))
+    assert grown.returncode == 0, grown.stderr[-3000:]
+    assert "grow   4 new trials (s006, s007)" in grown.stdout
+    after = _rows(results)
+    assert len(after) == 18 and {r["variant"]: r["optim.lr"] for r in after[:14]} == {
+        r["variant"]: r["optim.lr"] for r in rows
+    }
+    assert json.loads((results / "study.json").read_text())["search"]["batches"] == [[f"s{k:03d}" for k in range(8)]]
+
 
 def test_a_killed_tpe_search_resumes_with_the_same_samples(tmp_path):
     space = '{"optim.lr": loguniform(1e-6, 1e-1), "model.dropout": uniform(0.0, 0.3)}'

@@ -52,9 +52,14 @@ def _search_dir(root: Path, samples: int = 8, seeds=(0, 1)) -> Path:
         "reference": "base",
         "seeds": list(seeds),
         "trials": trials,
-        "search": {"space": {"optim.lr": "loguniform(1e-05, 0.1)", "model.hidden": "choice([(32,), (16, 8)])"},
-                   "log": ["optim.lr"], "samples": samples, "algorithm": "random", "seed": 0,
-                   "batches": [[f"s{k:03d}" for k in range(samples)]]},  # fmt: skip
+        "search": {
+            "space": {"optim.lr": "loguniform(1e-05, 0.1)", "model.hidden": "choice([(32,), (16, 8)])"},
+            "log": ["optim.lr"],
+            "samples": samples,
+            "algorithm": "random",
+            "seed": 0,
+            "batches": [[f"s{k:03d}" for k in range(samples)]],
+        },  # fmt: skip
     }
     (root / "study.json").write_text(json.dumps(doc))
     return root
@@ -79,7 +84,10 @@ def test_search_tables(tmp_path):
     import pyarrow.parquet as pq
 
     table = pq.read_table(results / "summary.parquet")
-    assert str(table.schema.field("optim.lr").type) == "double" and str(table.schema.field("model.hidden").type) == "string"
+    assert (
+        str(table.schema.field("optim.lr").type) == "double"
+        and str(table.schema.field("model.hidden").type) == "string"
+    )
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
