@@ -246,9 +246,16 @@ def _pruned_marker_class():
             if last.get("status") != "running":
                 return
             marker = {"epoch": last.get("epoch"), "val_accuracy": last.get("val_accuracy")}
+            where = storage.join(self.results, _trial_name(trial))
             try:
-                storage.write_text(storage.join(self.results, _trial_name(trial), PRUNED_FILE), json.dumps(marker))
-            except OSError as e:  # the study goes on; the trial reads as interrupted, and --resume finishes it
+                storage.write_text(storage.join(where, PRUNED_FILE), json.dumps(marker))
+                if not storage.is_uri(where):  # TensorBoard's HParams session, which the trial never wrote
+                    from runner.tblog import pruned_session
+
+                    spec = TrialSpec.from_param(trial.config["spec"])
+                    pruned_session(where, spec.variant, spec.config, last.get("best_val_accuracy", 0.0),
+                                   last.get("best_epoch", 0))  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - the study goes on; the trial then reads as interrupted
                 log.warning("%s: could not mark the trial pruned (%s)", _trial_name(trial), first_line(e))
 
     return Marker

@@ -239,14 +239,31 @@ def _experiment(domains: Mapping[str, list | tuple[float, float]], metrics: list
     return summary
 
 
-def _session(values: dict, group: str) -> list:
-    """A trial's HParams session start (its values, in ``group``) and end (success) summaries."""
+def pruned_session(trial_dir: str | Path, variant: str, cfg, best: float, best_epoch: int) -> None:
+    """The HParams session of a trial the scheduler stopped (it never reached TrialBoard.finish), written by the
+    driver into the trial's run in an events file of its own. TensorBoard has no status for "stopped early": it
+    says UNKNOWN, so the dashboard's status filter tells pruned trials from those that ran to the end."""
+    from tensorboard.plugins.hparams import api_pb2
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(trial_dir), filename_suffix=".pruned")
+    for tag, value in {"best/val_accuracy": best, "best/epoch": best_epoch}.items():
+        writer.add_scalar(tag, value, 0)
+    for s in _session(hparams(variant, cfg), variant, api_pb2.STATUS_UNKNOWN):
+        writer.file_writer.add_summary(s)
+    writer.close()
+
+
+def _session(values: dict, group: str, status=None) -> list:
+    """A trial's HParams session start (its values, in ``group``) and end (success, or ``status``) summaries."""
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     end = plugin_data_pb2.HParamsPluginData(
-        session_end_info=plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+        session_end_info=plugin_data_pb2.SessionEndInfo(
+            status=api_pb2.STATUS_SUCCESS if status is None else status, end_time_secs=time.time()
+        )
     )
     end_summary = Summary()
     end_summary.value.add(

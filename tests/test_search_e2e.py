@@ -16,14 +16,15 @@ pytestmark = pytest.mark.e2e
 STUDY = """
 study = Study(
     name="NAME",
-    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(16,)),
-                     train=TrainConfig(epochs=EPOCHS, batch_size=64)),
+    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=16), model=ModelConfig(hidden=(32,)),
+                     train=TrainConfig(epochs=EPOCHS, batch_size=16)),
     variants={"base": {}},
     search=Search(space=SPACE, samples=SAMPLES, algorithm="ALGORITHM", seed=0),
     scheduler=SCHEDULER,
     seeds=(0, 1),
 )
 """
+# epochs long enough (~0.5 s) for ASHA's stop to land before the trial ends (Tune acts on results as they arrive);
 # half the learning rates are hopeless (<= 1e-7: nothing moves in a few epochs), half train
 SPACE = '{"optim.lr": choice([1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2]), "model.dropout": uniform(0.0, 0.3)}'
 
@@ -82,6 +83,37 @@ def test_random_search_with_asha_prunes_hopeless_samples_and_reports_them(tmp_pa
         r["variant"]: r["optim.lr"] for r in rows
     }
     assert json.loads((results / "study.json").read_text())["search"]["batches"] == [[f"s{k:03d}" for k in range(8)]]
+    _check_tensorboard_groups(results, {"base", *(f"s{k:03d}" for k in range(8))})
+
+
+def _check_tensorboard_groups(results: Path, variants: set[str]) -> None:
+    """A real tensorboard on the results dir: one HParams session group per variant or sample, pruned trials in."""
+    import socket
+    import subprocess
+
+    from test_tblog import STATUSES, TENSORBOARD, _poll
+
+    if not TENSORBOARD.exists():
+        pytest.skip(f"no tensorboard executable at {TENSORBOARD}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(TENSORBOARD), "--logdir", str(results), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/data/plugin/hparams"
+        exp = _poll(proc, f"{url}/experiment", {"experimentName": ""}, lambda e: e.get("hparamInfos"))
+        infos = {i["name"]: i for i in exp["hparamInfos"]}
+        assert set(infos["variant"]["domainDiscrete"]) == variants and "train.seed" not in infos
+        assert 3e-2 in infos["optim.lr"]["domainDiscrete"]  # a choice: its options (and the base's 1e-3)
+        assert infos["model.dropout"]["domainInterval"]["maxValue"] == pytest.approx(0.3)
+        body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": [], "startIndex": 0, "sliceSize": 100}
+        answer = _poll(proc, f"{url}/session_groups", body,
+                       lambda a: sum(len(g["sessions"]) for g in a.get("sessionGroups", [])) == 2 * len(variants))  # fmt: skip
+        assert {g["name"] for g in answer["sessionGroups"]} == variants
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_a_killed_tpe_search_resumes_with_the_same_samples(tmp_path):
