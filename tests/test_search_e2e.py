@@ -16,15 +16,14 @@ pytestmark = pytest.mark.e2e
 STUDY = """
 study = Study(
     name="NAME",
-    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=16), model=ModelConfig(hidden=(32,)),
-                     train=TrainConfig(epochs=EPOCHS, batch_size=16)),
+    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), model=ModelConfig(hidden=(16,)),
+                     train=TrainConfig(epochs=EPOCHS, batch_size=64)),
     variants={"base": {}},
     search=Search(space=SPACE, samples=SAMPLES, algorithm="ALGORITHM", seed=0),
     scheduler=SCHEDULER,
     seeds=(0, 1),
 )
 """
-# epochs long enough (~0.5 s) for ASHA's stop to land before the trial ends (Tune acts on results as they arrive);
 # half the learning rates are hopeless (<= 1e-7: nothing moves in a few epochs), half train
 SPACE = '{"optim.lr": choice([1e-9, 1e-8, 1e-7, 3e-3, 1e-2, 3e-2]), "model.dropout": uniform(0.0, 0.3)}'
 
