@@ -1,16 +1,20 @@
-"""The fast paths give the numbers of the plain ones: fused optimizer kernels and bf16 autocast on CPU."""
+"""The fast paths give the numbers of the plain ones: fused optimizer kernels, bf16 autocast on CPU, reporting
+(and checkpointing) from a background thread."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 import torch
 
-from runner import engine
+from runner import checkpoint, engine
 from runner.config import AugmentConfig, ModelConfig, OptimConfig
 from runner.data.augment import Augment
 from runner.engine import autocast_on, build_optimizer, evaluate, kernel, train_epoch
 from runner.model import build_model
+from runner.reporter import Reporter, snapshot
 
 CPU = torch.device("cpu")
 NO_AUG = AugmentConfig(train=())
@@ -93,6 +97,52 @@ def test_amp_on_a_bf16_cpu_trains_in_bf16_and_learns_as_well():
     assert amp[2].dtype == torch.float32  # the weights and optimizer state stay fp32
     acc_amp, acc_fp32 = (amp[1][1] / amp[1][2]).item(), (fp32[1][1] / fp32[1][2]).item()
     assert acc_amp > 0.5 and abs(acc_amp - acc_fp32) < 0.1
+
+
+# --------------------------------------------------------------------------- reporting in the background
+
+
+def test_reporter_reports_in_order_and_checkpoints_a_copy_of_the_state(tmp_path):
+    seen = []
+
+    def report(metrics, ckpt_dir):
+        state = checkpoint.read_dir(ckpt_dir) if ckpt_dir else None
+        seen.append((metrics["epoch"], None if state is None else state["w"].clone(), threading.current_thread()))
+
+    r, w = Reporter(report), torch.zeros(3)
+    for epoch in (1, 2, 3):
+        w += 1
+        r.submit({"epoch": epoch}, {"w": w, "epoch": epoch, checkpoint.SCORE: 0.5} if epoch != 2 else None)
+        w += 100  # the next epoch's steps change the weights while the previous epoch is being written
+    r.wait()
+    assert [s[0] for s in seen] == [1, 2, 3]
+    assert torch.equal(seen[0][1], torch.full((3,), 1.0)) and seen[1][1] is None
+    assert torch.equal(seen[2][1], torch.full((3,), 203.0))
+    assert all(s[2] is not threading.main_thread() for s in seen)
+
+
+def test_an_error_while_reporting_is_raised_in_the_loop_at_its_next_call():
+    def report(metrics, ckpt_dir):
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    r = Reporter(report)
+    r.submit({"epoch": 1}, None)
+    r.submit({"epoch": 2}, None)
+    with pytest.raises(KeyboardInterrupt):
+        r.submit({"epoch": 3}, None)
+    r.wait()  # raised once
+
+
+def test_snapshot_reuses_the_previous_copy_and_copies_nested_tensors():
+    state = {"model": {"w": torch.ones(4)}, "opt": {"state": {0: {"step": torch.tensor(3.0)}}, "groups": [1, 2]}}
+    first = snapshot(state)
+    assert first["model"]["w"] is not state["model"]["w"] and first["opt"]["groups"] == [1, 2]
+    state["model"]["w"] += 1
+    second = snapshot(state, into=first)
+    assert second["model"]["w"] is first["model"]["w"]  # the same buffer, overwritten
+    assert torch.equal(second["model"]["w"], torch.full((4,), 2.0))
+    assert snapshot({"w": torch.ones(5)}, into=first)["w"].shape == (5,)  # a new shape gets a new tensor
 
 
 def test_amp_note_only_where_amp_is_asked_for_and_cpu_trials_cannot_have_it(monkeypatch):
