@@ -145,7 +145,7 @@ def compute_limit(cfg: TrialConfig, n: int, threads: int, epochs: int = 3, amp: 
     x = torch.randn(n, 64 * 64 * 3)
     y = torch.randint(0, 9, (n,))
     model = build_model(cfg.model, 64 * 64 * 3, 9)
-    opt = build_optimizer(cfg.optim, model.parameters())
+    opt = build_optimizer(cfg.optim, model.parameters(), fused=True)
     rates, bs = [], cfg.train.batch_size
     for _ in range(epochs):
         t0 = time.perf_counter()
