@@ -20,7 +20,6 @@ import shlex
 import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,18 +311,7 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
     else:
         run.phase(plan.specs, record=False)  # study.json holds them as its first phase
     phases.sequential_seeds(run)
-    stopping = threading.Thread(target=_stop_ray, name="ray-shutdown")  # Ray stops while the tables are written
-    stopping.start()
-    try:
-        return _finish(args, results, time.time() - t0, time.time() - t_fit)
-    finally:
-        stopping.join()
-
-
-def _stop_ray() -> None:
-    import ray
-
-    ray.shutdown()
+    return _finish(args, results, time.time() - t0, time.time() - t_fit)
 
 
 def _check_space(location: str, prepared: Prepared) -> None:
