@@ -6,7 +6,9 @@
 For each k it runs a study of k identical course-MLP trials on builtin:lesions with
 resources.gpus_per_worker = 1/k (so Tune packs all k on the GPU at once), and prints each trial's
 steady-state images/s, the aggregate over the k trials, and that aggregate against k = 1. It also
-runs one trial with train.amp=true (bf16 autocast) and one as a 1-worker DDP group (the nccl path).
+runs one trial with train.amp=true (bf16 autocast) and one as a 1-worker DDP group (the nccl path), and
+first, in this process, the limit on the GPU: the course MLP on in-memory tensors with torch's default
+Adam, with the fused Adam runner builds (runner.engine.build_optimizer), and fused + bf16 autocast.
 """
 
 from __future__ import annotations
@@ -63,6 +65,42 @@ def run(tmp: Path, k: int, epochs: int, extra: list[str], name: str) -> dict:
     return {"per_trial": statistics.median(rates), "aggregate": sum(rates), "wall": wall, "trials": len(rates)}
 
 
+def kernel_limits(steps: int = 200, batch: int = 32) -> dict:
+    """images/s of the course MLP on the GPU, in-memory tensors: default Adam, fused Adam, fused + bf16."""
+    import torch
+    from torch.nn import functional as F
+
+    sys.path.insert(0, str(ROOT))
+    from runner.config import ModelConfig, OptimConfig
+    from runner.engine import build_optimizer
+    from runner.model import build_model
+
+    dev = torch.device("cuda")
+    x, y = torch.randn(steps * batch, 12288, device=dev), torch.randint(0, 9, (steps * batch,), device=dev)
+    out = {}
+    for label, fused, amp in (
+        ("default Adam", False, False),
+        ("fused Adam", True, False),
+        ("fused + bf16", True, True),
+    ):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(hidden=(512, 128)), 12288, 9).to(dev)
+        opt = build_optimizer(OptimConfig(), model.parameters(), fused=fused)
+        assert not fused or opt.param_groups[0]["fused"], "runner's optimizer on CUDA is the fused kernel"
+        for _ in range(2):  # the first pass warms up kernels and the allocator
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for i in range(0, len(y), batch):
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    loss = F.cross_entropy(model(x[i : i + batch]).float(), y[i : i + batch])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            torch.cuda.synchronize()
+        out[label] = len(y) / (time.perf_counter() - t0)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="trials per GPU")
@@ -75,6 +113,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPUs"
     )
+    for label, rate in kernel_limits().items():
+        print(f"limit, {label:<12}  {rate:8.0f} images/s (course MLP, batch 32, in-memory tensors on the GPU)")
     with tempfile.TemporaryDirectory(prefix="runner-gpu-") as tmp:
         tmp = Path(tmp)
         results = {k: run(tmp, k, args.epochs, [], f"k{k}") for k in args.k}

@@ -97,7 +97,7 @@ class TrainConfig:
     epochs: int = 10  # maximum number of passes over the training set
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
-    amp: bool = False  # bf16 autocast for the forward pass on GPU (ignored on CPU, where it is slower)
+    amp: bool = False  # bf16 autocast for the forward pass on GPU and on CPUs with native bf16 (else fp32)
     checkpoint_every: int = (
         1  # epochs between checkpoints (resume points); a new best and the last epoch always get one
     )

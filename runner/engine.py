@@ -6,7 +6,9 @@ after an all-reduce when there are several workers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,17 +21,53 @@ from runner.data.augment import normalize
 EVAL_BATCH = 256  # images per forward pass when evaluating; memory only, results do not depend on it
 
 
-# config.OPTIMIZERS name -> builder from the optim section
+# config.OPTIMIZERS name -> builder from the optim section and the kernel choice (``kernel(params)``):
+# fused (one kernel over every tensor) where torch has one for the device, else foreach (README, Performance).
 BUILDERS = {
-    "adam": lambda cfg, params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-    "adamw": lambda cfg, params: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-    "sgd": lambda cfg, params: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay),
+    "adam": lambda cfg, params, k: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **k),
+    "adamw": lambda cfg, params, k: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **k),
+    "sgd": lambda cfg, params, k: torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **k
+    ),
 }
 assert tuple(BUILDERS) == OPTIMIZERS, "runner.config.OPTIMIZERS names what this registry builds"
+FUSED_DEVICES = ("cpu", "cuda")  # devices torch 2.13's fused Adam / AdamW / SGD kernels run on
 
 
-def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
-    return lookup(BUILDERS, cfg.name, "optim.name")(cfg, params)
+def build_optimizer(cfg: OptimConfig, params, fused: bool = True) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names; ``fused=False`` gives torch's default (per-tensor) kernel, for comparison."""
+    builder = lookup(BUILDERS, cfg.name, "optim.name")
+    params = list(params)
+    return builder(cfg, params, kernel(params) if fused else {})
+
+
+def kernel(params: list) -> dict:
+    """{"fused": True} when every parameter sits on a device with a fused kernel, else {"foreach": True}."""
+    devices = {p.device.type for p in params}
+    return {"fused": True} if devices and devices <= set(FUSED_DEVICES) else {"foreach": True}
+
+
+@functools.cache
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): bf16 autocast is then faster than fp32;
+    elsewhere it is emulated and slower. Linux reads /proc/cpuinfo; other systems report False."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def amp_note(amp: bool, gpus: bool) -> str | None:
+    """The line to show when ``train.amp`` asks for bf16 that this machine's CPU trials cannot have."""
+    if not amp or gpus or cpu_bf16():
+        return None
+    return "train.amp: this CPU has no native bf16 (avx512_bf16 or amx_bf16); CPU trials train in fp32"
+
+
+def autocast_on(amp: bool, device: torch.device) -> bool:
+    """``train.amp`` in effect on ``device``: bf16 autocast on CUDA, and on a CPU with native bf16."""
+    return amp and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16()))
 
 
 def train_epoch(
@@ -46,10 +84,11 @@ def train_epoch(
 ) -> torch.Tensor:
     """Train on (x uint8, y) in shuffled batches; returns [loss sum, correct, images] as a float64 tensor.
 
-    ``amp``: bf16 autocast on CUDA (no loss scaling needed for bf16); a no-op on CPU.
+    ``amp``: bf16 autocast for the forward pass (no loss scaling needed for bf16) on CUDA and on a CPU with
+    native bf16 (``cpu_bf16``); fp32 elsewhere.
     """
     model.train()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_on(amp, device))
     perm = rng.permutation(len(y))
     if len(perm) % batch_size == 1 and len(perm) > 1:
         perm = perm[:-1]  # a last batch of one image breaks BatchNorm; drop it (reshuffled every epoch)

@@ -31,6 +31,7 @@ from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
 from runner.metrics import classification_report, confusion
 from runner.model import build_model
 from runner.plan import TrialSpec
+from runner.reporter import Reporter
 from runner.results import Status
 
 
@@ -149,6 +150,7 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
     times = {"trial_start": t_start, "first_step_time": time.time(), "entered": entered or t_start}
     board = _board(files, run.progress.first_epoch)
     workers = session.workers()
+    reporter = Reporter(session.report)
     try:
         for epoch in range(run.progress.first_epoch, spec.config.train.epochs + 1):
             metrics, improved = _epoch(run, epoch)
@@ -157,12 +159,24 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
             # Files before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy.
             if board:
                 _write_files(run, board, files, metrics, last)
-            _report(run, metrics, improved, last)
+            _report(run, reporter, metrics, improved)
             if last:
                 break
+        reporter.wait()  # the final status goes out after every file and every earlier epoch
+    except BaseException:
+        _quietly(reporter.wait)
+        raise
     finally:
         if files:  # a URI's staged files are uploaded, also when the trial fails
             files.close()
+
+
+def _quietly(wait) -> None:
+    """Let an epoch already handed over finish reporting while the loop fails (the loop's error is the one raised)."""
+    try:
+        wait()
+    except BaseException:  # noqa: BLE001, S110 - the loop's own exception is already on its way
+        pass
 
 
 def _setup(spec: TrialSpec, session: Session) -> _Run:
@@ -246,17 +260,16 @@ def _bookkeeping(times: dict, workers: str, first_epoch: int) -> dict:
     }
 
 
-def _report(run: _Run, metrics: dict, improved: bool, last: bool) -> None:
-    """Report the epoch. Rank 0 checkpoints every checkpoint_every epochs, and always the best model and
-    the end (evaluate/predict use the best)."""
+def _report(run: _Run, reporter: Reporter, metrics: dict, improved: bool) -> None:
+    """Hand the epoch to the reporter (written and reported while the next epoch trains). Rank 0 checkpoints every
+    checkpoint_every epochs, and always the best model and the end (evaluate/predict use the best)."""
     every = run.spec.config.train.checkpoint_every
-    ckpt_dir = None
+    last = metrics["status"] != Status.RUNNING
+    state = None
     if run.session.rank == 0 and (metrics["epoch"] % every == 0 or improved or last):
         epoch, acc = metrics["epoch"], metrics["val_accuracy"]
-        ckpt_dir = checkpoint.save(checkpoint_state(run.spec, run.model, run.opt, run.progress, epoch, acc))
-    run.session.report({**metrics, "status": str(metrics["status"])}, ckpt_dir)  # Ray copies the checkpoint first
-    if ckpt_dir:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        state = checkpoint_state(run.spec, run.model, run.opt, run.progress, epoch, acc)
+    reporter.submit({**metrics, "status": str(metrics["status"])}, state)
 
 
 def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int, val_accuracy: float) -> dict:

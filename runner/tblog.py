@@ -59,7 +59,9 @@ class TrialBoard:
             if flat.numel() > HISTOGRAM_SAMPLE:
                 if name not in self._sample:
                     gen = torch.Generator().manual_seed(len(name))
-                    self._sample[name] = torch.randperm(flat.numel(), generator=gen)[:HISTOGRAM_SAMPLE].to(flat.device)
+                    # drawn with replacement: a randperm of all the weights cost more than the histograms themselves
+                    pick = torch.randint(flat.numel(), (HISTOGRAM_SAMPLE,), generator=gen)
+                    self._sample[name] = pick.to(flat.device)
                 flat = flat[self._sample[name]]
             w = flat.float().cpu()
             if bool(w.isfinite().all()):  # a diverged trial has none to draw

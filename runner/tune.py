@@ -306,6 +306,7 @@ def _write_partial_summary(results) -> None:
 
 def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, log_file: Path) -> int:
     from runner import orchestrate, phases
+    from runner.engine import amp_note
     from runner.progress import make_printer
 
     cluster = orchestrate.init_ray(args.address, args.verbose, log_file)
@@ -319,6 +320,8 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
 
     _print_plan(plan, results, resuming)
     _print_search(prepared.study)
+    if note := amp_note(any(c.train.amp for _, _, c in prepared.trials), cluster.gpus > 0):
+        print(f"note   {note}")
     _write_study_files(results, prepared, plan, args.config, resuming)
     run = phases.Run(prepared, plan, results, make_printer, print, args.max_concurrent)
     t_fit = time.time()

@@ -1,0 +1,153 @@
+"""The fast paths give the numbers of the plain ones: fused optimizer kernels, bf16 autocast on CPU, reporting
+(and checkpointing) from a background thread."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from runner import checkpoint, engine
+from runner.config import AugmentConfig, ModelConfig, OptimConfig
+from runner.data.augment import Augment
+from runner.engine import autocast_on, build_optimizer, evaluate, kernel, train_epoch
+from runner.model import build_model
+from runner.reporter import Reporter, snapshot
+
+CPU = torch.device("cpu")
+NO_AUG = AugmentConfig(train=())
+
+
+def _data(n: int = 200, size: int = 8, classes: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n).astype(np.int64)
+    x = np.clip(y[:, None, None, None] * 50 + rng.normal(0, 40, (n, size, size, 3)), 0, 255).astype(np.uint8)
+    return x, y
+
+
+def _epoch(name: str, fused: bool, amp: bool = False, epochs: int = 1):
+    """(train sums, val sums, weights) after ``epochs`` epochs of a small MLP with dropout and BatchNorm."""
+    x, y = _data()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=(32, 16), dropout=0.1, batchnorm=True), 8 * 8 * 3, 4)
+    opt = build_optimizer(OptimConfig(name=name, lr=1e-3, weight_decay=1e-4, momentum=0.9), model.parameters(), fused)
+    for e in range(epochs):
+        torch.manual_seed(e)
+        tr = train_epoch(model, opt, x, y, 16, Augment(NO_AUG, 8, 0), NO_AUG, np.random.default_rng(e), CPU, amp=amp)
+    va, _ = evaluate(model, x, y, NO_AUG, CPU)
+    return tr, va, torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fused_kernel_gives_the_unfused_metrics_within_float_tolerance(name):
+    """One epoch: the same train loss and accuracy; after it, the same val accuracy and the val loss within 1e-3
+    (a step's rounding differs by ~1e-8; 13 steps through ReLU and BatchNorm grow it, most with AdamW)."""
+    fused, plain = _epoch(name, fused=True), _epoch(name, fused=False)
+    torch.testing.assert_close(fused[0], plain[0], rtol=1e-6, atol=0.0)  # train [loss sum, correct, images]
+    assert fused[1][1:].tolist() == plain[1][1:].tolist()  # val correct, images
+    torch.testing.assert_close(fused[1][0], plain[1][0], rtol=1e-3, atol=0.0)
+    torch.testing.assert_close(fused[2], plain[2], rtol=0.0, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers_are_fused_on_cpu_by_default(name):
+    opt = build_optimizer(OptimConfig(name=name), torch.nn.Linear(3, 2).parameters())
+    assert opt.param_groups[0]["fused"] is True
+    plain = build_optimizer(OptimConfig(name=name), torch.nn.Linear(3, 2).parameters(), fused=False)
+    assert not plain.param_groups[0]["fused"]
+
+
+def test_kernel_is_foreach_where_no_fused_kernel_runs():
+    meta = [torch.nn.Parameter(torch.empty(2, device="meta"))]
+    assert kernel(meta) == {"foreach": True}
+    assert kernel([torch.nn.Parameter(torch.zeros(2))]) == {"fused": True}
+
+
+def test_a_fused_optimizer_resumes_from_an_unfused_checkpoint():
+    """Checkpoints written before fused kernels hold an unfused optimizer's state: they still load and step."""
+    model = torch.nn.Linear(3, 2)
+    old = build_optimizer(OptimConfig(), model.parameters(), fused=False)
+    model(torch.ones(1, 3)).sum().backward()
+    old.step()
+    new = build_optimizer(OptimConfig(), model.parameters())
+    new.load_state_dict(old.state_dict())
+    new.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_amp_is_bf16_on_cuda_and_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(engine, "cpu_bf16", lambda: True)
+    assert autocast_on(True, CPU) and autocast_on(True, torch.device("cuda")) and not autocast_on(False, CPU)
+    monkeypatch.setattr(engine, "cpu_bf16", lambda: False)
+    assert not autocast_on(True, CPU) and autocast_on(True, torch.device("cuda"))
+
+
+def test_amp_on_a_cpu_without_bf16_trains_in_fp32(monkeypatch):
+    monkeypatch.setattr(engine, "cpu_bf16", lambda: False)
+    amp, fp32 = _epoch("adam", fused=True, amp=True), _epoch("adam", fused=True)
+    assert torch.equal(amp[2], fp32[2])
+
+
+@pytest.mark.skipif(not engine.cpu_bf16(), reason="this CPU has no native bf16")
+def test_amp_on_a_bf16_cpu_trains_in_bf16_and_learns_as_well():
+    amp, fp32 = _epoch("adam", fused=True, amp=True, epochs=3), _epoch("adam", fused=True, epochs=3)
+    assert not torch.equal(amp[2], fp32[2])  # autocast ran: bf16 rounding changed the weights
+    assert amp[2].dtype == torch.float32  # the weights and optimizer state stay fp32
+    acc_amp, acc_fp32 = (amp[1][1] / amp[1][2]).item(), (fp32[1][1] / fp32[1][2]).item()
+    assert acc_amp > 0.5 and abs(acc_amp - acc_fp32) < 0.1
+
+
+# --------------------------------------------------------------------------- reporting in the background
+
+
+def test_reporter_reports_in_order_and_checkpoints_a_copy_of_the_state(tmp_path):
+    seen = []
+
+    def report(metrics, ckpt_dir):
+        state = checkpoint.read_dir(ckpt_dir) if ckpt_dir else None
+        seen.append((metrics["epoch"], None if state is None else state["w"].clone(), threading.current_thread()))
+
+    r, w = Reporter(report), torch.zeros(3)
+    for epoch in (1, 2, 3):
+        w += 1
+        r.submit({"epoch": epoch}, {"w": w, "epoch": epoch, checkpoint.SCORE: 0.5} if epoch != 2 else None)
+        w += 100  # the next epoch's steps change the weights while the previous epoch is being written
+    r.wait()
+    assert [s[0] for s in seen] == [1, 2, 3]
+    assert torch.equal(seen[0][1], torch.full((3,), 1.0)) and seen[1][1] is None
+    assert torch.equal(seen[2][1], torch.full((3,), 203.0))
+    assert all(s[2] is not threading.main_thread() for s in seen)
+
+
+def test_an_error_while_reporting_is_raised_in_the_loop_at_its_next_call():
+    def report(metrics, ckpt_dir):
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    r = Reporter(report)
+    r.submit({"epoch": 1}, None)
+    r.submit({"epoch": 2}, None)
+    with pytest.raises(KeyboardInterrupt):
+        r.submit({"epoch": 3}, None)
+    r.wait()  # raised once
+
+
+def test_snapshot_reuses_the_previous_copy_and_copies_nested_tensors():
+    state = {"model": {"w": torch.ones(4)}, "opt": {"state": {0: {"step": torch.tensor(3.0)}}, "groups": [1, 2]}}
+    first = snapshot(state)
+    assert first["model"]["w"] is not state["model"]["w"] and first["opt"]["groups"] == [1, 2]
+    state["model"]["w"] += 1
+    second = snapshot(state, into=first)
+    assert second["model"]["w"] is first["model"]["w"]  # the same buffer, overwritten
+    assert torch.equal(second["model"]["w"], torch.full((4,), 2.0))
+    assert snapshot({"w": torch.ones(5)}, into=first)["w"].shape == (5,)  # a new shape gets a new tensor
+
+
+def test_amp_note_only_where_amp_is_asked_for_and_cpu_trials_cannot_have_it(monkeypatch):
+    monkeypatch.setattr(engine, "cpu_bf16", lambda: False)
+    assert "no native bf16" in engine.amp_note(True, gpus=False)
+    assert engine.amp_note(False, gpus=False) is None and engine.amp_note(True, gpus=True) is None
+    monkeypatch.setattr(engine, "cpu_bf16", lambda: True)
+    assert engine.amp_note(True, gpus=False) is None
