@@ -199,7 +199,9 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     tune_config = tune.TuneConfig(
         scheduler=_scheduler(asha, params, reference),
         max_concurrent_trials=concurrent,
-        reuse_actors=True,
+        # a trial ASHA stopped leaves its actor unusable (Tune's reset fails while the stopped function's thread
+        # winds down, and the next trial on it errors): with a scheduler every trial gets a fresh actor
+        reuse_actors=asha is None,
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,
     )
