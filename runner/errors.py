@@ -70,13 +70,13 @@ GONE = "the results dir is gone"  # the start of the line that says so
 
 
 def gone_line(results_dir: str) -> str:
-    return f"{GONE} ({results_dir}: No such file or directory, deleted or moved while the study ran)"
+    return f"{GONE} ({results_dir}: deleted or moved while the study ran)"
 
 
 def storage_fix(line: str) -> str:
     """What to do about the storage fault ``line`` names, before resuming."""
     if line.startswith(GONE):
-        return "put the dir back (from a backup) to finish it"
+        return "put the dir back (from a backup)"
     if re.search(r"No space left|Disk quota|\[Errno (28|122)\]", line):
         return "free space"
     return "make it writable again"

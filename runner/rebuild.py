@@ -38,7 +38,8 @@ class Rebuilt:
 
     def lines(self, why: str) -> list[str]:
         """What the console says: why, then which trials carry on, start over (and why), or start."""
-        out = [f"state  {why}: the phase is rebuilt from its trial dirs ({self.kept} finished trials kept as they are)"]
+        kept = f"{self.kept} finished trial{'' if self.kept == 1 else 's'} kept as {'it is' if self.kept == 1 else 'they are'}"
+        out = [f"state  {why}: the phase is rebuilt from its trial dirs ({kept})"]
         if self.carried:
             out.append(f"state  carrying on from their last good checkpoints: {', '.join(self.carried)}")
         if self.over:
@@ -60,7 +61,7 @@ def problem(results_dir: Path, phase: list[dict]) -> str | None:
         trials = [(json.loads(t), json.loads(m)) for t, m in state["trial_data"]]
         _check_pickle(Path(results_dir) / "tuner.pkl")
         for searcher in Path(results_dir).glob(f"*-state-{newest.stem.removeprefix('experiment_state-')}.json"):
-            json.loads(searcher.read_text())
+            _check_pickle(searcher)  # the searcher's state: a pickle, whatever its name says
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"Tune's saved state ({newest.name} or a file beside it) is unreadable ({first_line(e, 120)})"
     return _behind(Path(results_dir), trials, phase, newest.name)

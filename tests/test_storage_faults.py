@@ -269,6 +269,10 @@ def test_a_cut_short_experiment_state_is_rebuilt_from_the_trial_dirs(tmp_path):
     proc, results = _start_mid_study(tmp_path, tmp_path / "runs")
     proc.send_signal(signal.SIGINT)
     _stopped_in_one_line(proc, 130)
+    from runner import rebuild
+
+    phase = json.loads((results / "study.json").read_text())["phases"][-1]
+    assert rebuild.problem(results, phase) is None  # as Ctrl-C left it, Tune's own state carries the phase on
     state = sorted(results.glob("experiment_state-*.json"))[-1]
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     finished = _finished_files(results)
@@ -326,7 +330,7 @@ def test_a_results_dir_deleted_mid_study_stops_it_and_resume_says_it_is_gone(tmp
     proc, results = _start_mid_study(tmp_path, tmp_path / "runs")
     shutil.rmtree(results)
     err = _stopped_in_one_line(proc, 74)
-    assert "the results dir is gone" in err and "put the dir back (from a backup) to finish it" in err, err
+    assert "the results dir is gone" in err and "put the dir back (from a backup), then finish it with" in err, err
     log = Path(err.rsplit("details in ", 1)[1].strip().rstrip(")"))
     assert log == tmp_path / "runs" / "slow.runner.log" and log.exists(), err
     assert not results.exists()  # what Ray's syncs made there again is not left behind as if it were the study
@@ -364,6 +368,7 @@ def _state(root: Path, trials: dict[str, tuple[str, int]]) -> Path:
         for d, (s, e) in trials.items()
     ]
     (root / "tuner.pkl").write_bytes(b"\x80\x05N.")
+    (root / "basic-variant-state-2026-01-01_00-00-00.json").write_bytes(b"\x80\x05N.")  # a pickle, named .json
     path = root / "experiment_state-2026-01-01_00-00-00.json"
     path.write_text(json.dumps({"trial_data": data}))
     return path
@@ -413,7 +418,7 @@ def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
     assert carry == {"dir": going.name, "checkpoint": str(going / "checkpoint_000000.r1"), "epoch": 1}
     assert sorted(p.name for p in going.glob("checkpoint_*")) == ["checkpoint_000000.r1", "checkpoint_000001.r1"]
     assert rebuilt.lines("why") == [
-        "state  why: the phase is rebuilt from its trial dirs (1 finished trials kept as they are)",
+        "state  why: the phase is rebuilt from its trial dirs (1 finished trial kept as it is)",
         "state  carrying on from their last good checkpoints: a seed 1 from epoch 1",
         "state  never started: a seed 2",
     ]
@@ -433,4 +438,7 @@ def test_a_missing_file_is_a_storage_fault_only_when_the_results_dir_is_gone(tmp
 
     missing = FileNotFoundError(2, "No such file or directory", str(tmp_path / "d" / "events"))
     assert storage_fault(missing, str(tmp_path)) is None  # e.g. an image folder the user named wrong
-    assert storage_fault(missing, str(tmp_path / "d")).startswith(f"the results dir is gone ({tmp_path / 'd'}: No such")
+    assert (
+        storage_fault(missing, str(tmp_path / "d"))
+        == f"the results dir is gone ({tmp_path / 'd'}: deleted or moved while the study ran)"
+    )
