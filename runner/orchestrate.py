@@ -253,6 +253,8 @@ def _storage_watch_class():
                 raise StorageFault(self._after(fault)) from None
             finally:
                 storage.release_ballast(self.results)
+            if self.fault is None and self.identity is not None and storage.identity(self.results) != self.identity:
+                self.fault = gone_line(self.results)  # it vanished as the last trials ended (they fail in Ray's setup)
             if self.fault:
                 raise StorageFault(self._after(self.fault))
             return grid

@@ -96,7 +96,7 @@ def resume(run: Run, where: str) -> None:
 def _carry_on(run: Run, latest: list[dict]) -> None:
     """Restore the newest phase from Tune's saved state, or, when that state is cut short or behind the trial dirs
     (a storage fault as Tune saved it), rebuild the phase from its trial dirs, saying which trials run again."""
-    problem = rebuild.problem(run.results.local, latest)
+    problem = rebuild.problem(run.results.local, latest, weights=not run.results.remote)
     if problem is None:
         run.restore(latest)
         return

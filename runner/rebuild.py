@@ -49,9 +49,10 @@ class Rebuilt:
         return out
 
 
-def problem(results_dir: Path, phase: list[dict]) -> str | None:
+def problem(results_dir: Path, phase: list[dict], weights: bool = True) -> str | None:
     """Why Tune's newest saved state in ``results_dir`` cannot carry on the phase ``phase`` (its trials'
-    params), or None when it can: unreadable files, or a trial whose dir is further on (or behind)."""
+    params), or None when it can: unreadable files, or a trial whose dir is further on (or behind). Without
+    ``weights`` (a URI's local copy holds no model.pt) checkpoints are not checked."""
     states = sorted(Path(results_dir).glob("experiment_state-*.json"))
     if not states:
         return "no experiment_state-*.json"
@@ -64,7 +65,7 @@ def problem(results_dir: Path, phase: list[dict]) -> str | None:
             _check_pickle(searcher)  # the searcher's state: a pickle, whatever its name says
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"Tune's saved state ({newest.name} or a file beside it) is unreadable ({first_line(e, 120)})"
-    return _behind(Path(results_dir), trials, phase, newest.name)
+    return _behind(Path(results_dir), trials, phase, newest.name, weights)
 
 
 def _check_pickle(path: Path) -> None:
@@ -74,7 +75,7 @@ def _check_pickle(path: Path) -> None:
         raise ValueError(f"{path.name} is cut short ({len(data)} bytes)")
 
 
-def _behind(results_dir: Path, trials: list, phase: list[dict], name: str) -> str | None:
+def _behind(results_dir: Path, trials: list, phase: list[dict], name: str, weights: bool) -> str | None:
     """The first unfinished trial of ``phase`` whose dir disagrees with the state: another epoch, finished in
     one and not the other, missing from the state, or its newest checkpoint cut short."""
     in_state = {t["relative_logdir"]: (t["status"], _epoch(m)) for t, m in trials}
@@ -94,7 +95,7 @@ def _behind(results_dir: Path, trials: list, phase: list[dict], name: str) -> st
                     f"{'finished' if status == 'TERMINATED' else 'unfinished'} there, epoch {r.epochs_run} "
                     f"{'finished' if r.status.finished else 'unfinished'} in its dir)")  # fmt: skip
         newest = _checkpoints(results_dir / r.trial_dir)[-1:]
-        if not r.status.finished and newest and not _loads(newest[0][1]):
+        if weights and not r.status.finished and newest and not _loads(newest[0][1]):
             return f"{r.variant} seed {r.seed}'s last checkpoint ({newest[0][1].name}) is cut short"
     return None
 
