@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 _NAMED = re.compile(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b")
@@ -45,15 +46,37 @@ class StorageFault(Exception):
         self.line = line
 
 
-def storage_fault(error: BaseException | str) -> str | None:
+def storage_fault(error: BaseException | str, results_dir: str | None = None) -> str | None:
     """The line naming a storage fault (full disk, read-only, permission denied) in ``error`` and the errors it
-    wraps (Ray wraps a trial's in its own), or None when it is something else."""
-    seen, e = set(), error
+    wraps (Ray wraps a trial's in its own), or None when it is something else. With ``results_dir`` (a local dir)
+    a missing file or dir counts too when that dir is gone: it was deleted (or moved) while the study ran."""
+    seen, e, missing = set(), error, None
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         text = e if isinstance(e, str) else str(e)
         for line in text.splitlines():
             if _STORAGE.search(line):
                 return line.strip()[:300]
+            if missing is None and _MISSING.search(line):
+                missing = line.strip()
         e = None if isinstance(e, str) else (e.__cause__ or e.__context__)
+    if missing is not None and results_dir and "://" not in results_dir and not os.path.isdir(results_dir):
+        return gone_line(results_dir)
     return None
+
+
+_MISSING = re.compile(r"No such file or directory|\[Errno 2\]")
+GONE = "the results dir is gone"  # the start of the line that says so
+
+
+def gone_line(results_dir: str) -> str:
+    return f"{GONE} ({results_dir}: deleted or moved while the study ran)"
+
+
+def storage_fix(line: str) -> str:
+    """What to do about the storage fault ``line`` names, before resuming."""
+    if line.startswith(GONE):
+        return "put the dir back (from a backup)"
+    if re.search(r"No space left|Disk quota|\[Errno (28|122)\]", line):
+        return "free space"
+    return "make it writable again"

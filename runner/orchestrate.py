@@ -11,11 +11,12 @@ import json
 import logging
 import os
 import signal
+import time
 import warnings
 from pathlib import Path
 
-from runner import checkpoint, storage
-from runner.errors import STORAGE_FAULT, ConfigError, StorageFault, first_line, storage_fault
+from runner import checkpoint, rebuild, storage
+from runner.errors import GONE, STORAGE_FAULT, ConfigError, StorageFault, first_line, gone_line, storage_fault
 from runner.plan import TrialSpec
 from runner.resources import TRIAL_DRIVER_CPU, Cluster
 from runner.results import PRUNED_FILE, trial_dir_name
@@ -187,8 +188,8 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
-    watch = StorageWatch()
-    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, PrunedMarker(results)]
+    watch = StorageWatch(results)
+    callbacks = [CarryOver(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, PrunedMarker(results)]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -271,35 +272,103 @@ def _storage_watch_class():
     from ray.tune import Callback
 
     class Watch(Callback):
-        """Stops the study like Ctrl-C when a trial reports that its storage failed, and turns a storage failure of
-        Tune's own (writing its state, a trial's error file) into a StorageFault instead of a traceback."""
+        """Stops the study like Ctrl-C when a trial reports that its storage failed or the results dir vanishes
+        (deleted or moved: Ray would quietly make a new one of its own files), and turns a storage failure of
+        Tune's own (writing its state, a trial's error file) into a StorageFault instead of a traceback. The
+        ballast it holds in the results dir while trials run is freed at the fault, so Tune can save its state."""
 
-        def __init__(self):
+        def __init__(self, results: str):
             self.fault: str | None = None
+            self.results = results
+            self.identity = storage.identity(results)  # None for a URI: not watched
+            self.checked = 0.0
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get("status") == STORAGE_FAULT and self.fault is None:
                 spec = trial.config["spec"]
-                self.fault = f"{result.get('error', 'storage failed')} (in trial {spec['variant']} seed {spec['seed']})"
-                os.kill(os.getpid(), signal.SIGINT)  # Tune saves its state and stops every trial, resumable
+                self._stop(f"{result.get('error', 'storage failed')} (in trial {spec['variant']} seed {spec['seed']})")
+
+        def on_step(self, iteration, trials, **info):
+            if self.identity is None or self.fault is not None or time.monotonic() - self.checked < WATCH_EVERY_S:
+                return
+            self.checked = time.monotonic()
+            if storage.identity(self.results) != self.identity:
+                self._stop(gone_line(self.results))
+
+        def _stop(self, line: str) -> None:
+            self.fault = line
+            storage.release_ballast(self.results)
+            os.kill(os.getpid(), signal.SIGINT)  # Tune saves its state and stops every trial, resumable
 
         def fit(self, tuner):
+            storage.reserve_ballast(self.results)
             try:
                 grid = tuner.fit()
             except Exception as e:  # noqa: BLE001 - Tune's driver failed; a storage fault is said as one line
-                fault = self.fault or storage_fault(e)
+                fault = self.fault or storage_fault(e, None if self.identity is None else self.results)
                 if fault is None:
                     raise
-                raise StorageFault(fault) from None
+                raise StorageFault(self._after(fault)) from None
+            finally:
+                storage.release_ballast(self.results)
+            if self.fault is None and self.identity is not None and storage.identity(self.results) != self.identity:
+                self.fault = gone_line(self.results)  # it vanished as the last trials ended (they fail in Ray's setup)
             if self.fault:
-                raise StorageFault(self.fault)
+                raise StorageFault(self._after(self.fault))
             return grid
+
+        def _after(self, fault: str) -> str:
+            """The fault's line; a vanished dir that Ray made again, holding only Ray's files, is removed."""
+            if fault.startswith(GONE) and self.identity is not None:
+                _remove_remake(self.results, self.identity)
+            return fault
 
     return Watch
 
 
-def StorageWatch():  # noqa: N802 - a class made on first use, so importing this module needs no Ray
-    return _storage_watch_class()()
+WATCH_EVERY_S = 1.0  # how often the driver checks that the results dir is still there
+
+
+def StorageWatch(results: str):  # noqa: N802 - a class made on first use, so importing this module needs no Ray
+    return _storage_watch_class()(results)
+
+
+def _remove_remake(results: str, identity: tuple[int, int]) -> None:
+    """After the results dir vanished mid-study, Ray's syncs make a new one holding its own files (state, trial
+    dirs); remove it when it holds nothing else, so the path says what happened: the dir is gone."""
+    import re
+    import shutil
+
+    path = storage.local_path(results)
+    now = storage.identity(results)
+    if now is None or now == identity:
+        return
+    ray_own = re.compile(r"^(experiment_state-.*|basic-variant-state-.*|tuner\.pkl|\.validate_storage_marker|"
+                         rf"{re.escape(storage.BALLAST)}|.+_seed-?\d+_[0-9a-f]+_\d+)$")  # fmt: skip
+    try:
+        if all(ray_own.match(p.name) for p in path.iterdir()):
+            shutil.rmtree(path)
+    except OSError:
+        pass
+
+
+def _carry_over_class():
+    from ray.tune import Callback
+
+    class CarryOver(Callback):
+        """A trial of a phase rebuilt from its trial dirs (runner.rebuild) goes on in its old dir: before Tune's
+        loggers open its result.json and progress.csv, they get the rows up to the epoch it carries on from."""
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            carry = trial.config["spec"].get(rebuild.KEY)
+            if carry and trial.local_path and not storage.is_uri(trial.config["results_dir"]):
+                rebuild.stage_rows(trial.config["results_dir"], carry, Path(trial.local_path))
+
+    return CarryOver
+
+
+def CarryOver():  # noqa: N802 - as StorageWatch
+    return _carry_over_class()()
 
 
 def _resources(config: dict) -> dict:
@@ -312,5 +381,6 @@ def _resources(config: dict) -> dict:
 
 
 def _trial_name(trial) -> str:
+    """VARIANT_seedN_TRIALID; a trial of a rebuilt phase keeps its old dir."""
     spec = trial.config["spec"]
-    return trial_dir_name(spec["variant"], spec["seed"], trial.trial_id)
+    return spec.get(rebuild.KEY, {}).get("dir") or trial_dir_name(spec["variant"], spec["seed"], trial.trial_id)

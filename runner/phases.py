@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from runner import orchestrate, sequential, studyfile
+from runner import orchestrate, rebuild, sequential, studyfile
 from runner.config import ConfigError, TrialConfig
 from runner.plan import Plan, TrialSpec, grow
 from runner.results import read_records
@@ -44,6 +44,10 @@ class Run:
     def restore(self, params: list[dict]) -> None:
         """Restore the newest phase (its trials ``params``): unfinished and errored trials carry on."""
         self._run(params, resume=True)
+
+    def rebuild(self, params: list[dict]) -> None:
+        """Run the trials of a phase rebuilt from its trial dirs (runner.rebuild) as a new Tune run."""
+        self._run(params, resume=False)
 
     def _run(self, params: list[dict], resume: bool) -> None:
         from runner.data.ray_data import to_ray_datasets
@@ -81,7 +85,7 @@ def resume(run: Run, where: str) -> None:
                           "that version, or start a new study (runner summary still reads it)")  # fmt: skip
     records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
     if any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
-        run.restore(latest)
+        _carry_on(run, latest)
     if growth.new or growth.removed:
         now = {(s.variant, s.seed) for s in run.plan.specs}
         _update_study(run, [p for p in found.trials if (p["variant"], p["seed"]) in now])
@@ -103,6 +107,21 @@ def _recorded_samples(run: Run, found: studyfile.StudyFile) -> None:
             study, variants={**study.variants, **{v: found.doc["variants"][v] for v in names}}
         )
         run.plan = run.prepared.plan(run.plan.cluster, run.user_limit, study.trials())
+
+
+def _carry_on(run: Run, latest: list[dict]) -> None:
+    """Restore the newest phase from Tune's saved state, or, when that state is cut short or behind the trial dirs
+    (a storage fault as Tune saved it), rebuild the phase from its trial dirs, saying which trials run again."""
+    problem = rebuild.problem(run.results.local, latest, weights=not run.results.remote)
+    if problem is None:
+        run.restore(latest)
+        return
+    if run.results.remote:
+        raise rebuild.refuse_remote(run.results.uri, problem)
+    rebuilt = rebuild.plan(run.results.local, latest)
+    for line in rebuilt.lines(problem):
+        run.say(line)
+    run.rebuild(rebuilt.params)
 
 
 def _finished(record) -> bool:

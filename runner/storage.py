@@ -384,7 +384,10 @@ class Lock:
 
     def __exit__(self, *exc) -> None:
         if self.path is not None and self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:  # a dir turned read-only: the next runner takes over the lock of a process that is gone
+                pass
 
 
 def resume_dir(location: str, name: str, given: str) -> str:
@@ -401,8 +404,52 @@ def resume_dir(location: str, name: str, given: str) -> str:
         if not taken:
             raise ConfigError(f"--resume: no results of study {name!r} under {location}; start it without --resume")
         d = join(location, max(taken, key=number))  # NAME itself counts as 0
+    if not is_uri(d) and not Path(d).is_dir():
+        raise ConfigError(f"--resume {d}: no such directory (deleted or moved?); put it back (from a backup) to finish "
+                          "the study, or start it again without --resume")  # fmt: skip
     if not any(n.startswith("experiment_state-") and n.endswith(".json") for n in children(d)):
         raise ConfigError(
             f"--resume {d}: not a study results dir (no experiment_state-*.json); give the dir the study printed as 'output'"
         )
     return d
+
+
+# --------------------------------------------------------------------------- faults mid-study
+
+BALLAST = ".runner-ballast"
+BALLAST_BYTES = 8 << 20  # room freed when the storage fails, so Tune can still save its state (~0.1-1 MiB)
+
+
+def reserve_ballast(location: str, size: int = BALLAST_BYTES) -> None:
+    """Hold ``size`` bytes of a local results dir in a file, written out (not sparse), to be freed by
+    ``release_ballast`` when the disk fills up; nothing when there is no room for it (or for a URI)."""
+    if is_uri(location):
+        return
+    path = local_path(location) / BALLAST
+    try:
+        with open(path, "wb") as f:
+            for _ in range(size >> 20):
+                f.write(bytes(1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        path.unlink(missing_ok=True)
+
+
+def release_ballast(location: str) -> None:
+    if not is_uri(location):
+        try:
+            (local_path(location) / BALLAST).unlink(missing_ok=True)
+        except OSError:  # a read-only or vanished dir: nothing to free
+            pass
+
+
+def identity(location: str) -> tuple[int, int] | None:
+    """(device, inode) of a local dir; None when it is not there (or for a URI, which has none)."""
+    if is_uri(location):
+        return None
+    try:
+        st = os.stat(local_path(location))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -16,7 +16,7 @@ import traceback
 import numpy as np
 import torch
 
-from runner import checkpoint, loop, storage
+from runner import checkpoint, loop, rebuild, storage
 from runner.data.ray_data import read_all
 from runner.data.split import NO_IMAGES
 from runner.errors import STORAGE_FAULT, first_line, storage_fault
@@ -42,11 +42,12 @@ def run_trial(config: dict, datasets: dict) -> None:
     # reused actors do not sync).
     trial_dir = storage.join(config["results_dir"], ray.tune.get_context().get_trial_name())
     try:
-        _trainer(spec, datasets[spec.data_key], trial_dir, entered).fit()
+        carry_from = config["spec"].get(rebuild.KEY, {}).get("checkpoint", "")
+        _trainer(spec, datasets[spec.data_key], trial_dir, entered, carry_from).fit()
         if not spec.in_process:
             _drain_reports_to_tune()
     except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
-        fault = storage_fault(e)
+        fault = storage_fault(e, config["results_dir"])
         message = fault or first_line(e, 500)
         try:  # the traceback, then the one line the summary shows; a failed disk may not take it
             text = "".join(traceback.format_exception(e)) + "\n" + message + "\n"
@@ -67,8 +68,9 @@ def _wait_to_be_stopped(timeout_s: float = 60.0) -> None:
     time.sleep(timeout_s)
 
 
-def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):
-    """The TorchTrainer: the loop in this process (local mode), or in a worker group that reports to Tune."""
+def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, carry_from: str = ""):
+    """The TorchTrainer: the loop in this process (local mode), or in a worker group that reports to Tune.
+    ``carry_from``: the checkpoint a trial of a rebuilt phase carries on from (runner.rebuild), when Ray has none."""
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -80,7 +82,8 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):
         use_gpu=use_gpu,
         resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})},
     )
-    loop_config = {"spec": spec, "trial_dir": trial_dir, "entered": entered, "splits": tuple(datasets)}
+    loop_config = {"spec": spec, "trial_dir": trial_dir, "entered": entered, "splits": tuple(datasets),
+                   "carry_from": carry_from}  # fmt: skip
     if spec.in_process:  # the loop reads the datasets directly and reports to Tune itself
         return TorchTrainer(
             functools.partial(_worker, datasets=datasets), train_loop_config=loop_config, scaling_config=scaling
@@ -104,7 +107,7 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float):
 def _worker(config: dict, datasets: dict | None = None) -> None:
     """Each Train worker: the loop with Ray's session."""
     spec = config["spec"]
-    session = RaySession(spec.in_process, datasets, config["splits"])
+    session = RaySession(spec.in_process, datasets, config["splits"], config.get("carry_from", ""))
     loop.train(spec, session, config["trial_dir"], config["entered"])
 
 
@@ -145,8 +148,9 @@ def _release_memory() -> None:
 class RaySession:
     """Every place the loop touches Ray: rank, data shards, DDP, collectives, reporting."""
 
-    def __init__(self, local: bool, datasets: dict | None, splits: tuple[str, ...] = ("train", "val")):
-        self.local, self.datasets, self.splits = local, datasets, splits
+    def __init__(self, local: bool, datasets: dict | None, splits: tuple[str, ...] = ("train", "val"),
+                 carry_from: str = ""):  # fmt: skip
+        self.local, self.datasets, self.splits, self.carry_from = local, datasets, splits, carry_from
         if local:
             self.rank, self.world = 0, 1
             self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -159,7 +163,8 @@ class RaySession:
             self.device = ray.train.torch.get_device()
 
     def restored_state(self) -> dict | None:
-        """The last reported checkpoint's state when this trial is being retried, else None."""
+        """The last reported checkpoint's state when this trial is being retried, else the checkpoint a trial of
+        a rebuilt phase carries on from, else None."""
         if self.local:
             import ray.tune
 
@@ -169,7 +174,7 @@ class RaySession:
 
             ckpt = ray.train.get_checkpoint()
         if ckpt is None:
-            return None
+            return checkpoint.read_dir(self.carry_from) if self.carry_from else None
         with ckpt.as_directory() as d:  # the dir itself for local storage; a download, deleted on exit, for a URI
             return checkpoint.read_dir(d)
 

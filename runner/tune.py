@@ -36,7 +36,7 @@ from runner.config import (
     parse_set,
     with_overrides,
 )
-from runner.errors import STORAGE_EXIT, StorageFault
+from runner.errors import STORAGE_EXIT, StorageFault, storage_fix
 from runner.plan import Plan, make_plan
 from runner.resources import Cluster
 
@@ -255,7 +255,7 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
         kept = _keep_log(log_file, results)
         _write_partial_summary(results)
         raise StorageFault(
-            f"{results}: the study stopped: {fault.line}; free space or make it writable again, then finish it "
+            f"{results}: the study stopped: {fault.line}; {storage_fix(fault.line)}, then finish it "
             f"with {_command(args, results)} (details in {kept})"
         ) from None
     finally:

@@ -115,8 +115,9 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
 
         def one_done_one_running():
             dirs = [p.parent for p in (out / "r").glob("*/params.json")]
-            done = [d for d in dirs if _results(d) and _results(d)[-1]["status"] == "completed"]
-            running = [d for d in dirs if d not in done and len(_results(d)) >= 2]
+            rows = {d: _results(d) for d in dirs}  # read once: Tune's sync rewrites result.json in place
+            done = [d for d in dirs if rows[d] and rows[d][-1]["status"] == "completed"]
+            running = [d for d in dirs if d not in done and len(rows[d]) >= 2]
             return (done, running) if done and running else None
 
         done, running = _wait_for(one_done_one_running, 240, "a finished trial and a running one")

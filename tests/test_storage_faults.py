@@ -4,6 +4,7 @@ dir, a study that cannot fit refused before it starts, and damaged trial files r
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -132,37 +133,31 @@ def test_a_study_that_cannot_fit_is_refused_before_anything_starts(small_disk):
     assert list(small_disk.iterdir()) == []  # nothing was created
 
 
-FOUR_EPOCHS = """
-study = Study(name="full", base=TrialConfig(train=TrainConfig(epochs=4)), variants={"a": {}, "b": {"model.dropout": 0.1}})
-"""
+def _fill(path: Path) -> None:
+    """Fill the disk holding ``path`` to the last byte (a real ENOSPC)."""
+    with open(path, "wb", buffering=0) as f:  # unbuffered: a write that fails leaves nothing to retry
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
 
 
 @pytest.mark.e2e
-def test_a_disk_that_fills_mid_study_stops_it_in_one_line(disk, tmp_path):
-    """The study stops like Ctrl-C with exit 74 and one line (where, what, the resume command, the log), no
-    traceback. (Whether --resume can carry the trials on depends on Tune's state having been saved before the
-    disk filled: that part of the storage-faults issue is still open.)"""
-    from conftest import start_cli, write_study
-
-    study = write_study(tmp_path / "s.py", FOUR_EPOCHS)
-    proc = start_cli(str(study), "--storage", str(disk))
-    results = disk / "full"
-    end = time.time() + 240
-    while time.time() < end and not any('"epoch": 1' in p.read_text() for p in results.glob("*/result.json")):
-        time.sleep(0.2)
-    with pytest.raises(OSError) as full:  # the disk really fills up: a checkpoint or an event file is next
-        with open(disk / "filler", "wb") as f:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-    assert full.value.errno == errno.ENOSPC
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 74, out[-2000:] + err[-2000:]
+def test_a_disk_that_fills_mid_study_stops_it_in_one_line_and_resume_finishes(disk, tmp_path):
+    """The disk fills to the last byte while a trial runs: the study stops like Ctrl-C with exit 74 and one line
+    (where, what, the resume command, the log), no traceback; once space is freed, --resume finishes every trial
+    and reruns no finished one (the ballast freed at the fault leaves Tune room to save its state; were that
+    state cut short anyway, the phase would be rebuilt from the trial dirs)."""
+    proc, results = _start_mid_study(tmp_path, disk)
+    _fill(disk / "filler")
+    err = _stopped_in_one_line(proc, 74)
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "No space left on device" in lines[0] and "--resume" in lines[0], err
-    assert "Traceback" not in out + err
-    log = lines[0].rsplit("details in ", 1)[1].rstrip(")")
-    assert Path(log).exists()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "free space, then finish it" in lines[0], err
+    assert Path(lines[0].rsplit("details in ", 1)[1].rstrip(")")).exists()
+    (disk / "filler").unlink()
+    _resume_completes(tmp_path / "s.py", disk, results, _finished_files(results))
 
 
 def test_the_storage_estimate():
@@ -195,3 +190,255 @@ def test_the_partial_summary_after_a_fault_adds_no_warning(tmp_path, capsys):
         logging.getLogger("runner").removeHandler(handler)
     assert capsys.readouterr().err == ""
     assert ",damaged," in (root / "summary.csv").read_text()
+
+
+# --------------------------------------------------------------------------- faults mid-study, then --resume
+
+# Four trials of ten short epochs, one at a time: a fault lands while one trial is finished, one runs and two wait.
+ONE_AT_A_TIME = """
+study = Study(name="slow", base=TrialConfig(model=ModelConfig(hidden=(64,)), train=TrainConfig(epochs=10)),
+              variants={"a": {}, "b": {"model.dropout": 0.1}}, seeds=(0, 1))
+"""
+
+
+def _rows(results: Path) -> dict[str, list[dict]]:
+    """Each trial dir's result.json rows, as the results dir holds them now."""
+    out = {}
+    for f in results.glob("*/result.json"):
+        try:
+            out[f.parent.name] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _start_mid_study(tmp_path: Path, storage_dir: Path):
+    """The study started; returns (process, results dir) once one trial finished and the next one runs."""
+    from conftest import start_cli, write_study
+
+    study = write_study(tmp_path / "s.py", ONE_AT_A_TIME)
+    proc = start_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1")
+    results = storage_dir / "slow"
+    end = time.time() + 240
+    while time.time() < end and proc.poll() is None:
+        last = [rows[-1]["status"] for rows in _rows(results).values() if rows]
+        if "completed" in last and "running" in last:
+            return proc, results
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "")
+    proc.kill()
+    pytest.fail(f"the study never had one trial finished and one running: {out[-1000:]} {err[-1000:]}")
+
+
+def _finished_files(results: Path) -> dict[str, tuple[bytes, int]]:
+    """Content and mtime of every file of the finished trials."""
+    done = [name for name, rows in _rows(results).items() if rows and rows[-1]["status"] == "completed"]
+    return {
+        str(f): (f.read_bytes(), f.stat().st_mtime_ns) for d in done for f in (results / d).rglob("*") if f.is_file()
+    }
+
+
+def _stopped_in_one_line(proc, code: int) -> str:
+    """The study's exit code is ``code``, at most 3 lines on stderr and no traceback; returns stderr."""
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == code, out[-2000:] + err[-2000:]
+    assert len(err.strip().splitlines()) <= 3 and "Traceback" not in out + err, err
+    return err
+
+
+def _resume_completes(study: Path, storage_dir: Path, results: Path, finished: dict) -> str:
+    """--resume ends every trial (exit 0) in the four trial dirs, each epoch once, leaving the finished trials' files
+    as they were; returns its stdout."""
+    proc = run_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1", "--resume", str(results))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    rows = _rows(results)
+    assert len(rows) == 4, sorted(rows)
+    for name, trial in rows.items():
+        assert [r["epoch"] for r in trial if "epoch" in r] == list(range(1, 11)), name
+    assert _finished_files(results).keys() >= finished.keys()
+    for f, (data, mtime) in finished.items():
+        assert Path(f).read_bytes() == data and Path(f).stat().st_mtime_ns == mtime, f
+    return proc.stdout
+
+
+@pytest.mark.e2e
+def test_a_cut_short_experiment_state_is_rebuilt_from_the_trial_dirs(tmp_path):
+    """Tune's newest state cut short (a disk full to the last byte as Tune saved it): --resume rebuilds the phase from
+    the trial dirs, says so, carries the running trial on from its checkpoint, and reruns no finished trial."""
+    proc, results = _start_mid_study(tmp_path, tmp_path / "runs")
+    proc.send_signal(signal.SIGINT)
+    _stopped_in_one_line(proc, 130)
+    from runner import rebuild
+
+    phase = json.loads((results / "study.json").read_text())["phases"][-1]
+    assert rebuild.problem(results, phase) is None  # as Ctrl-C left it, Tune's own state carries the phase on
+    state = sorted(results.glob("experiment_state-*.json"))[-1]
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    finished = _finished_files(results)
+    out = _resume_completes(tmp_path / "s.py", tmp_path / "runs", results, finished)
+    assert f"state  Tune's saved state ({state.name} or a file beside it) is unreadable" in out, out
+    assert "state  carrying on from their last good checkpoints: a seed 1 from epoch" in out, out
+    assert "starting over" not in out
+
+
+def _bind(src: Path, dst: Path) -> Path:
+    """``src`` mounted at ``dst`` too (a bind mount, which can be made read-only with files open); skipped
+    without root."""
+    src.mkdir()
+    dst.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(src), str(dst)]).returncode:
+        pytest.skip("a bind mount needs root")
+    return dst
+
+
+@pytest.fixture
+def bound(tmp_path):
+    """A dir mounted a second time, at ``tmp_path/bound``, unmounted after the test."""
+    yield _bind(tmp_path / "real", tmp_path / "bound")
+    subprocess.run(["umount", "-l", str(tmp_path / "bound")])
+
+
+def _read_only(mount: Path, ro: bool = True) -> None:
+    mode = "ro" if ro else "rw"
+    subprocess.run(["mount", "-o", f"remount,bind,{mode}", str(mount)], check=True)
+
+
+def test_read_only_storage_is_refused_before_anything_runs(bound):
+    _read_only(bound)
+    proc = run_cli("configs/smoke.py", "--storage", str(bound / "runs"), timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"--storage {bound / 'runs'}: cannot write there (Read-only file system)" in proc.stderr
+    assert list(bound.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_a_results_dir_made_read_only_mid_study_stops_it_and_resume_finishes(bound, tmp_path):
+    proc, results = _start_mid_study(tmp_path, bound)
+    _read_only(bound)
+    err = _stopped_in_one_line(proc, 74)
+    assert "Read-only file system" in err and "make it writable again, then finish it with" in err, err
+    assert Path(err.rsplit("details in ", 1)[1].strip().rstrip(")")).exists(), err
+    _read_only(bound, ro=False)
+    _resume_completes(tmp_path / "s.py", bound, results, _finished_files(results))
+
+
+@pytest.mark.e2e
+def test_a_results_dir_deleted_mid_study_stops_it_and_resume_says_it_is_gone(tmp_path):
+    import shutil
+
+    proc, results = _start_mid_study(tmp_path, tmp_path / "runs")
+    shutil.rmtree(results)
+    err = _stopped_in_one_line(proc, 74)
+    assert "the results dir is gone" in err and "put the dir back (from a backup), then finish it with" in err, err
+    log = Path(err.rsplit("details in ", 1)[1].strip().rstrip(")"))
+    assert log == tmp_path / "runs" / "slow.runner.log" and log.exists(), err
+    assert not results.exists()  # what Ray's syncs made there again is not left behind as if it were the study
+    again = run_cli(str(tmp_path / "s.py"), "--storage", str(tmp_path / "runs"), "--resume", str(results))
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"error: --resume {results}: no such directory (deleted or moved?); put it back (from a backup) to finish the "
+        "study, or start it again without --resume"
+    ], again.stderr
+
+
+# --------------------------------------------------------------------------- rebuilding a phase (no Ray)
+
+
+def _epochs(n: int, last: str = "running") -> str:
+    rows = [{"epoch": e, "status": "running" if e < n else last, "val_accuracy": 0.1 * e} for e in range(1, n + 1)]
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def _ckpt(trial_dir: Path, index: int, epoch: int, whole: bool = True) -> Path:
+    import torch
+
+    d = trial_dir / f"checkpoint_{index:06d}"
+    d.mkdir()
+    torch.save({"epoch": epoch}, d / "model.pt")
+    if not whole:  # cut short by a full disk
+        (d / "model.pt").write_bytes((d / "model.pt").read_bytes()[:100])
+    (d / "meta.json").write_text(json.dumps({"epoch": epoch, "val_accuracy": 0.1 * epoch}))
+    return d
+
+
+def _state(root: Path, trials: dict[str, tuple[str, int]]) -> Path:
+    """experiment_state-*.json as Tune writes it: per trial dir, its status and the last epoch it saw."""
+    data = [
+        [json.dumps({"relative_logdir": d, "status": s}), json.dumps({"metric_analysis": {"epoch": {"last": e}}})]
+        for d, (s, e) in trials.items()
+    ]
+    (root / "tuner.pkl").write_bytes(b"\x80\x05N.")
+    (root / "basic-variant-state-2026-01-01_00-00-00.json").write_bytes(b"\x80\x05N.")  # a pickle, named .json
+    path = root / "experiment_state-2026-01-01_00-00-00.json"
+    path.write_text(json.dumps({"trial_data": data}))
+    return path
+
+
+def _phase(root: Path) -> list[dict]:
+    """A phase of three trials: a seed 0 finished (3 epochs), a seed 1 at epoch 2 of 3, a seed 2 never started."""
+    phase = [{"variant": "a", "seed": s, "order": 0} for s in range(3)]
+    root.joinpath("study.json").write_text(json.dumps({"trials": phase, "phases": [phase]}))
+    done = _trial(root, "a", 0, json.dumps({"spec": phase[0]}), _epochs(3, "completed"))
+    _ckpt(done, 2, 3)
+    going = _trial(root, "a", 1, json.dumps({"spec": phase[1]}), _epochs(2))
+    going.rename(root / trial_dir_name("a", 1, "abc12_00001"))
+    return phase
+
+
+def test_tunes_state_is_restored_only_when_whole_and_as_far_as_the_trial_dirs(tmp_path):
+    from runner import rebuild
+
+    phase = _phase(tmp_path)
+    done, going = trial_dir_name("a", 0, "abc12_00000"), trial_dir_name("a", 1, "abc12_00001")
+    state = _state(tmp_path, {done: ("TERMINATED", 3), going: ("RUNNING", 2)})
+    assert rebuild.problem(tmp_path, phase) is None
+    _state(tmp_path, {done: ("RUNNING", 2), going: ("RUNNING", 2)})  # saved before a seed 0 finished
+    assert rebuild.problem(tmp_path, phase) == (
+        f"{state.name} is behind the trial dirs (a seed 0: epoch 2 unfinished there, epoch 3 finished in its dir)"
+    )
+    state.write_text(state.read_text()[:50])  # cut short
+    assert rebuild.problem(tmp_path, phase).startswith(
+        f"Tune's saved state ({state.name} or a file beside it) is unreadable"
+    )
+
+
+def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
+    """Finished trials are kept; an unfinished one carries on from its last checkpoint that loads, of an epoch its
+    result.json reaches (set aside from the new run's checkpoint_000000); one never started starts; and one without
+    a checkpoint that loads starts over, said on the console."""
+    from runner import rebuild
+
+    phase = _phase(tmp_path)
+    going = tmp_path / trial_dir_name("a", 1, "abc12_00001")
+    _ckpt(going, 0, 1)
+    _ckpt(going, 1, 2, whole=False)
+    rebuilt = rebuild.plan(tmp_path, phase)
+    assert rebuilt.kept == 1 and [p["seed"] for p in rebuilt.params] == [1, 2]
+    carry = rebuilt.params[0][rebuild.KEY]
+    assert carry == {"dir": going.name, "checkpoint": str(going / "checkpoint_000000.r1"), "epoch": 1}
+    assert sorted(p.name for p in going.glob("checkpoint_*")) == ["checkpoint_000000.r1", "checkpoint_000001.r1"]
+    assert rebuilt.lines("why") == [
+        "state  why: the phase is rebuilt from its trial dirs (1 finished trial kept as it is)",
+        "state  carrying on from their last good checkpoints: a seed 1 from epoch 1",
+        "state  never started: a seed 2",
+    ]
+    staging = tmp_path / "staging"
+    (going / "progress.csv").write_text("epoch,val_accuracy\n1,0.1\n2,0.2\n")
+    rebuild.stage_rows(str(tmp_path), carry, staging)
+    assert [json.loads(line)["epoch"] for line in (staging / "result.json").read_text().splitlines()] == [1]
+    assert (staging / "progress.csv").read_text().splitlines() == ["epoch,val_accuracy", "1,0.1"]
+    (going / "checkpoint_000000.r1" / "model.pt").write_bytes(b"")  # now no checkpoint loads
+    again = rebuild.plan(tmp_path, phase)
+    assert again.params[0][rebuild.KEY]["epoch"] == 0
+    assert again.over == ["a seed 1 (no checkpoint that loads, of its 2 epochs)"]
+
+
+def test_a_missing_file_is_a_storage_fault_only_when_the_results_dir_is_gone(tmp_path):
+    from runner.errors import storage_fault
+
+    missing = FileNotFoundError(2, "No such file or directory", str(tmp_path / "d" / "events"))
+    assert storage_fault(missing, str(tmp_path)) is None  # e.g. an image folder the user named wrong
+    assert (
+        storage_fault(missing, str(tmp_path / "d"))
+        == f"the results dir is gone ({tmp_path / 'd'}: deleted or moved while the study ran)"
+    )

@@ -1,0 +1,212 @@
+"""A phase rebuilt from its trial dirs, when Tune's saved state cannot carry it on.
+
+Tune saves a phase's state (experiment_state-*.json) beside its trials. A disk that fills up as Tune writes it
+leaves it cut short; a disk that turns read-only (or a sync that fails) leaves it behind the trial dirs, so trials
+that finished since show there as running, and restoring it would run them again. ``problem`` says why the newest
+state cannot be restored as it is (None when it can); ``plan`` then rebuilds the phase from what the trial dirs
+hold: a finished trial stays as it is, an unfinished one carries on in its own dir from its last good checkpoint
+(one that loads, of an epoch its result.json reaches), one without such a checkpoint starts over there, and one
+never started starts. The rebuilt trials run as a new Tune run of the phase (runner.phases).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import checkpoint
+from runner.errors import ConfigError, first_line
+from runner.results import Status, TrialRecord, read_records, read_results
+
+KEY = "carry_on"  # in a rebuilt trial's spec param: {"dir": its trial dir, "checkpoint": path or "", "epoch": N}
+SET_ASIDE = ".r"  # checkpoint_000004 -> checkpoint_000004.r1: out of the way of the new run's own checkpoint_000000
+
+
+@dataclass
+class Rebuilt:
+    """The rebuilt phase: the trials to run (each with ``KEY`` when it has a dir) and what happens to each."""
+
+    params: list[dict] = field(default_factory=list)
+    kept: int = 0  # finished trials, left as they are
+    carried: list[str] = field(default_factory=list)  # "a seed 1 from epoch 4"
+    over: list[str] = field(default_factory=list)  # "a seed 2 (no checkpoint that loads)": run again from epoch 1
+    fresh: list[str] = field(default_factory=list)  # never started
+
+    def lines(self, why: str) -> list[str]:
+        """What the console says: why, then which trials carry on, start over (and why), or start."""
+        kept = f"{self.kept} finished trial{'' if self.kept == 1 else 's'} kept as {'it is' if self.kept == 1 else 'they are'}"
+        out = [f"state  {why}: the phase is rebuilt from its trial dirs ({kept})"]
+        if self.carried:
+            out.append(f"state  carrying on from their last good checkpoints: {', '.join(self.carried)}")
+        if self.over:
+            out.append(f"state  starting over (their epochs run again): {', '.join(self.over)}")
+        if self.fresh:
+            out.append(f"state  never started: {', '.join(self.fresh)}")
+        return out
+
+
+def problem(results_dir: Path, phase: list[dict], weights: bool = True) -> str | None:
+    """Why Tune's newest saved state in ``results_dir`` cannot carry on the phase ``phase`` (its trials'
+    params), or None when it can: unreadable files, or a trial whose dir is further on (or behind). Without
+    ``weights`` (a URI's local copy holds no model.pt) checkpoints are not checked."""
+    states = sorted(Path(results_dir).glob("experiment_state-*.json"))
+    if not states:
+        return "no experiment_state-*.json"
+    newest = states[-1]
+    try:
+        state = json.loads(newest.read_text())
+        trials = [(json.loads(t), json.loads(m)) for t, m in state["trial_data"]]
+        _check_pickle(Path(results_dir) / "tuner.pkl")
+        for searcher in Path(results_dir).glob(f"*-state-{newest.stem.removeprefix('experiment_state-')}.json"):
+            _check_pickle(searcher)  # the searcher's state: a pickle, whatever its name says
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"Tune's saved state ({newest.name} or a file beside it) is unreadable ({first_line(e, 120)})"
+    return _behind(Path(results_dir), trials, phase, newest.name, weights)
+
+
+def _check_pickle(path: Path) -> None:
+    """A pickle ends with its STOP opcode; one cut short does not."""
+    data = path.read_bytes()
+    if not data.endswith(b"."):
+        raise ValueError(f"{path.name} is cut short ({len(data)} bytes)")
+
+
+def _behind(results_dir: Path, trials: list, phase: list[dict], name: str, weights: bool) -> str | None:
+    """The first unfinished trial of ``phase`` whose dir disagrees with the state: another epoch, finished in
+    one and not the other, missing from the state, or its newest checkpoint cut short."""
+    in_state = {t["relative_logdir"]: (t["status"], _epoch(m)) for t, m in trials}
+    planned = {(p["variant"], p["seed"]) for p in phase}
+    for r in read_records(results_dir):
+        if (r.variant, r.seed) not in planned or not r.trial_dir:
+            continue
+        if r.status == Status.DAMAGED:
+            return f"{r.variant} seed {r.seed}'s files are damaged"
+        status, epoch = in_state.get(r.trial_dir, (None, None))
+        if status is None:
+            if r.status.finished:
+                continue  # a trial finished in an earlier run of the phase
+            return f"{name} does not know {r.variant} seed {r.seed}"
+        if r.status.finished != (status == "TERMINATED") or epoch != r.epochs_run:
+            return (f"{name} is behind the trial dirs ({r.variant} seed {r.seed}: epoch {epoch} "
+                    f"{'finished' if status == 'TERMINATED' else 'unfinished'} there, epoch {r.epochs_run} "
+                    f"{'finished' if r.status.finished else 'unfinished'} in its dir)")  # fmt: skip
+        newest = _checkpoints(results_dir / r.trial_dir)[-1:]
+        if weights and not r.status.finished and newest and not _loads(newest[0][1]):
+            return f"{r.variant} seed {r.seed}'s last checkpoint ({newest[0][1].name}) is cut short"
+    return None
+
+
+def _epoch(metadata: dict) -> int:
+    """The last epoch Tune saw from a trial (its last result may be a fault report without one)."""
+    return int(metadata.get("metric_analysis", {}).get("epoch", {}).get("last", 0) or 0)
+
+
+def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
+    """The phase's trials rebuilt from their dirs (local results dirs only: checkpoints are read and renamed)."""
+    records = {(r.variant, r.seed): r for r in read_records(results_dir) if r.trial_dir}
+    out = Rebuilt()
+    for p in phase:
+        r, name = records.get((p["variant"], p["seed"])), f"{p['variant']} seed {p['seed']}"
+        if r is not None and r.status.finished:
+            out.kept += 1
+            continue
+        if r is None:
+            out.fresh.append(name)
+            out.params.append(p)
+            continue
+        out.params.append({**p, KEY: _carry(Path(results_dir), r, name, out)})
+    return out
+
+
+def _carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
+    """Where trial ``r`` goes on: its last good checkpoint (set aside from the new run's), else epoch 1."""
+    reached = max((row["epoch"] for row in read_results(results_dir / r.trial_dir / "result.json")), default=0)
+    good = [(e, d) for e, d in _checkpoints(results_dir / r.trial_dir) if e <= reached and _loads(d)]
+    kept = _set_aside(results_dir / r.trial_dir)
+    if good:
+        epoch, d = good[-1]
+        out.carried.append(f"{name} from epoch {epoch}")
+        return {"dir": r.trial_dir, "checkpoint": str(kept[d]), "epoch": epoch}
+    if reached:
+        out.over.append(f"{name} (no checkpoint that loads, of its {reached} epochs)")
+    else:
+        out.fresh.append(name)
+    return {"dir": r.trial_dir, "checkpoint": "", "epoch": 0}
+
+
+def _checkpoints(trial_dir: Path) -> list[tuple[int, Path]]:
+    """(epoch, dir) of the trial's checkpoints that say their epoch, oldest first."""
+    out = []
+    for meta in trial_dir.glob(f"**/checkpoint_*/{checkpoint.META}"):
+        try:
+            out.append((int(json.loads(meta.read_text())["epoch"]), meta.parent))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(out)
+
+
+def _loads(d: Path) -> bool:
+    """Whether the checkpoint's weights are whole (torch.save writes a zip; one cut short has no directory)."""
+    try:
+        with zipfile.ZipFile(d / checkpoint.FILE) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _set_aside(trial_dir: Path) -> dict[Path, Path]:
+    """Rename the trial's checkpoint dirs out of the way of the new run's (which numbers from 0 again);
+    returns old -> new. They stay checkpoints (checkpoint.best still finds them)."""
+    moved = {}
+    for d in sorted(p.parent for p in trial_dir.glob(f"**/checkpoint_*/{checkpoint.META}")):
+        if SET_ASIDE in d.name:
+            moved[d] = d
+            continue
+        n = 1
+        while d.with_name(f"{d.name}{SET_ASIDE}{n}").exists():
+            n += 1
+        moved[d] = d.rename(d.with_name(f"{d.name}{SET_ASIDE}{n}"))
+    return moved
+
+
+def stage_rows(results_dir: str, carry: dict, staging: Path) -> None:
+    """A rebuilt trial's result.json and progress.csv rows up to the epoch it carries on from, put where Tune
+    writes them (its staging dir, which Tune appends to and copies over the trial dir's) unless already there."""
+    staging.mkdir(parents=True, exist_ok=True)
+    src = Path(results_dir) / carry["dir"]
+    if carry["epoch"] <= 0 or (staging / "result.json").exists():
+        return
+    rows = [line for line in _lines(src / "result.json") if _row_epoch(line) <= carry["epoch"]]
+    (staging / "result.json").write_text("".join(f"{line}\n" for line in rows))
+    table = list(csv.DictReader(io.StringIO("\n".join(_lines(src / "progress.csv")))))
+    kept = [row for row in table if int(float(row.get("epoch") or 0)) <= carry["epoch"]]
+    if kept:
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=list(kept[0]))
+        w.writeheader()
+        w.writerows(kept)
+        (staging / "progress.csv").write_text(text.getvalue())
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return []
+
+
+def _row_epoch(line: str) -> int:
+    """A result.json row's epoch; rows without one (a fault report) or cut short count as beyond any."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 30
+
+
+def refuse_remote(uri: str, why: str) -> ConfigError:
+    return ConfigError(f"--resume {uri}: {why}, and a phase is rebuilt from its trial dirs only in a directory; "
+                       "copy the results dir to a disk and --resume it there")  # fmt: skip
