@@ -206,3 +206,20 @@ def test_more_samples_only_add_samples(algorithm):
     few = search.Sampler(Search(space=SPACE, samples=4, algorithm=algorithm)).ask(4)
     more = search.Sampler(Search(space=SPACE, samples=8, algorithm=algorithm)).ask(8)
     assert {k: more[k] for k in few} == few and len(more) == 8
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        ('{"optim.lr": loguniform(0.0, 0.1)}', "a log scale needs low > 0"),
+        ('{"optim.lrate": uniform(0.1, 0.2)}', "did you mean 'optim.lr'?"),
+        ('{"model.hidden": choice([])}', "choice() has no options"),
+    ],
+)
+def test_bad_search_on_the_command_line_is_one_line_and_exit_2(tmp_path, space, words):
+    from conftest import run_cli, write_study
+
+    study = write_study(tmp_path / "s.py", f'study = Study(name="s", search=Search(space={space}, samples=2))\n')
+    r = run_cli(str(study), "--storage", str(tmp_path / "out"), timeout=120)
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
