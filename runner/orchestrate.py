@@ -189,7 +189,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     watch = StorageWatch(results)
-    callbacks = [CarryOver(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, PrunedMarker(results)]
+    callbacks = [CarryOver(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -198,7 +198,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         tuner._local_tuner.get_run_config().callbacks = callbacks
         return watch.fit(tuner)
     tune_config = tune.TuneConfig(
-        scheduler=_scheduler(asha, params, reference),
+        scheduler=_scheduler(asha, params, reference, results),
         max_concurrent_trials=concurrent,
         # a trial ASHA stopped leaves its actor unusable (Tune's reset fails while the stopped function's thread
         # winds down, and the next trial on it errors): with a scheduler every trial gets a fresh actor
@@ -217,55 +217,45 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
 
 
-def _scheduler(asha, params: list[dict], reference: str | None):
+def _scheduler(asha, params: list[dict], reference: str | None, results: str):
     """Tune's ASHA on each epoch's val accuracy, up to the phase's longest trial; None without ``asha``. The
-    reference's trials set the bar at each rung but are never stopped: every comparison keeps its pairs."""
+    reference's trials set the bar at each rung but are never stopped: every comparison keeps its pairs. A trial
+    it stops is marked pruned in its dir as it decides (not when the trial ends, which a Ctrl-C also does)."""
     if asha is None:
         return None
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    class SparingReference(ASHAScheduler):
+    class Pruning(ASHAScheduler):
         def on_trial_result(self, tune_controller, trial, result):
             action = super().on_trial_result(tune_controller, trial, result)
-            return TrialScheduler.CONTINUE if trial.config["spec"]["variant"] == reference else action
+            if trial.config["spec"]["variant"] == reference:
+                return TrialScheduler.CONTINUE
+            if action == TrialScheduler.STOP and result.get("status") == "running":  # not at its last epoch
+                _mark_pruned(results, trial, result)
+            return action
 
     max_t = max(TrialSpec.from_param(p).config.train.epochs for p in params)
-    return SparingReference(time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
-                            grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
+    return Pruning(time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
+                   grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
 
 
-def _pruned_marker_class():
-    from ray.tune import Callback
+def _mark_pruned(results: str, trial, result: dict) -> None:
+    """pruned.json in the trial's dir (the epoch it reached), so its record says ``pruned``, and its TensorBoard
+    HParams session, which the stopped trial never writes."""
+    where = storage.join(results, _trial_name(trial))
+    try:
+        if not storage.exists(where):
+            return  # the results dir is gone (a storage fault): never make it again
+        marker = {"epoch": result.get("epoch"), "val_accuracy": result.get("val_accuracy")}
+        storage.write_text(storage.join(where, PRUNED_FILE), json.dumps(marker))
+        if not storage.is_uri(where):
+            from runner.tblog import pruned_session
 
-    class Marker(Callback):
-        """A trial that ends while its last result still says ``running`` was stopped by the scheduler: mark
-        its dir with pruned.json (the epoch it reached), so its record says ``pruned``, not ``interrupted``."""
-
-        def __init__(self, results: str):
-            self.results = results
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            last = trial.last_result or {}
-            if last.get("status") != "running":
-                return
-            marker = {"epoch": last.get("epoch"), "val_accuracy": last.get("val_accuracy")}
-            where = storage.join(self.results, _trial_name(trial))
-            try:
-                storage.write_text(storage.join(where, PRUNED_FILE), json.dumps(marker))
-                if not storage.is_uri(where):  # TensorBoard's HParams session, which the trial never wrote
-                    from runner.tblog import pruned_session
-
-                    spec = TrialSpec.from_param(trial.config["spec"])
-                    pruned_session(where, spec.variant, spec.config, last.get("best_val_accuracy", 0.0),
-                                   last.get("best_epoch", 0))  # fmt: skip
-            except Exception as e:  # noqa: BLE001 - the study goes on; the trial then reads as interrupted
-                log.warning("%s: could not mark the trial pruned (%s)", _trial_name(trial), first_line(e))
-
-    return Marker
-
-
-def PrunedMarker(results: str):  # noqa: N802 - a class made on first use, so importing this module needs no Ray
-    return _pruned_marker_class()(results)
+            spec = TrialSpec.from_param(trial.config["spec"])
+            pruned_session(where, spec.variant, spec.config, result.get("best_val_accuracy", 0.0),
+                           result.get("best_epoch", 0))  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - the study goes on; the trial then reads as interrupted
+        log.warning("%s: could not mark the trial pruned (%s)", _trial_name(trial), first_line(e))
 
 
 def _storage_watch_class():

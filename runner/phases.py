@@ -84,7 +84,11 @@ def resume(run: Run, where: str) -> None:
         raise ConfigError(f"{where}: written by an older runner, whose trials this one cannot carry on; finish it with "
                           "that version, or start a new study (runner summary still reads it)")  # fmt: skip
     records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
-    if any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
+    if not any(getattr(records.get((p["variant"], p["seed"])), "trial_dir", "") for p in latest):
+        run.say(f"phase  the newest phase ({len(latest)} trials) never started (the study stopped as it began); "
+                "running it now")  # fmt: skip
+        run.rebuild(latest)  # Tune's newest state is the phase before's: restoring it would run nothing
+    elif any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
         _carry_on(run, latest)
     if growth.new or growth.removed:
         now = {(s.variant, s.seed) for s in run.plan.specs}
