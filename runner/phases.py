@@ -87,6 +87,7 @@ def resume(run: Run, where: str) -> None:
     if not any(getattr(records.get((p["variant"], p["seed"])), "trial_dir", "") for p in latest):
         run.say(f"phase  the newest phase ({len(latest)} trials) never started (the study stopped as it began); "
                 "running it now")  # fmt: skip
+        _drop_empty_dirs(run)
         run.rebuild(latest)  # Tune's newest state is the phase before's: restoring it would run nothing
     elif any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
         _carry_on(run, latest)
@@ -126,6 +127,15 @@ def _carry_on(run: Run, latest: list[dict]) -> None:
     for line in rebuilt.lines(problem):
         run.say(line)
     run.rebuild(rebuilt.params)
+
+
+def _drop_empty_dirs(run: Run) -> None:
+    """Trial dirs Tune made for a phase it never got going (nothing inside): gone, so each trial has one dir."""
+    if run.results.remote:
+        return
+    for d in run.results.local.glob("*_seed*_*"):
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
 
 
 def _finished(record) -> bool:
