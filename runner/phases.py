@@ -161,7 +161,7 @@ def search_batches(run: Run) -> None:
     """A search that learns (algorithm="optuna"): tell the searcher each sample's mean over its seeds, and run its
     next batch of samples over the study's seeds, until it has asked for every sample."""
     from runner import search
-    from runner.summary import values_by_seed
+    from runner.searchview import scores
 
     study = run.prepared.study
     if study.search is None or len(search.batches(study.search)) == 1:
@@ -170,8 +170,8 @@ def search_batches(run: Run) -> None:
     found = studyfile.read(run.results.local)
     recorded = found.search["batches"]
     records = [r for r in read_records(run.results.local) if r.planned]
-    means = _sample_means(values_by_seed(records, study.metric, pruned=True))
-    sampler = search.replay(study.search, [{v: found.doc["variants"][v] for v in b} for b in recorded], means)
+    sampler = search.replay(study.search, [{v: found.doc["variants"][v] for v in b} for b in recorded],
+                            scores(records, study.metric))  # fmt: skip
     for size in search.batches(study.search)[len(recorded) :]:
         if any(not r.status.finished for r in records):
             return  # interrupted or failed: the summary says so, and --resume carries on
@@ -186,12 +186,7 @@ def search_batches(run: Run) -> None:
         run.phase(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs)
         run.results.pull()
         records = [r for r in read_records(run.results.local) if r.planned]
-        sampler.tell(_sample_means(values_by_seed(records, study.metric, pruned=True)))
-
-
-def _sample_means(by_seed: dict[str, dict[int, float]]) -> dict[str, float | None]:
-    """Each variant's mean over its seeds (None without any): what the searcher learns from."""
-    return {v: (sum(x.values()) / len(x) if x else None) for v, x in by_seed.items()}
+        sampler.tell(scores(records, study.metric))
 
 
 def sequential_seeds(run: Run) -> None:

@@ -29,6 +29,16 @@ class Sample:
     score: float | None  # mean over every seed with a value, pruned ones as they stopped (what the searcher saw)
 
 
+def scores(records: list[TrialRecord], metric: str) -> dict[str, float | None]:
+    """Each variant's mean of ``metric`` over every seed with a value, pruned ones as they stopped (None without
+    any): what a learning searcher is told, and the ``score`` column."""
+    from runner.summary import values_by_seed
+
+    return {
+        v: statistics.fmean(x.values()) if x else None for v, x in values_by_seed(records, metric, pruned=True).items()
+    }
+
+
 def samples(records: list[TrialRecord], study) -> list[Sample]:
     """The search's samples, best first: by mean over full runs, then (for the pruned) by the searcher's score."""
     if study is None or not study.search:
@@ -36,17 +46,16 @@ def samples(records: list[TrialRecord], study) -> list[Sample]:
     keys = list(study.search["space"])
     names = [v for batch in study.search.get("batches", []) for v in batch]
     metric = study.metric
+    score = scores([r for r in records if r.planned], metric)
     out = []
     for name in names:
         mine = [r for r in records if r.variant == name and r.planned]
         full = [getattr(r, metric) for r in mine if r.status not in (Status.ERROR, Status.PRUNED)]
-        seen = [getattr(r, metric) for r in mine if r.status != Status.ERROR]
-        full, seen = [x for x in full if x is not None], [x for x in seen if x is not None]
+        full = [x for x in full if x is not None]
         mean, ci = stats.mean_ci(full)
         values = study.values(name, mine[0].seed) if mine else {}
         pruned = sum(r.status == Status.PRUNED for r in mine)
-        score = statistics.fmean(seen) if seen else None
-        out.append(Sample(name, {k: cell(values.get(k)) for k in keys}, len(full), mean, ci, pruned, score))
+        out.append(Sample(name, {k: cell(values.get(k)) for k in keys}, len(full), mean, ci, pruned, score.get(name)))
     return sorted(out, key=lambda s: (s.mean is None, -(s.mean or 0.0), -(s.score or 0.0)))
 
 
