@@ -310,7 +310,7 @@ def _storage_watch_class():
         def _after(self, fault: str) -> str:
             """The fault's line; a vanished dir that Ray made again, holding only Ray's files, is removed."""
             if fault.startswith(GONE) and self.identity is not None:
-                _remove_remake(self.results, self.identity)
+                remove_remake(self.results, self.identity)
             return fault
 
     return Watch
@@ -323,7 +323,7 @@ def StorageWatch(results: str):  # noqa: N802 - a class made on first use, so im
     return _storage_watch_class()(results)
 
 
-def _remove_remake(results: str, identity: tuple[int, int]) -> None:
+def remove_remake(results: str, identity: tuple[int, int]) -> None:
     """After the results dir vanished mid-study, Ray's syncs make a new one holding its own files (state, trial
     dirs); remove it when it holds nothing else, so the path says what happened: the dir is gone."""
     import re

@@ -36,7 +36,7 @@ from runner.config import (
     parse_set,
     with_overrides,
 )
-from runner.errors import STORAGE_EXIT, StorageFault, storage_fix
+from runner.errors import GONE, STORAGE_EXIT, StorageFault, storage_fix
 from runner.plan import Plan, make_plan
 from runner.resources import Cluster
 
@@ -109,11 +109,15 @@ def run(args: argparse.Namespace) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        if "ray" in sys.modules:
-            import ray
+        _shutdown_ray()
 
-            if ray.is_initialized():
-                ray.shutdown()
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 # --------------------------------------------------------------------------- prepare
@@ -248,10 +252,17 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
         else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name))
     )
     log_file = Path(tempfile.mkstemp(prefix="runner-", suffix=".log")[1])  # Ray's logs; kept with the results
+    identity = None
     try:
         with storage.Lock(results.uri):
+            identity = storage.identity(results.uri)
             return _execute(prepared, args, t0, results, resuming, log_file)
     except StorageFault as fault:
+        if fault.line.startswith(GONE) and identity is not None:
+            from runner.orchestrate import remove_remake
+
+            _shutdown_ray()  # a trial's last sync, still on its way, would make the vanished dir again
+            remove_remake(results.uri, identity)
         kept = _keep_log(log_file, results)
         _write_partial_summary(results)
         raise StorageFault(
