@@ -1,10 +1,11 @@
 """Checkpoints: the one format the loop saves and resumes from, and evaluate / predict / summary read.
 
 A checkpoint is a directory (Ray copies it into the trial dir as ``checkpoint_NNNNNN``) holding
-``model.pt`` (a torch dict: model and optimizer state, config, classes, epoch, val accuracy, early
-stopping state, the epoch history and the best epoch's predictions) and ``meta.json`` ({epoch,
-val_accuracy}), so the best kept checkpoint is found without loading any weights. Ray keeps the
-best by ``SCORE`` and the latest.
+``model.pt`` (a torch dict: model and optimizer state, config, classes, epoch, early stopping state,
+the epoch history, the best epoch's predictions, and ``best_model``: the best epoch's weights when that
+epoch is an earlier one) and ``meta.json`` ({epoch, val_accuracy}), so the best kept checkpoint is found
+without loading any weights. ``SCORE`` is the val accuracy of the model a checkpoint gives evaluate and
+predict (``best_model`` when it has one). Ray keeps the best by the best val accuracy so far, and the latest.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pathlib import Path
 
 FILE = "model.pt"
 META = "meta.json"
-SCORE = "val_accuracy"  # what "best" means: the epoch's val accuracy, higher is better
+SCORE = "val_accuracy"  # what "best" means: the val accuracy of the checkpoint's model for use, higher is better
 
 
 def ray_config(config_cls):
-    """Ray's CheckpointConfig (Tune's or Train's): keep the best by SCORE, and the latest (Ray always does)."""
-    return config_cls(num_to_keep=1, checkpoint_score_attribute=SCORE, checkpoint_score_order="max")
+    """Ray's CheckpointConfig (Tune's or Train's): keep the one with the best val accuracy so far (every checkpoint
+    holds the best weights up to its epoch), and the latest (Ray always does)."""
+    return config_cls(num_to_keep=1, checkpoint_score_attribute="best_val_accuracy", checkpoint_score_order="max")
 
 
 def save(state: dict) -> str:
@@ -85,7 +87,7 @@ def load_model(path: Path):
         classes = list(ckpt["classes"])
         size = cfg.data.image_size
         model = build_model(cfg.model, size * size * cfg.data.channels, len(classes))
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("best_model") or ckpt["model"])
     except Exception as e:  # noqa: BLE001 - whatever fails (unpickling, keys, shapes), the file is not one of ours
         raise ConfigError(f"{path}: not a runner checkpoint ({type(e).__name__}: {first_line(e, 200)})") from None
     return model.eval(), cfg, classes, ckpt

@@ -98,9 +98,7 @@ class TrainConfig:
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
     amp: bool = False  # bf16 autocast for the forward pass on GPU and on CPUs with native bf16 (else fp32)
-    checkpoint_every: int = (
-        1  # epochs between checkpoints (resume points); a new best and the last epoch always get one
-    )
+    checkpoint_every: int = 0  # epochs between checkpoints (resume points); 0 = as often as costs <= 5 % of the time
     seed: int = 0  # set per trial from the study's seeds
 
 
@@ -404,7 +402,8 @@ def _check_train(t: TrainConfig, m: ModelConfig, r: ResourcesConfig, p: _Problem
     bn = f"BatchNorm needs at least 2 images per worker per step; use >= {2 * workers}"
     p.need(not m.batchnorm or t.batch_size // workers >= 2, "train.batch_size", t.batch_size, bn)
     p.need(t.patience >= 0, "train.patience", t.patience, "must be >= 0 (0 turns early stopping off)")
-    p.need(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "must be >= 1 (1 = every epoch)")
+    p.need(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
+           "must be >= 0 (1 = every epoch, 0 = as often as that costs <= 5 % of the time)")  # fmt: skip
     no_workers = "must be >= 0 (0 trains in the trial process)"
     p.need(r.workers_per_trial >= 0, "resources.workers_per_trial", r.workers_per_trial, no_workers)
     p.need(r.cpus_per_worker > 0, "resources.cpus_per_worker", r.cpus_per_worker, "must be > 0")

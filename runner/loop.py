@@ -31,7 +31,7 @@ from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
 from runner.metrics import classification_report, confusion
 from runner.model import build_model
 from runner.plan import TrialSpec
-from runner.reporter import Reporter
+from runner.reporter import Reporter, snapshot
 from runner.results import Status
 
 
@@ -120,6 +120,10 @@ class Progress:
     # The best epoch's model on the test split, taken when that epoch is the best on val (never looked at to
     # decide anything): {"accuracy", "loss", "preds"}; None without a test split.
     best_test: dict | None = None
+    # rank 0: the best epoch's weights (CPU copies, replaced at each new best, never changed in place), so a
+    # checkpoint written later holds them; None when unknown (resumed from a checkpoint that lacked them)
+    best_model: dict | None = None
+    checkpointed_at: float | None = None  # time.monotonic() of the last checkpoint handed to the reporter
 
 
 @dataclasses.dataclass
@@ -153,13 +157,13 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
     reporter = Reporter(session.report)
     try:
         for epoch in range(run.progress.first_epoch, spec.config.train.epochs + 1):
-            metrics, improved = _epoch(run, epoch)
+            metrics = _epoch(run, epoch)
             metrics.update(_bookkeeping(times, workers, run.progress.first_epoch))
             last = metrics["status"] != Status.RUNNING
             # Files before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy.
             if board:
                 _write_files(run, board, files, metrics, last)
-            _report(run, reporter, metrics, improved)
+            _report(run, reporter, metrics)
             if last:
                 break
         reporter.wait()  # the final status goes out after every file and every earlier epoch
@@ -198,8 +202,8 @@ def _setup(spec: TrialSpec, session: Session) -> _Run:
     return _Run(spec, session, model, opt, augment, (train_x, train_y), val, test, seed, progress)
 
 
-def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
-    """Train and validate one epoch; returns (its metrics with a status, new best?)."""
+def _epoch(run: _Run, epoch: int) -> dict:
+    """Train and validate one epoch; returns its metrics with a status."""
     cfg, session = run.spec.config, run.session
     t0 = time.perf_counter()
     rng = _seed_epoch(run.seed, epoch, run.augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
@@ -217,6 +221,8 @@ def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
     if improved:
         run.progress.best_preds = preds
         run.progress.best_test = _test(run)
+        if session.rank == 0:
+            run.progress.best_model = snapshot(getattr(run.model, "module", run.model).state_dict())
     diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
     metrics = {
         "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
@@ -228,7 +234,7 @@ def _epoch(run: _Run, epoch: int) -> tuple[dict, bool]:
     if metrics["status"] != Status.RUNNING and run.progress.best_test:  # the trial's end: its test numbers
         metrics["test_accuracy"] = run.progress.best_test["accuracy"]
         metrics["test_loss"] = run.progress.best_test["loss"]
-    return metrics, improved
+    return metrics
 
 
 def _test(run: _Run) -> dict | None:
@@ -260,27 +266,51 @@ def _bookkeeping(times: dict, workers: str, first_epoch: int) -> dict:
     }
 
 
-def _report(run: _Run, reporter: Reporter, metrics: dict, improved: bool) -> None:
-    """Hand the epoch to the reporter (written and reported while the next epoch trains). Rank 0 checkpoints every
-    checkpoint_every epochs, and always the best model and the end (evaluate/predict use the best)."""
-    every = run.spec.config.train.checkpoint_every
-    last = metrics["status"] != Status.RUNNING
-    state = None
-    if run.session.rank == 0 and (metrics["epoch"] % every == 0 or improved or last):
-        epoch, acc = metrics["epoch"], metrics["val_accuracy"]
-        state = checkpoint_state(run.spec, run.model, run.opt, run.progress, epoch, acc)
-    reporter.submit({**metrics, "status": str(metrics["status"])}, state)
+CHECKPOINT_SHARE = 0.05  # train.checkpoint_every = 0 (auto): checkpoints take at most this share of a trial's time
 
 
-def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int, val_accuracy: float) -> dict:
-    """Everything a retried trial needs to carry on, plus what evaluate/predict need to use the model."""
+def _report(run: _Run, reporter: Reporter, metrics: dict) -> None:
+    """Hand the epoch to the reporter (written and reported while the next epoch trains), with a checkpoint from
+    rank 0 when one is due (``_checkpoint_due``). A checkpoint holds the best epoch's weights too, so evaluate and
+    predict use the best model whichever checkpoint Ray keeps, and a resumed trial redoes the epochs since."""
+    state = frozen = None
+    reporter.wait()  # the epoch before is reported (submit waits for it anyway): what its checkpoint cost is known
+    if run.session.rank == 0 and _checkpoint_due(run, reporter, metrics):
+        stopper, progress = run.progress.stopper, run.progress
+        with_best = stopper.best_epoch == metrics["epoch"] or progress.best_model is not None
+        score = stopper.best if with_best else metrics["val_accuracy"]  # the val accuracy of what evaluate loads
+        state = checkpoint_state(run.spec, run.model, run.opt, progress, metrics["epoch"], score)
+        if stopper.best_epoch != metrics["epoch"] and progress.best_model is not None:
+            frozen = {"best_model": progress.best_model, "best_epoch": stopper.best_epoch}
+        progress.checkpointed_at = time.monotonic()
+    reporter.submit({**metrics, "status": str(metrics["status"])}, state, frozen)
+
+
+def _checkpoint_due(run: _Run, reporter: Reporter, metrics: dict) -> bool:
+    """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), the first epoch and then once
+    the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (74 MiB every 0.6 s epoch
+    had cost a fifth of a trial's speed on a busy machine; a kill now redoes at most ~20x that)."""
+    every, progress = run.spec.config.train.checkpoint_every, run.progress
+    if metrics["status"] != Status.RUNNING:
+        return True
+    if every:
+        return metrics["epoch"] % every == 0
+    cost = reporter.checkpoint_seconds
+    if progress.checkpointed_at is None:
+        return True
+    return cost is not None and time.monotonic() - progress.checkpointed_at >= cost / CHECKPOINT_SHARE
+
+
+def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int, score: float) -> dict:
+    """Everything a retried trial needs to carry on, plus what evaluate/predict need to use the model. ``score``:
+    the val accuracy of the model evaluate loads from it (``best_model`` when the checkpoint has one)."""
     return {
         "model": getattr(model, "module", model).state_dict(),
         "optimizer": opt.state_dict(),
         "config": spec.config.to_dict(),
         "classes": list(spec.classes),
         "epoch": epoch,
-        checkpoint.SCORE: val_accuracy,
+        checkpoint.SCORE: score,
         "stopper": dataclasses.asdict(progress.stopper),
         "history": progress.history,
         # lists, not arrays: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
@@ -299,7 +329,10 @@ def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
     best_preds = None if preds is None else np.asarray(preds, dtype=np.int64)
     if test is not None:
         test = {**test, "preds": np.asarray(test["preds"], dtype=np.int64)}
-    return Progress(stopper, state["epoch"] + 1, best_preds, state["history"], test)
+    best_model = state.get("best_model")
+    if best_model is None and stopper.best_epoch == state["epoch"]:
+        best_model = snapshot(state["model"])  # the checkpoint's own weights are the best
+    return Progress(stopper, state["epoch"] + 1, best_preds, state["history"], test, best_model)
 
 
 def _board(files: storage.TrialFiles | None, first_epoch: int):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 from runner import checkpoint
 
@@ -25,13 +26,16 @@ class Reporter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._copy = None  # the last snapshot: its tensors are reused by the next one
+        self.checkpoint_seconds: float | None = None  # what the last checkpoint took to write and report (wall)
 
-    def submit(self, metrics: dict, state: dict | None) -> None:
+    def submit(self, metrics: dict, state: dict | None, frozen: dict | None = None) -> None:
         """Report ``metrics`` (with a checkpoint of ``state`` when given) once the previous epoch's is done;
-        ``state`` is copied before this returns."""
+        ``state`` is copied before this returns; ``frozen`` entries join the checkpoint as they are (their owner
+        replaces them, never changes them in place)."""
         self.wait()
         if state is not None:
             state = self._copy = snapshot(state, self._copy)
+            state = {**state, **(frozen or {})}
         self._thread = threading.Thread(target=self._run, args=(metrics, state), name="runner-report", daemon=True)
         self._thread.start()
 
@@ -45,10 +49,12 @@ class Reporter:
             raise error
 
     def _run(self, metrics: dict, state: dict | None) -> None:
-        ckpt_dir = None
+        ckpt_dir, t0 = None, time.perf_counter()
         try:
             ckpt_dir = checkpoint.save(state) if state is not None else None
             self._report(metrics, ckpt_dir)
+            if ckpt_dir:
+                self.checkpoint_seconds = time.perf_counter() - t0
         except BaseException as e:  # noqa: BLE001 - SystemExit from Tune's stop, KeyboardInterrupt: the loop re-raises
             self._error = e
         finally:

@@ -225,16 +225,23 @@ def _damaged(trial_dir: Path, e: Exception) -> TrialRecord:
 
 
 def read_results(path: Path) -> list[dict]:
-    """The per-epoch rows of a trial's result.json; lines cut short by a crash are skipped."""
+    """The per-epoch rows of a trial's result.json, one per epoch; lines cut short by a crash are skipped. A trial
+    restarted from its last checkpoint (a lost process, a resumed study) redoes and reports again the epochs after
+    it, with the same numbers (resume is exact): the later rows count."""
     if not path.exists():
         return []
-    out = []
+    out: list[dict] = []
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
-    return [r for r in out if "epoch" in r]
+        if "epoch" not in row:
+            continue
+        while out and out[-1]["epoch"] >= row["epoch"]:
+            out.pop()
+        out.append(row)
+    return out
 
 
 def _round(x, n: int) -> float | None:

@@ -332,7 +332,7 @@ def test_validate_names_each_out_of_range_value():
         {"optim.momentum": 1.0},
         {"train.batch_size": 0},
         {"train.patience": -1},
-        {"train.checkpoint_every": 0},
+        {"train.checkpoint_every": -1},
         {"resources.workers_per_trial": -1},
         {"resources.cpus_per_worker": 0.0},
         {"resources.gpus_per_worker": -1.0},

@@ -233,7 +233,7 @@ def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
     spec = TrialSpec("base", 0, 0, "d0", tuple(CLASSES), cfg, Fit(1.0, 1.0, 0.0))
     progress = Progress(EarlyStopping(3), best_preds=np.array([0, 2, 1], dtype=np.int64))
     opt = build_optimizer(cfg.optim, model.parameters())
-    state = checkpoint_state(spec, model, opt, progress, epoch=2, val_accuracy=0.9)
+    state = checkpoint_state(spec, model, opt, progress, epoch=2, score=0.9)
     d = Path(checkpoint.save(state))
     loaded, _, classes, ckpt = checkpoint.load_model(d / "model.pt")
     assert classes == CLASSES and ckpt["best_preds"] == [0, 2, 1]

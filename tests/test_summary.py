@@ -300,6 +300,14 @@ def test_cli(results):
     assert (results / "summary.csv").exists() and (results / "summary.md").exists()
 
 
+def test_read_results_keeps_the_later_rows_of_epochs_a_restarted_trial_redid(tmp_path):
+    """Restarted from its checkpoint at epoch 2 after reporting epoch 4: epochs 3 and 4 come again; those count."""
+    rows = [{"epoch": e, "run": 1} for e in (1, 2, 3, 4)] + [{"epoch": e, "run": 2} for e in (3, 4, 5)]
+    p = tmp_path / "result.json"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 6, "ru')
+    assert [(r["epoch"], r["run"]) for r in read_results(p)] == [(1, 1), (2, 1), (3, 2), (4, 2), (5, 2)]
+
+
 def test_read_results_skips_rows_without_epoch(tmp_path):
     p = tmp_path / "result.json"
     p.write_text('{"done": true}\n' + json.dumps(_epoch(1, 0.5, 0.5, 0.5, 1, "running")) + "\nnot json\n")

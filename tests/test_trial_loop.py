@@ -1,6 +1,7 @@
 """The trial loop without Ray (runner.loop with its in-memory session): same seed -> identical metrics; a
 resumed trial ends exactly where an unbroken one does."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,32 +99,60 @@ def test_resumed_trial_ends_exactly_like_an_unbroken_one(tmp_path, data):
     assert state["epoch"] == 5 and state["classes"] == classes and np.isfinite(state["val_accuracy"])
 
 
-def test_checkpoint_every_keeps_the_best_and_the_last_and_resumes_exactly(tmp_path, data):
+def _weights(path) -> list:
+    model, *_ = checkpoint.load_model(Path(path) / "model.pt")
+    return [t.clone() for t in model.state_dict().values()]
+
+
+def test_checkpoint_every_holds_the_best_weights_and_resumes_exactly(tmp_path, data):
     (d, classes) = data
     every = MemorySession(d, tmp_path / "every")
     _run(tmp_path / "a", every, _spec(classes, epochs=16))
     sparse = MemorySession(d, tmp_path / "sparse")
     _run(tmp_path / "b", sparse, _spec(classes, epochs=16, checkpoint_every=5))
     assert _metrics(sparse.reports) == _metrics(every.reports)  # fewer checkpoints change no number
-
-    improved = {
-        r["epoch"]
-        for i, r in enumerate(sparse.reports)
-        if i == 0 or r["best_val_accuracy"] > sparse.reports[i - 1]["best_val_accuracy"]
-    }
     saved = [int(Path(c).name.split("_")[1]) for c in sparse.checkpoints]
-    assert saved == sorted({5, 10, 15, 16} | improved)  # every 5th epoch, each new best, the last
-    assert len(saved) < 16  # some epoch was neither (val accuracy on digits stalls now and then)
+    assert saved == [5, 10, 15, 16]  # every 5th epoch and the last
+
+    # Each checkpoint gives evaluate the model of the best epoch up to it (every epoch's checkpoint holds its own
+    # weights), and its score is that epoch's val accuracy.
+    by_epoch = {int(Path(c).name.split("_")[1]): c for c in every.checkpoints}
+    assert len(by_epoch) == 16
+    for c in sparse.checkpoints:
+        epoch = int(Path(c).name.split("_")[1])
+        report = sparse.reports[epoch - 1]
+        best = report["best_epoch"]
+        assert all(torch.equal(a, b) for a, b in zip(_weights(c), _weights(by_epoch[best]))), (epoch, best)
+        meta = json.loads((Path(c) / checkpoint.META).read_text())
+        assert meta == {"epoch": epoch, checkpoint.SCORE: report["best_val_accuracy"]}
+    assert any(sparse.reports[e - 1]["best_epoch"] != e for e in saved)  # some checkpoint held an earlier best
+    assert checkpoint.best(tmp_path / "sparse").endswith(
+        f"checkpoint_{min(e for e in saved if sparse.reports[e - 1]['best_val_accuracy'] == sparse.reports[-1]['best_val_accuracy'])}"
+    )
 
     # A crash after an epoch without a checkpoint: the resumed trial redoes the epochs after the last one.
-    skipped = min(set(range(1, 17)) - set(saved))
-    broken = DyingSession(d, tmp_path / "broken", stop_after=skipped)
+    broken = DyingSession(d, tmp_path / "broken", stop_after=7)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "c", broken, _spec(classes, epochs=16, checkpoint_every=5))
     resumed = MemorySession(d, tmp_path / "broken", resume_from=broken.checkpoints[-1])
     _run(tmp_path / "c", resumed, _spec(classes, epochs=16, checkpoint_every=5))
-    assert [r["epoch"] for r in resumed.reports] == list(range(skipped, 17))
-    assert _metrics(resumed.reports) == _metrics(every.reports)[skipped - 1 :]
+    assert [r["epoch"] for r in resumed.reports] == list(range(6, 17))
+    assert _metrics(resumed.reports) == _metrics(every.reports)[5:]
+    last = resumed.checkpoints[-1]
+    assert all(torch.equal(a, b) for a, b in zip(_weights(last), _weights(by_epoch[every.reports[-1]["best_epoch"]])))
+
+
+@pytest.mark.parametrize(("share", "expected"), [(1e-9, [1, 8]), (1e9, list(range(1, 9)))])
+def test_auto_checkpoints_are_as_frequent_as_their_cost_allows(tmp_path, data, monkeypatch, share, expected):
+    """train.checkpoint_every = 0 (the default): the first epoch and the last always; between them, once the time
+    since the last one is 1 / CHECKPOINT_SHARE times what writing it took."""
+    from runner import loop
+
+    (d, classes) = data
+    monkeypatch.setattr(loop, "CHECKPOINT_SHARE", share)
+    s = MemorySession(d, tmp_path / "auto")
+    _run(tmp_path / "a", s, _spec(classes, epochs=8, checkpoint_every=0))
+    assert [int(Path(c).name.split("_")[1]) for c in s.checkpoints] == expected
 
 
 def test_the_best_epochs_model_is_evaluated_on_test_at_the_end(tmp_path, with_test):
