@@ -213,15 +213,17 @@ class TreeMemory(threading.Thread):
 # --------------------------------------------------------------------------- c, d, e, f, g: runner itself
 
 # the pieces of a study's fixed time: (label, module, function) wrapped in the child that runs the study
-PIECES = (
-    ("prepare (study file, decode, audit)", "runner.tune", "prepare"),
-    ("ray.init", "runner.orchestrate", "init_ray"),
+PIECES = (  # those before TUNE happen before it, those after it after; "beside" ones overlap each other
+    ("prepare (study file, storage; then decode beside ray.init)", "runner.tune", "prepare"),
+    ("- decode, audit (beside ray.init)", "runner.tune", "_load_data"),
+    ("- ray.init (beside the decode and imports)", "runner.orchestrate", "init_ray"),
     ("Ray Data (datasets on the driver)", "runner.data.ray_data", "to_ray_datasets"),
     ("Tune (all trials)", "runner.orchestrate", "run_trials"),
-    ("summary tables", "runner.summary", "write"),
-    ("report.html", "runner.tune", "_write_report"),
-    ("ray.shutdown", "ray", "shutdown"),
+    ("summary tables (beside ray.shutdown)", "runner.summary", "write"),
+    ("report.html (beside ray.shutdown)", "runner.tune", "_write_report"),
+    ("ray.shutdown (beside the tables)", "ray", "shutdown"),
 )
+TUNE = 4  # PIECES[TUNE] is the Tune run
 
 
 def child(marks_file: str, argv: list[str]) -> int:
@@ -307,16 +309,16 @@ def fixed_costs(r: dict) -> list[tuple[str, float]]:
     first_entered = min(t["entered"] for t in r["trials"])
     first_step = min(t["first_step"] for t in r["trials"])
     last_step = max(t["last"] for t in r["trials"])
-    tune_start, tune_end = m["Tune (all trials)"]
+    tune_start, tune_end = m[PIECES[TUNE][0]]
     rows = [("interpreter + imports", m["imports_done"] - t0)]
-    rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[:3] if label in m]
+    rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[:TUNE] if label in m]
     rows += [
         ("Tune start -> first trial process entered", first_entered - tune_start),
         ("first trial entered -> its first step", first_step - first_entered),
         ("= study start -> first step", first_step - t0),
         ("last step -> Tune returns", tune_end - last_step),
     ]
-    rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[4:] if label in m]
+    rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[TUNE + 1 :] if label in m]
     rows += [("= last step -> exit", r["exit"] - last_step)]
     return rows
 

@@ -21,6 +21,7 @@ from runner.data.ray_data import read_all
 from runner.data.split import NO_IMAGES
 from runner.errors import STORAGE_FAULT, first_line, storage_fault
 from runner.plan import TrialSpec
+from runner.reporter import trim_heap
 from runner.results import Status
 
 MAX_WORKER_RESTARTS = 2  # a worker group that loses a process restarts from its last checkpoint this often
@@ -135,14 +136,10 @@ def _release_memory() -> None:
     """Hand this trial's freed memory back to the OS before Tune reuses the process for the next trial:
     glibc keeps freed heap pages of the model, optimizer and checkpoint buffers, so a reused trial
     process would grow with every trial (README, Performance)."""
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    trim_heap()
 
 
 class RaySession:

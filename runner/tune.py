@@ -21,6 +21,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger("runner").addHandler(handler)
     logging.getLogger("runner").setLevel(logging.WARNING)
+    ray_start = None if args.dry_run else RayStart(args)
     try:
         t0 = time.time()
-        prepared = prepare(args)
-        if args.dry_run:
+        prepared = prepare(args, ray_start)
+        if ray_start is None:
             return dry_run(prepared, args)
-        return execute(prepared, args, t0)
+        return execute(prepared, args, t0, ray_start)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -110,6 +113,29 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         _shutdown_ray()
+        if ray_start is not None:
+            ray_start.drop_unused_log()
+
+
+@dataclass
+class RayStart:
+    """Ray started (or the cluster at --address joined) on the main thread while another thread decodes the
+    study's data and imports what the driver needs next, once every cheap check has passed (prepare)."""
+
+    args: argparse.Namespace
+    log_file: Path | None = None  # Ray's logs; kept with the results (execute)
+    cluster: Cluster | None = None
+    kept: bool = False  # execute took the log file over
+
+    def __call__(self) -> None:
+        from runner import orchestrate
+
+        self.log_file = Path(tempfile.mkstemp(prefix="runner-", suffix=".log")[1])
+        self.cluster = orchestrate.init_ray(self.args.address, self.args.verbose, self.log_file)
+
+    def drop_unused_log(self) -> None:
+        if self.log_file is not None and not self.kept:
+            self.log_file.unlink(missing_ok=True)  # bad data found after Ray started: no results dir to keep it in
 
 
 def _shutdown_ray() -> None:
@@ -146,7 +172,9 @@ class Prepared:
         return storage_needed([(cfg, n) for (_, _, cfg), n in zip(self.trials, classes)], memory)
 
 
-def prepare(args: argparse.Namespace) -> Prepared:
+def prepare(args: argparse.Namespace, start_ray: Callable[[], None] | None = None) -> Prepared:
+    """The study loaded and checked, its data decoded and audited, its storage checked; ``start_ray`` (RayStart)
+    runs on this thread while another decodes, once the checks that need no data have passed."""
     study = with_overrides(load_study(args.config), parse_set(args.set))
     if args.name:
         study = dataclasses.replace(study, name=args.name)
@@ -157,9 +185,18 @@ def prepare(args: argparse.Namespace) -> Prepared:
         study, trials = _first_samples(study, args.config)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
-    data = _load_data(trials)
+    location = storage.check_storage(args.storage, create=not args.dry_run)
+    if args.resume is not None and not args.dry_run:
+        storage.resume_dir(location, study.name, args.resume)  # a wrong --resume is said before Ray starts
+    if start_ray is None:
+        data = _load_data(trials)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="runner-decode") as pool:
+            decoded = pool.submit(_decode_and_import, trials)
+            start_ray()  # ~2.5 s here, mostly waiting for Ray's processes: the decode runs meanwhile
+            data = decoded.result()
     _check_metric(study, data.images)
-    prepared = Prepared(study, trials, data, storage.check_storage(args.storage, create=not args.dry_run))
+    prepared = Prepared(study, trials, data, location)
     if args.resume is None and not args.dry_run:
         _check_space(prepared.storage, prepared)
     return prepared
@@ -177,6 +214,17 @@ def _first_samples(study: Study, where: str) -> tuple[Study, list]:
         raise ConfigError(f"{where}: ASHA(grace_epochs={study.scheduler.grace_epochs}) is past the longest trial's "
                           f"{longest} epochs; lower grace_epochs or raise train.epochs")  # fmt: skip
     return study, trials
+
+
+def _decode_and_import(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
+    """_load_data, then the modules the driver needs next (Ray Data, Tune, the trial's torch), while Ray starts."""
+    data = _load_data(trials)
+    import ray.data  # noqa: F401
+    import ray.tune  # noqa: F401
+
+    import runner.trial  # noqa: F401
+
+    return data
 
 
 def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
@@ -240,8 +288,9 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- execute
 
 
-def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
-    """Start or join Ray, fit the plan, run its trials into the results dir (runner.phases), write the tables."""
+def execute(prepared: Prepared, args: argparse.Namespace, t0: float, ray_start: RayStart) -> int:
+    """Fit the plan to the cluster Ray started (``ray_start``), run its trials into the results dir (runner.phases),
+    write the tables."""
     from runner.storage import Results
 
     resuming = args.resume is not None
@@ -251,12 +300,12 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
         if resuming
         else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name))
     )
-    log_file = Path(tempfile.mkstemp(prefix="runner-", suffix=".log")[1])  # Ray's logs; kept with the results
+    log_file, ray_start.kept = ray_start.log_file, True
     identity = None
     try:
         with storage.Lock(results.uri):
             identity = storage.identity(results.uri)
-            return _execute(prepared, args, t0, results, resuming, log_file)
+            return _execute(prepared, args, t0, results, resuming, ray_start.cluster)
     except StorageFault as fault:
         if fault.line.startswith(GONE) and identity is not None:
             from runner.orchestrate import remove_remake
@@ -315,12 +364,11 @@ def _write_partial_summary(results) -> None:
         quiet.setLevel(level)
 
 
-def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, log_file: Path) -> int:
+def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, cluster: Cluster) -> int:
     from runner import orchestrate, phases
     from runner.engine import amp_note
     from runner.progress import make_printer
 
-    cluster = orchestrate.init_ray(args.address, args.verbose, log_file)
     orchestrate.check_shared_storage(prepared.storage, cluster)
     # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
     # ray.init, which installs a handler of its own that would end the process at once.
@@ -343,7 +391,12 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
     phases.search_batches(run)
     phases.sequential_seeds(run)
     _write_hparams(results, run.prepared)  # the variants a search or sequential seeds added
-    return _finish(args, results, time.time() - t0, time.time() - t_fit)
+    fit_seconds = time.time() - t_fit
+    with ThreadPoolExecutor(1, thread_name_prefix="runner-tables") as pool:
+        tables = pool.submit(_write_tables, results)
+        _shutdown_ray()  # ~1 s of Ray's processes ending, while the tables and the report are written
+        written = tables.result()
+    return _finish(args, results, written, time.time() - t0, fit_seconds)
 
 
 def _check_space(location: str, prepared: Prepared) -> None:
@@ -432,9 +485,10 @@ def _write_hparams(results, prepared: Prepared) -> None:
     results.push()
 
 
-def _finish(args, results, seconds: float, fit_seconds: float) -> int:
-    """The study's tables and report from what is in the results dir; the console's last lines; the exit code."""
-    from runner import render, studyfile, summary
+def _write_tables(results) -> tuple:
+    """The study's tables and report from what is in the results dir: (records planned, variants, unfinished records,
+    report path or None)."""
+    from runner import summary
     from runner.errors import first_line
 
     try:
@@ -451,6 +505,14 @@ def _finish(args, results, seconds: float, fit_seconds: float) -> int:
             f"{results}: the trials ran, but their summary could not be written ({first_line(e)}); "
             f"write it with python -m runner.summary {shlex.quote(results.uri)}"
         ) from None
+    return records, variants, unfinished, report
+
+
+def _finish(args, results, written: tuple, seconds: float, fit_seconds: float) -> int:
+    """The console's last lines from the tables written (``_write_tables``); the exit code."""
+    from runner import render, studyfile, summary
+
+    records, variants, unfinished, report = written
     print()
     print(render.console_table(variants))
     found = summary.search_found(records, studyfile.read(results.local))
