@@ -319,6 +319,7 @@ def fixed_costs(r: dict) -> list[tuple[str, float]]:
         ("last step -> Tune returns", tune_end - last_step),
     ]
     rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[TUNE + 1 :] if label in m]
+    rows += [("the interpreter's exit (after the CLI returned)", r["exit"] - m["exit"])]
     rows += [("= last step -> exit", r["exit"] - last_step)]
     return rows
 
@@ -336,7 +337,9 @@ def epoch_overhead(trials: list[dict], n_train: int) -> tuple[float, float]:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        sys.exit(child(sys.argv[2], sys.argv[3:]))
+        from runner.tune import exit_process
+
+        exit_process(child(sys.argv[2], sys.argv[3:]))  # as python -m runner.tune ends
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", default="configs/init_study.py", help="study file (default configs/init_study.py)")
     ap.add_argument("--seeds", help="the study's seeds instead of the file's, e.g. 0 or 0-2")

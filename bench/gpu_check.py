@@ -14,6 +14,7 @@ Adam, with the fused Adam runner builds (runner.engine.build_optimizer), and fus
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -115,6 +116,12 @@ def main() -> None:
     )
     for label, rate in kernel_limits().items():
         print(f"limit, {label:<12}  {rate:8.0f} images/s (course MLP, batch 32, in-memory tensors on the GPU)")
+    missing = [m for m in ("ray", "albumentations") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f"studies skipped: {', '.join(missing)} not installed here; `pip install -e .` first to compare k trials per GPU"
+        )
+        return
     with tempfile.TemporaryDirectory(prefix="runner-gpu-") as tmp:
         tmp = Path(tmp)
         results = {k: run(tmp, k, args.epochs, [], f"k{k}") for k in args.k}

@@ -653,5 +653,14 @@ def _data_line(s: dict) -> str:
     return line
 
 
+def exit_process(code: int) -> None:
+    """End the process now that every file is written and Ray is shut down: tearing down the modules a study loaded
+    (torch, Ray, matplotlib, scikit-learn) took Python ~1.3 s more."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
