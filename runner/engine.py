@@ -6,15 +6,14 @@ after an all-reduce when there are several workers.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from runner import resources
 from runner.config import OPTIMIZERS, AugmentConfig, OptimConfig, lookup
 from runner.data.augment import normalize
 
@@ -47,27 +46,9 @@ def kernel(params: list) -> dict:
     return {"fused": True} if devices and devices <= set(FUSED_DEVICES) else {"foreach": True}
 
 
-@functools.cache
-def cpu_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): bf16 autocast is then faster than fp32;
-    elsewhere it is emulated and slower. Linux reads /proc/cpuinfo; other systems report False."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
-
-def amp_note(amp: bool, gpus: bool) -> str | None:
-    """The line to show when ``train.amp`` asks for bf16 that this machine's CPU trials cannot have."""
-    if not amp or gpus or cpu_bf16():
-        return None
-    return "train.amp: this CPU has no native bf16 (avx512_bf16 or amx_bf16); CPU trials train in fp32"
-
-
 def autocast_on(amp: bool, device: torch.device) -> bool:
     """``train.amp`` in effect on ``device``: bf16 autocast on CUDA, and on a CPU with native bf16."""
-    return amp and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16()))
+    return amp and (device.type == "cuda" or (device.type == "cpu" and resources.cpu_bf16()))
 
 
 def train_epoch(

@@ -3,7 +3,7 @@
 
 Every place the loop touches the outside goes through a ``Session``: its rank in the trial's worker
 group, its data shard, the collectives, reporting each epoch with its checkpoint, and the state to
-resume from. ``runner.trial.RaySession`` is Ray's (local mode and worker groups alike);
+resume from. ``runner.session.RaySession`` is Ray's (local mode and worker groups alike);
 ``MemorySession`` runs a trial in this process, for tests and benchmarks. Rank 0 writes the trial's
 own files: TensorBoard events and the best epoch's confusion matrix and classification report.
 """

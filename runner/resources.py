@@ -10,8 +10,10 @@ worker group reserves a token 0.01 CPU and its workers reserve the rest.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.config import ConfigError, ResourcesConfig
 
@@ -78,3 +80,21 @@ def max_concurrent(fits: list[Fit], cluster: Cluster, n_trials: int, user_limit:
         n = min(n, math.floor(cluster.gpus / gpu + 1e-9))
     n = max(1, min(n, n_trials))
     return min(n, user_limit) if user_limit else n
+
+
+@functools.cache
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): bf16 autocast is then faster than fp32;
+    elsewhere it is emulated and slower. Linux reads /proc/cpuinfo; other systems report False."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def amp_note(amp: bool, gpus: bool) -> str | None:
+    """The line to show when ``train.amp`` asks for bf16 that this machine's CPU trials cannot have."""
+    if not amp or gpus or cpu_bf16():
+        return None
+    return "train.amp: this CPU has no native bf16 (avx512_bf16 or amx_bf16); CPU trials train in fp32"

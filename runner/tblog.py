@@ -204,13 +204,14 @@ def write_experiment(logdir: str | Path, domains: Mapping[str, list | tuple[floa
     """The study's one HParams experiment config, in an events file of its own at ``logdir`` (the results
     root), replacing an earlier one (TensorBoard would keep the first it reads). ``domains``: name -> a list
     of values (discrete) or a (low, high) tuple (an interval); ``metrics``: scalar tags of each trial run."""
-    from torch.utils.tensorboard import SummaryWriter
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter  # not torch's: the driver loads no torch
 
     logdir = Path(logdir)
     for old in logdir.glob(f"events.out.tfevents.*{EXPERIMENT_FILE}"):
         old.unlink()
-    writer = SummaryWriter(log_dir=str(logdir), filename_suffix=EXPERIMENT_FILE)
-    writer.file_writer.add_summary(_experiment(domains, metrics))
+    writer = EventFileWriter(str(logdir), filename_suffix=EXPERIMENT_FILE)
+    writer.add_event(Event(summary=_experiment(domains, metrics), wall_time=time.time()))
     writer.close()
     return next(logdir.glob(f"events.out.tfevents.*{EXPERIMENT_FILE}"))
 

@@ -1,24 +1,19 @@
-"""A trial on Ray: the Tune function that builds a TorchTrainer, and ``RaySession``, the loop's door to Ray.
+"""A trial on Ray: the Tune function that builds a TorchTrainer running ``runner.session.worker``.
 
 ``resources.workers_per_trial = 0`` runs the loop (runner.loop) inside the Tune trial's own process
 (Ray Train's local mode: no extra processes, the fastest choice for small trials on one node); N >= 1
 starts a worker group of N DDP processes (gloo on CPU, nccl on GPU), each fed its shard of the train
-set. Every Ray call the loop makes goes through ``RaySession``.
+set. Importing this module imports no torch: the driver hands ``run_trial`` to Tune, and only trial
+processes load torch (it had added ~150 MiB to the driver).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import time
 import traceback
 
-import numpy as np
-import torch
-
-from runner import checkpoint, loop, rebuild, storage
-from runner.data.ray_data import read_all
-from runner.data.split import NO_IMAGES
+from runner import checkpoint, rebuild, storage
 from runner.errors import STORAGE_FAULT, first_line, storage_fault
 from runner.plan import TrialSpec
 from runner.reporter import trim_heap
@@ -76,6 +71,8 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, ca
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from runner.session import worker
+
     res = spec.config.resources
     use_gpu = res.gpus_per_worker > 0
     scaling = ray.train.ScalingConfig(
@@ -87,10 +84,10 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, ca
                    "carry_from": carry_from}  # fmt: skip
     if spec.in_process:  # the loop reads the datasets directly and reports to Tune itself
         return TorchTrainer(
-            functools.partial(_worker, datasets=datasets), train_loop_config=loop_config, scaling_config=scaling
+            functools.partial(worker, datasets=datasets), train_loop_config=loop_config, scaling_config=scaling
         )
     return TorchTrainer(  # Train shards the train set per worker; metrics reach Tune via the callback
-        _worker,
+        worker,
         train_loop_config=loop_config,
         scaling_config=scaling,
         datasets=datasets,
@@ -103,13 +100,6 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, ca
             failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_RESTARTS),
         ),
     )
-
-
-def _worker(config: dict, datasets: dict | None = None) -> None:
-    """Each Train worker: the loop with Ray's session."""
-    spec = config["spec"]
-    session = RaySession(spec.in_process, datasets, config["splits"], config.get("carry_from", ""))
-    loop.train(spec, session, config["trial_dir"], config["entered"])
 
 
 def _drain_reports_to_tune(timeout_s: float = 30.0) -> None:
@@ -140,93 +130,3 @@ def _release_memory() -> None:
 
     gc.collect()
     trim_heap()
-
-
-class RaySession:
-    """Every place the loop touches Ray: rank, data shards, DDP, collectives, reporting."""
-
-    def __init__(self, local: bool, datasets: dict | None, splits: tuple[str, ...] = ("train", "val"),
-                 carry_from: str = ""):  # fmt: skip
-        self.local, self.datasets, self.splits, self.carry_from = local, datasets, splits, carry_from
-        if local:
-            self.rank, self.world = 0, 1
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            import ray.train
-            import ray.train.torch
-
-            ctx = ray.train.get_context()
-            self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-            self.device = ray.train.torch.get_device()
-
-    def restored_state(self) -> dict | None:
-        """The last reported checkpoint's state when this trial is being retried, else the checkpoint a trial of
-        a rebuilt phase carries on from, else None."""
-        if self.local:
-            import ray.tune
-
-            ckpt = ray.tune.get_checkpoint()
-        else:
-            import ray.train
-
-            ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            return checkpoint.read_dir(self.carry_from) if self.carry_from else None
-        with ckpt.as_directory() as d:  # the dir itself for local storage; a download, deleted on exit, for a URI
-            return checkpoint.read_dir(d)
-
-    def workers(self) -> str:
-        """'NODE@ip:pid' of every rank, in rank order (NODE: the Ray node id's first 8 hex digits; two
-        raylets on one host share an ip), so results say where a trial ran."""
-        import ray
-
-        me = f"{ray.get_runtime_context().get_node_id()[:8]}@{ray.util.get_node_ip_address()}:{os.getpid()}"
-        if self.world == 1:
-            return me
-        everyone = [None] * self.world
-        torch.distributed.all_gather_object(everyone, me)
-        return ",".join(everyone)
-
-    def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name not in self.splits:  # a split the study does not have (test)
-            return NO_IMAGES
-        if self.local:
-            return read_all(self.datasets[name])
-        import ray.train
-
-        x, y = read_all(ray.train.get_dataset_shard(name))
-        if name != "train" or self.world == 1:
-            return x, y
-        n = torch.tensor([len(y)], dtype=torch.int64)  # every rank runs as many steps: the smallest shard's
-        torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MIN)
-        return x[: n.item()], y[: n.item()]
-
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self.world == 1:
-            return model
-        import ray.train.torch
-
-        return ray.train.torch.prepare_model(model)
-
-    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            torch.distributed.all_reduce(t)
-        return t
-
-    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            torch.distributed.broadcast(t, src=0)
-        return t
-
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
-        from ray.train import Checkpoint
-
-        ckpt = Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        if self.local:
-            import ray.tune
-
-            ray.tune.report(metrics, checkpoint=ckpt)
-        else:
-            import ray.train
-
-            ray.train.report(metrics, checkpoint=ckpt)

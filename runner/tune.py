@@ -366,8 +366,8 @@ def _write_partial_summary(results) -> None:
 
 def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, cluster: Cluster) -> int:
     from runner import orchestrate, phases
-    from runner.engine import amp_note
     from runner.progress import make_printer
+    from runner.resources import amp_note
 
     orchestrate.check_shared_storage(prepared.storage, cluster)
     # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after

@@ -44,7 +44,7 @@ def test_ray_and_memory_sessions_satisfy_the_protocol(tmp_path):
         tmp_path,
         """
         from runner.loop import MemorySession, Session
-        from runner.trial import RaySession
+        from runner.session import RaySession
 
         def use(s: Session) -> None: ...
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from runner import checkpoint, engine
+from runner import checkpoint, resources
 from runner.config import AugmentConfig, ModelConfig, OptimConfig
 from runner.data.augment import Augment
 from runner.engine import autocast_on, build_optimizer, evaluate, kernel, train_epoch
@@ -78,19 +78,19 @@ def test_a_fused_optimizer_resumes_from_an_unfused_checkpoint():
 
 
 def test_amp_is_bf16_on_cuda_and_on_a_cpu_with_native_bf16(monkeypatch):
-    monkeypatch.setattr(engine, "cpu_bf16", lambda: True)
+    monkeypatch.setattr(resources, "cpu_bf16", lambda: True)
     assert autocast_on(True, CPU) and autocast_on(True, torch.device("cuda")) and not autocast_on(False, CPU)
-    monkeypatch.setattr(engine, "cpu_bf16", lambda: False)
+    monkeypatch.setattr(resources, "cpu_bf16", lambda: False)
     assert not autocast_on(True, CPU) and autocast_on(True, torch.device("cuda"))
 
 
 def test_amp_on_a_cpu_without_bf16_trains_in_fp32(monkeypatch):
-    monkeypatch.setattr(engine, "cpu_bf16", lambda: False)
+    monkeypatch.setattr(resources, "cpu_bf16", lambda: False)
     amp, fp32 = _epoch("adam", fused=True, amp=True), _epoch("adam", fused=True)
     assert torch.equal(amp[2], fp32[2])
 
 
-@pytest.mark.skipif(not engine.cpu_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.skipif(not resources.cpu_bf16(), reason="this CPU has no native bf16")
 def test_amp_on_a_bf16_cpu_trains_in_bf16_and_learns_as_well():
     amp, fp32 = _epoch("adam", fused=True, amp=True, epochs=3), _epoch("adam", fused=True, epochs=3)
     assert not torch.equal(amp[2], fp32[2])  # autocast ran: bf16 rounding changed the weights
@@ -146,8 +146,24 @@ def test_snapshot_reuses_the_previous_copy_and_copies_nested_tensors():
 
 
 def test_amp_note_only_where_amp_is_asked_for_and_cpu_trials_cannot_have_it(monkeypatch):
-    monkeypatch.setattr(engine, "cpu_bf16", lambda: False)
-    assert "no native bf16" in engine.amp_note(True, gpus=False)
-    assert engine.amp_note(False, gpus=False) is None and engine.amp_note(True, gpus=True) is None
-    monkeypatch.setattr(engine, "cpu_bf16", lambda: True)
-    assert engine.amp_note(True, gpus=False) is None
+    monkeypatch.setattr(resources, "cpu_bf16", lambda: False)
+    assert "no native bf16" in resources.amp_note(True, gpus=False)
+    assert resources.amp_note(False, gpus=False) is None and resources.amp_note(True, gpus=True) is None
+    monkeypatch.setattr(resources, "cpu_bf16", lambda: True)
+    assert resources.amp_note(True, gpus=False) is None
+
+
+def test_the_driver_loads_no_torch():
+    """The driver checks the study (augmentations included) and hands run_trial to Tune without importing torch
+    (~150 MiB of its memory); only trial processes load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runner.tune as t, runner.trial, runner.tblog, runner.orchestrate, runner.summary\n"
+        "assert t.main(['configs/smoke.py', '--dry-run']) == 0\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

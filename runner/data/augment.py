@@ -9,13 +9,17 @@ as ``A.Normalize(max_pixel_value=255)``), for training and evaluation batches al
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from runner.config import AUGMENTATIONS, AugmentConfig, ConfigError
 from runner.errors import first_line
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Augment:
@@ -48,8 +52,7 @@ class Augment:
 def _compose(cfg: AugmentConfig, image_size: int, seed: int):
     if not cfg.train:
         return None
-    import albumentations as A
-
+    A = _albumentations()
     transforms = []
     for i, spec in enumerate(cfg.train):
         spec = dict(spec)
@@ -75,6 +78,21 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
     return A.Compose(transforms, seed=seed)
 
 
+def _albumentations():
+    """albumentations, imported without its optional torch module (ToTensorV2, which runner does not use) unless
+    torch is loaded already: the driver checks the augmentations and never trains, and torch cost it ~150 MiB."""
+    if "albumentations" in sys.modules or "torch" in sys.modules:
+        import albumentations
+
+        return albumentations
+    sys.modules["albumentations.pytorch"] = None  # type: ignore[assignment]  # its import fails; albumentations goes on
+    try:
+        import albumentations
+    finally:
+        del sys.modules["albumentations.pytorch"]  # an explicit import of it later still works
+    return albumentations
+
+
 def check_augment(cfg: AugmentConfig, image_size: int, channels: int = 3) -> None:
     """Build the pipeline and run it on one image: raises ConfigError before any trial starts (also for a
     transform that needs colour on a grayscale study)."""
@@ -97,6 +115,8 @@ def normalize(batch: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 def _norm_tensors(shape: tuple, mean: tuple, std: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(255 mean, 1 / (255 std)) spread over one image of ``shape`` (H, W, C): a per-channel operand (last dim
     3) broadcast over a batch costs ~15x more per image than a whole-image one."""
+    import torch  # here, not at the top: the driver checks augmentations without loading torch
+
     if shape[-1] == 1 and len(mean) == 3:
         mean, std = (sum(mean) / 3,), (sum(std) / 3,)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=device) * 255
