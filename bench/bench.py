@@ -364,7 +364,7 @@ def main() -> None:
 
 
 def measure_limits(cfg: TrialConfig, concurrent: int) -> dict:
-    from runner.engine import cpu_bf16
+    from runner.resources import cpu_bf16
 
     threads = max(1, round(cfg.resources.cpus_per_worker))
     return {
