@@ -5,7 +5,7 @@ A checkpoint is a directory (Ray copies it into the trial dir as ``checkpoint_NN
 the epoch history, the best epoch's predictions, and ``best_model``: the best epoch's weights when that
 epoch is an earlier one) and ``meta.json`` ({epoch, val_accuracy}), so the best kept checkpoint is found
 without loading any weights. ``SCORE`` is the val accuracy of the model a checkpoint gives evaluate and
-predict (``best_model`` when it has one). Ray keeps the best by the best val accuracy so far, and the latest.
+predict (``best_model`` when it has one); Ray keeps the checkpoint with the best, and the latest.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from pathlib import Path
 FILE = "model.pt"
 META = "meta.json"
 SCORE = "val_accuracy"  # what "best" means: the val accuracy of the checkpoint's model for use, higher is better
+CHECKPOINT_SCORE = "checkpoint_val_accuracy"  # SCORE as the epoch's result reports it to Ray (epochs with a checkpoint)
 
 
 def ray_config(config_cls):
-    """Ray's CheckpointConfig (Tune's or Train's): keep the one with the best val accuracy so far (every checkpoint
-    holds the best weights up to its epoch), and the latest (Ray always does)."""
-    return config_cls(num_to_keep=1, checkpoint_score_attribute="best_val_accuracy", checkpoint_score_order="max")
+    """Ray's CheckpointConfig (Tune's or Train's): keep the checkpoint whose model for use scores best, and the
+    latest (Ray always does)."""
+    return config_cls(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max")
 
 
 def save(state: dict) -> str:

@@ -120,8 +120,8 @@ class Progress:
     # The best epoch's model on the test split, taken when that epoch is the best on val (never looked at to
     # decide anything): {"accuracy", "loss", "preds"}; None without a test split.
     best_test: dict | None = None
-    # rank 0: the best epoch's weights (CPU copies, replaced at each new best, never changed in place), so a
-    # checkpoint written later holds them; None when unknown (resumed from a checkpoint that lacked them)
+    # rank 0: the best epoch's weights (CPU copies, never changed in place) while that epoch has no checkpoint of
+    # its own, so the checkpoints written after it hold them; None when it has one (or there is no best yet)
     best_model: dict | None = None
     checkpointed_at: float | None = None  # time.monotonic() of the last checkpoint handed to the reporter
 
@@ -221,8 +221,6 @@ def _epoch(run: _Run, epoch: int) -> dict:
     if improved:
         run.progress.best_preds = preds
         run.progress.best_test = _test(run)
-        if session.rank == 0:
-            run.progress.best_model = snapshot(getattr(run.model, "module", run.model).state_dict())
     diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
     metrics = {
         "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
@@ -271,18 +269,26 @@ CHECKPOINT_SHARE = 0.05  # train.checkpoint_every = 0 (auto): checkpoints take a
 
 def _report(run: _Run, reporter: Reporter, metrics: dict) -> None:
     """Hand the epoch to the reporter (written and reported while the next epoch trains), with a checkpoint from
-    rank 0 when one is due (``_checkpoint_due``). A checkpoint holds the best epoch's weights too, so evaluate and
-    predict use the best model whichever checkpoint Ray keeps, and a resumed trial redoes the epochs since."""
+    rank 0 when one is due (``_checkpoint_due``). The best epoch's weights are always in a kept checkpoint: its
+    own, or, when it had none, every checkpoint after it (``best_model``), so evaluate and predict use the best
+    model; Ray keeps the checkpoint with the best CHECKPOINT_SCORE and the latest."""
     state = frozen = None
     reporter.wait()  # the epoch before is reported (submit waits for it anyway): what its checkpoint cost is known
-    if run.session.rank == 0 and _checkpoint_due(run, reporter, metrics):
-        stopper, progress = run.progress.stopper, run.progress
-        with_best = stopper.best_epoch == metrics["epoch"] or progress.best_model is not None
-        score = stopper.best if with_best else metrics["val_accuracy"]  # the val accuracy of what evaluate loads
-        state = checkpoint_state(run.spec, run.model, run.opt, progress, metrics["epoch"], score)
-        if stopper.best_epoch != metrics["epoch"] and progress.best_model is not None:
-            frozen = {"best_model": progress.best_model, "best_epoch": stopper.best_epoch}
-        progress.checkpointed_at = time.monotonic()
+    if run.session.rank == 0:
+        progress, epoch = run.progress, metrics["epoch"]
+        best_now = progress.stopper.best_epoch == epoch
+        if _checkpoint_due(run, reporter, metrics):
+            if best_now:
+                progress.best_model = None  # this checkpoint is the best epoch's own
+            elif progress.best_model is not None:
+                frozen = {"best_model": progress.best_model, "best_epoch": progress.stopper.best_epoch}
+            # the val accuracy of the model evaluate loads from this checkpoint
+            score = progress.stopper.best if best_now or frozen else metrics["val_accuracy"]
+            state = checkpoint_state(run.spec, run.model, run.opt, progress, epoch, score)
+            metrics = {**metrics, checkpoint.CHECKPOINT_SCORE: score}
+            progress.checkpointed_at = time.monotonic()
+        elif best_now:
+            progress.best_model = snapshot(getattr(run.model, "module", run.model).state_dict())
     reporter.submit({**metrics, "status": str(metrics["status"])}, state, frozen)
 
 
@@ -329,9 +335,7 @@ def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
     best_preds = None if preds is None else np.asarray(preds, dtype=np.int64)
     if test is not None:
         test = {**test, "preds": np.asarray(test["preds"], dtype=np.int64)}
-    best_model = state.get("best_model")
-    if best_model is None and stopper.best_epoch == state["epoch"]:
-        best_model = snapshot(state["model"])  # the checkpoint's own weights are the best
+    best_model = state.get("best_model")  # None: the best epoch has a checkpoint of its own
     return Progress(stopper, state["epoch"] + 1, best_preds, state["history"], test, best_model)
 
 
