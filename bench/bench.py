@@ -213,15 +213,15 @@ class TreeMemory(threading.Thread):
 # --------------------------------------------------------------------------- c, d, e, f, g: runner itself
 
 # the pieces of a study's fixed time: (label, module, function) wrapped in the child that runs the study
-PIECES = (  # those before TUNE happen before it, those after it after; "beside" ones overlap each other
-    ("prepare (study file, storage; then decode beside ray.init)", "runner.tune", "prepare"),
-    ("- decode, audit (beside ray.init)", "runner.tune", "_load_data"),
-    ("- ray.init (beside the decode and imports)", "runner.orchestrate", "init_ray"),
+PIECES = (  # those before TUNE happen before it, those after it after; "- " ones are part of the piece above
+    ("prepare (study file, storage, decode, audit)", "runner.tune", "prepare"),
+    ("- decode, audit", "runner.tune", "_load_data"),
+    ("ray.init", "runner.orchestrate", "init_ray"),
     ("Ray Data (datasets on the driver)", "runner.data.ray_data", "to_ray_datasets"),
     ("Tune (all trials)", "runner.orchestrate", "run_trials"),
-    ("summary tables (beside ray.shutdown)", "runner.summary", "write"),
-    ("report.html (beside ray.shutdown)", "runner.tune", "_write_report"),
-    ("ray.shutdown (beside the tables)", "ray", "shutdown"),
+    ("summary tables", "runner.summary", "write"),
+    ("report.html", "runner.tune", "_write_report"),
+    ("ray.shutdown", "ray", "shutdown"),
 )
 TUNE = 4  # PIECES[TUNE] is the Tune run
 

@@ -333,7 +333,8 @@ def remove_remake(results: str, identity: tuple[int, int]) -> None:
     now = storage.identity(results)
     if now is None or now == identity:
         return
-    ray_own = re.compile(r"^(experiment_state-.*|basic-variant-state-.*|tuner\.pkl|\.validate_storage_marker|"
+    ray_own = re.compile(r"^(experiment_state-.*|basic-variant-state-.*|tuner\.pkl|trainable\.pkl|trial_status\.json|"
+                         r"driver_artifacts|\.validate_storage_marker|"
                          rf"{re.escape(storage.BALLAST)}|.+_seed-?\d+_[0-9a-f]+_\d+)$")  # fmt: skip
     try:
         if all(ray_own.match(p.name) for p in path.iterdir()):

@@ -21,8 +21,6 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,13 +93,12 @@ def run(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger("runner").addHandler(handler)
     logging.getLogger("runner").setLevel(logging.WARNING)
-    ray_start = None if args.dry_run else RayStart(args)
     try:
         t0 = time.time()
-        prepared = prepare(args, ray_start)
-        if ray_start is None:
+        prepared = prepare(args)
+        if args.dry_run:
             return dry_run(prepared, args)
-        return execute(prepared, args, t0, ray_start)
+        return execute(prepared, args, t0)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,29 +110,6 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         _shutdown_ray()
-        if ray_start is not None:
-            ray_start.drop_unused_log()
-
-
-@dataclass
-class RayStart:
-    """Ray started (or the cluster at --address joined) on the main thread while another thread decodes the
-    study's data and imports what the driver needs next, once every cheap check has passed (prepare)."""
-
-    args: argparse.Namespace
-    log_file: Path | None = None  # Ray's logs; kept with the results (execute)
-    cluster: Cluster | None = None
-    kept: bool = False  # execute took the log file over
-
-    def __call__(self) -> None:
-        from runner import orchestrate
-
-        self.log_file = Path(tempfile.mkstemp(prefix="runner-", suffix=".log")[1])
-        self.cluster = orchestrate.init_ray(self.args.address, self.args.verbose, self.log_file)
-
-    def drop_unused_log(self) -> None:
-        if self.log_file is not None and not self.kept:
-            self.log_file.unlink(missing_ok=True)  # bad data found after Ray started: no results dir to keep it in
 
 
 def _shutdown_ray() -> None:
@@ -172,9 +146,7 @@ class Prepared:
         return storage_needed([(cfg, n) for (_, _, cfg), n in zip(self.trials, classes)], memory)
 
 
-def prepare(args: argparse.Namespace, start_ray: Callable[[], None] | None = None) -> Prepared:
-    """The study loaded and checked, its data decoded and audited, its storage checked; ``start_ray`` (RayStart)
-    runs on this thread while another decodes, once the checks that need no data have passed."""
+def prepare(args: argparse.Namespace) -> Prepared:
     study = with_overrides(load_study(args.config), parse_set(args.set))
     if args.name:
         study = dataclasses.replace(study, name=args.name)
@@ -185,18 +157,9 @@ def prepare(args: argparse.Namespace, start_ray: Callable[[], None] | None = Non
         study, trials = _first_samples(study, args.config)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
-    location = storage.check_storage(args.storage, create=not args.dry_run)
-    if args.resume is not None and not args.dry_run:
-        storage.resume_dir(location, study.name, args.resume)  # a wrong --resume is said before Ray starts
-    if start_ray is None:
-        data = _load_data(trials)
-    else:
-        with ThreadPoolExecutor(1, thread_name_prefix="runner-decode") as pool:
-            decoded = pool.submit(_decode_and_import, trials)
-            start_ray()  # ~2.5 s here, mostly waiting for Ray's processes: the decode runs meanwhile
-            data = decoded.result()
+    data = _load_data(trials)
     _check_metric(study, data.images)
-    prepared = Prepared(study, trials, data, location)
+    prepared = Prepared(study, trials, data, storage.check_storage(args.storage, create=not args.dry_run))
     if args.resume is None and not args.dry_run:
         _check_space(prepared.storage, prepared)
     return prepared
@@ -214,17 +177,6 @@ def _first_samples(study: Study, where: str) -> tuple[Study, list]:
         raise ConfigError(f"{where}: ASHA(grace_epochs={study.scheduler.grace_epochs}) is past the longest trial's "
                           f"{longest} epochs; lower grace_epochs or raise train.epochs")  # fmt: skip
     return study, trials
-
-
-def _decode_and_import(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
-    """_load_data, then the modules the driver needs next (Ray Data, Tune, the trial's torch), while Ray starts."""
-    data = _load_data(trials)
-    import ray.data  # noqa: F401
-    import ray.tune  # noqa: F401
-
-    import runner.trial  # noqa: F401
-
-    return data
 
 
 def _load_data(trials: list[tuple[str, int, TrialConfig]]) -> StudyData:
@@ -288,9 +240,8 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- execute
 
 
-def execute(prepared: Prepared, args: argparse.Namespace, t0: float, ray_start: RayStart) -> int:
-    """Fit the plan to the cluster Ray started (``ray_start``), run its trials into the results dir (runner.phases),
-    write the tables."""
+def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
+    """Start or join Ray, fit the plan, run its trials into the results dir (runner.phases), write the tables."""
     from runner.storage import Results
 
     resuming = args.resume is not None
@@ -300,19 +251,19 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float, ray_start: 
         if resuming
         else storage.new_results_dir(prepared.storage, study.name, explicit=bool(args.name))
     )
-    log_file, ray_start.kept = ray_start.log_file, True
+    log_file = Path(tempfile.mkstemp(prefix="runner-", suffix=".log")[1])  # Ray's logs; kept with the results
     identity = None
     try:
         with storage.Lock(results.uri):
             identity = storage.identity(results.uri)
-            return _execute(prepared, args, t0, results, resuming, ray_start.cluster)
+            return _execute(prepared, args, t0, results, resuming, log_file)
     except StorageFault as fault:
         if fault.line.startswith(GONE) and identity is not None:
             from runner.orchestrate import remove_remake
 
             _shutdown_ray()  # a trial's last sync, still on its way, would make the vanished dir again
             remove_remake(results.uri, identity)
-        kept = _keep_log(log_file, results)
+        kept = _keep_log(log_file, results, gone=fault.line.startswith(GONE))
         _write_partial_summary(results)
         raise StorageFault(
             f"{results}: the study stopped: {fault.line}; {storage_fix(fault.line)}, then finish it "
@@ -327,15 +278,16 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float, ray_start: 
         results.close()
 
 
-def _keep_log(log_file: Path, results) -> Path:
-    """Ray's log of this run, appended to the results dir's runner.log (beside the dir when it is gone; left
-    where it is when neither can be written)."""
+def _keep_log(log_file: Path, results, gone: bool = False) -> Path:
+    """Ray's log of this run, appended to the results dir's runner.log (beside the dir when it is gone, also when
+    a last sync of Ray's made it again; left where it is when neither can be written)."""
     if not log_file.exists():
         return results.local / "runner.log"
     if log_file.stat().st_size == 0:  # Ray said nothing (or never started): no file to keep
         log_file.unlink()
         return results.local / "runner.log"
-    for target in (results.local / "runner.log", results.local.parent / f"{results.local.name}.runner.log"):
+    beside = results.local.parent / f"{results.local.name}.runner.log"
+    for target in (beside,) if gone else (results.local / "runner.log", beside):
         try:
             if target.parent.is_dir():
                 with open(target, "ab") as out:
@@ -364,11 +316,12 @@ def _write_partial_summary(results) -> None:
         quiet.setLevel(level)
 
 
-def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, cluster: Cluster) -> int:
+def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, resuming: bool, log_file: Path) -> int:
     from runner import orchestrate, phases
     from runner.progress import make_printer
     from runner.resources import amp_note
 
+    cluster = orchestrate.init_ray(args.address, args.verbose, log_file)
     orchestrate.check_shared_storage(prepared.storage, cluster)
     # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
     # ray.init, which installs a handler of its own that would end the process at once.
@@ -392,11 +345,7 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
     phases.sequential_seeds(run)
     _write_hparams(results, run.prepared)  # the variants a search or sequential seeds added
     fit_seconds = time.time() - t_fit
-    with ThreadPoolExecutor(1, thread_name_prefix="runner-tables") as pool:
-        tables = pool.submit(_write_tables, results)
-        _shutdown_ray()  # ~1 s of Ray's processes ending, while the tables and the report are written
-        written = tables.result()
-    return _finish(args, results, written, time.time() - t0, fit_seconds)
+    return _finish(args, results, _write_tables(results), time.time() - t0, fit_seconds)
 
 
 def _check_space(location: str, prepared: Prepared) -> None:
