@@ -324,23 +324,27 @@ def StorageWatch(results: str):  # noqa: N802 - a class made on first use, so im
 
 
 def remove_remake(results: str, identity: tuple[int, int]) -> None:
-    """After the results dir vanished mid-study, Ray's syncs make a new one holding its own files (state, trial
-    dirs); remove it when it holds nothing else, so the path says what happened: the dir is gone."""
-    import re
+    """After the results dir vanished mid-study, Ray's syncs make a new one (its state, trial dirs, whatever a last
+    sync carried); remove it when it is not a study's (no study.json or audit.json: the study wrote those first), so
+    the path says what happened: the dir is gone. A dir moved back or restored has them and is left alone."""
     import shutil
 
+    from runner import studyfile
+
     path = storage.local_path(results)
-    now = storage.identity(results)
-    if now is None or now == identity:
-        return
-    ray_own = re.compile(r"^(experiment_state-.*|basic-variant-state-.*|tuner\.pkl|trainable\.pkl|trial_status\.json|"
-                         r"driver_artifacts|\.validate_storage_marker|"
-                         rf"{re.escape(storage.BALLAST)}|.+_seed-?\d+_[0-9a-f]+_\d+)$")  # fmt: skip
-    try:
-        if all(ray_own.match(p.name) for p in path.iterdir()):
-            shutil.rmtree(path)
-    except OSError:
-        pass
+    quiet = 0
+    for _ in range(20):  # Tune's last sync of the trial dirs runs on a thread of its own: until it stays gone
+        now = storage.identity(results)  # the same (device, inode) can be a new dir: the inode number is reused
+        if now is not None and any((path / n).exists() for n in (studyfile.NAME, "audit.json")):
+            return  # the dir came back (moved back, restored), or a study's dir is there again
+        if now is None:
+            quiet += 1
+            if quiet >= 3:
+                return
+        else:
+            quiet = 0
+            shutil.rmtree(path, ignore_errors=True)
+        time.sleep(0.2)
 
 
 def _carry_over_class():

@@ -263,8 +263,10 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
 
             _shutdown_ray()  # a trial's last sync, still on its way, would make the vanished dir again
             remove_remake(results.uri, identity)
-        kept = _keep_log(log_file, results, gone=fault.line.startswith(GONE))
-        _write_partial_summary(results)
+        gone = fault.line.startswith(GONE)
+        kept = _keep_log(log_file, results, gone=gone)
+        if not gone:  # a dir that is gone has nothing to sum up, and writing the tables would make it again
+            _write_partial_summary(results)
         raise StorageFault(
             f"{results}: the study stopped: {fault.line}; {storage_fix(fault.line)}, then finish it "
             f"with {_command(args, results)} (details in {kept})"
