@@ -333,7 +333,9 @@ def test_a_results_dir_deleted_mid_study_stops_it_and_resume_says_it_is_gone(tmp
     assert "the results dir is gone" in err and "put the dir back (from a backup), then finish it with" in err, err
     log = Path(err.rsplit("details in ", 1)[1].strip().rstrip(")"))
     assert log == tmp_path / "runs" / "slow.runner.log" and log.exists(), err
-    assert not results.exists(), sorted(str(p.relative_to(results)) for p in results.rglob("*"))  # what Ray's syncs made there again is not left behind as if it were the study
+    assert not results.exists(), sorted(
+        str(p.relative_to(results)) for p in results.rglob("*")
+    )  # what Ray's syncs made there again is not left behind as if it were the study
     again = run_cli(str(tmp_path / "s.py"), "--storage", str(tmp_path / "runs"), "--resume", str(results))
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [
         f"error: --resume {results}: no such directory (deleted or moved?); put it back (from a backup) to finish the "
