@@ -310,7 +310,7 @@ def _storage_watch_class():
         def _after(self, fault: str) -> str:
             """The fault's line; a vanished dir that Ray made again, holding only Ray's files, is removed."""
             if fault.startswith(GONE) and self.identity is not None:
-                remove_remake(self.results, self.identity)
+                remove_remake(self.results)
             return fault
 
     return Watch
@@ -323,7 +323,7 @@ def StorageWatch(results: str):  # noqa: N802 - a class made on first use, so im
     return _storage_watch_class()(results)
 
 
-def remove_remake(results: str, identity: tuple[int, int]) -> None:
+def remove_remake(results: str) -> None:
     """After the results dir vanished mid-study, Ray's syncs make a new one (its state, trial dirs, whatever a last
     sync carried); remove it when it is not a study's (no study.json or audit.json: the study wrote those first), so
     the path says what happened: the dir is gone. A dir moved back or restored has them and is left alone."""

@@ -258,12 +258,12 @@ def execute(prepared: Prepared, args: argparse.Namespace, t0: float) -> int:
             identity = storage.identity(results.uri)
             return _execute(prepared, args, t0, results, resuming, log_file)
     except StorageFault as fault:
-        if fault.line.startswith(GONE) and identity is not None:
+        gone = fault.line.startswith(GONE)
+        if gone and identity is not None:  # a local dir (a URI has no identity)
             from runner.orchestrate import remove_remake
 
             _shutdown_ray()  # a trial's last sync, still on its way, would make the vanished dir again
-            remove_remake(results.uri, identity)
-        gone = fault.line.startswith(GONE)
+            remove_remake(results.uri)
         kept = _keep_log(log_file, results, gone=gone)
         if not gone:  # a dir that is gone has nothing to sum up, and writing the tables would make it again
             _write_partial_summary(results)
