@@ -98,7 +98,9 @@ class TrainConfig:
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
     amp: bool = False  # bf16 autocast for the forward pass on GPU and on CPUs with native bf16 (else fp32)
-    checkpoint_every: int = 1  # epochs between checkpoints (resume points); 0 = as often as costs <= 5 % of the time
+    checkpoint_every: int = (
+        0  # epochs between checkpoints (resume points); 0 (auto) = as often as costs <= 5 % of the time
+    )
     seed: int = 0  # set per trial from the study's seeds
 
 
@@ -231,6 +233,19 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
+
+# Settings that do not change what a trial learns: left out of TensorBoard's hparams and of --resume's check that
+# a variant is unchanged (a resumed study may checkpoint more or less often, or run on other resources).
+NOT_LEARNED = (
+    "train.seed",  # a study axis: TensorBoard averages a variant's seeds instead of listing them apart
+    "train.checkpoint_every",  # when a trial saves (resume is exact), not what it learns
+    "resources.",  # where a trial runs, not what it learns
+)
+
+
+def is_learned(key: str) -> bool:
+    """Whether the dotted config ``key`` changes what a trial learns (NOT_LEARNED)."""
+    return not any(key == n or (n.endswith(".") and key.startswith(n)) for n in NOT_LEARNED)
 
 
 def _section_types() -> dict[str, type]:

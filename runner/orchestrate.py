@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from runner import checkpoint, rebuild, storage
+from runner import checkpoint, rebuild, redo, storage
 from runner.errors import GONE, STORAGE_FAULT, ConfigError, StorageFault, first_line, gone_line, storage_fault
 from runner.plan import TrialSpec
 from runner.resources import TRIAL_DRIVER_CPU, Cluster
@@ -189,7 +189,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     watch = StorageWatch(results)
-    callbacks = [CarryOver(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch]
+    callbacks = [CarryOver(), redo.callback(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from runner.config import ConfigError, Study, TrialConfig, apply_overrides, flatten
+from runner.config import ConfigError, Study, TrialConfig, apply_overrides, flatten, is_learned
 from runner.resources import Cluster, Fit, fit_trial, max_concurrent
 
 
@@ -113,8 +113,8 @@ class Growth:
 def grow(plan: Plan, planned_before: list[dict], where: str) -> Growth:
     """Compare ``plan`` with the trials the results dir planned (study.json): the trials to add, and those
     left out. A variant whose config changed, or changed data, is refused: its old trials ran something
-    else. Compared through TrialConfig, so a setting added since compares as its default; resources are
-    fitted to the cluster of the day and the seed is the trial's own, so neither counts."""
+    else. Compared through TrialConfig, so a setting added since compares as its default; settings that do not
+    change what a trial learns (config.NOT_LEARNED: the seed, checkpoint frequency, resources) do not count."""
     before = {(p["variant"], p["seed"]): p for p in planned_before}
     old = {p["variant"]: _comparable(TrialConfig.from_dict(p["trial"])) for p in planned_before}
     changes = {}
@@ -134,7 +134,7 @@ def grow(plan: Plan, planned_before: list[dict], where: str) -> Growth:
 
 def _comparable(cfg: TrialConfig) -> dict:
     flat = flatten(cfg.to_dict())
-    return {k: v for k, v in flat.items() if not k.startswith("resources.") and k != "train.seed"}
+    return {k: v for k, v in flat.items() if is_learned(k)}
 
 
 def _diff(a: dict, b: dict) -> list[str]:

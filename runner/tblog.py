@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.config import flatten
+from runner.config import flatten, is_learned
 
 # result field -> TensorBoard tag, written every epoch
 EPOCH_TAGS = {
@@ -117,17 +117,11 @@ class TrialBoard:
 # metrics) from the results root, and one session per trial run, grouped by variant. Both name a
 # hyper-parameter by its dotted config key and render its value with ``render``, so they always match.
 
-NOT_HPARAMS = (
-    "train.seed",  # a study axis: TensorBoard averages a variant's seeds instead of listing them apart
-    "train.checkpoint_every",  # when a trial saves, not what it learns
-    "resources.",  # where a trial runs, not what it learns
-)
 BEST_TAGS = ("best/val_accuracy", "best/epoch")  # written by TrialBoard.finish, step 0
 EXPERIMENT_FILE = ".hparams"  # suffix of the results root's events file that holds the experiment config
 
 
-def is_hparam(key: str) -> bool:
-    return not any(key == n or (n.endswith(".") and key.startswith(n)) for n in NOT_HPARAMS)
+is_hparam = is_learned  # TensorBoard's hparams: the settings that change what a trial learns
 
 
 def render(key: str, value):

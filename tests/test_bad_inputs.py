@@ -415,6 +415,9 @@ def test_resume_check_treats_a_key_added_since_as_its_default(tmp_path):
     before = json.loads(json.dumps(plan.specs[0].to_param()))
     del before["trial"]["train"]["checkpoint_every"]
     assert grow(plan, [before], "configs/x.py").new == ()
+    every = json.loads(json.dumps(plan.specs[0].to_param()))
+    every["trial"]["train"]["checkpoint_every"] = 1  # how often a trial saves does not change what it learns
+    assert grow(plan, [every], "configs/x.py").new == ()
     changed = json.loads(json.dumps(before))
     changed["trial"]["train"]["epochs"] = 3
     with pytest.raises(ConfigError, match=r"variant 'base' \(train.epochs: 3 -> 10\)"):
