@@ -2,11 +2,12 @@
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli, write_study
+from conftest import run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +24,10 @@ def _events(trial_dir: Path) -> EventAccumulator:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
-    proc = run_cli("configs/smoke.py", "--storage", str(storage), "--name", "smoke")
+    cli = start_cli("configs/smoke.py", "--storage", str(storage), "--name", "smoke")
+    stdout, stderr = cli.communicate(timeout=600)
+    proc = subprocess.CompletedProcess(cli.args, cli.returncode, stdout, stderr)
+    proc.pid = cli.pid
     return proc, storage / "smoke"
 
 
@@ -33,6 +37,21 @@ def test_smoke_study_exits_zero_and_prints_where_results_are(smoke):
     assert f"tensorboard --logdir {results}" in proc.stdout
     assert "[4/4]" in proc.stdout  # a progress line per finished trial
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_the_local_ray_is_gone_when_the_command_returns(smoke):
+    """The CLI kills the local Ray it started once every file is written: none of its processes outlive it."""
+    proc, _ = smoke
+    assert proc.returncode == 0
+    mark = f"RUNNER_DRIVER_PID={proc.pid}\0".encode()
+    left = []
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            if mark in (p / "environ").read_bytes() and (p / "stat").read_text().split(") ")[1][0] != "Z":
+                left.append((p.name, (p / "cmdline").read_bytes()[:100]))
+        except OSError:
+            continue
+    assert not left, left
 
 
 def test_smoke_summary_has_a_row_per_trial(smoke):

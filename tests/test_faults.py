@@ -31,7 +31,7 @@ def _two_variants(tmp_path: Path, name: str, seeds: str) -> Path:
         study = Study(
             name="{name}",
             base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
-                             train=TrainConfig(epochs=10, batch_size=32)),
+                             train=TrainConfig(epochs=10, batch_size=32, checkpoint_every=1)),
             variants={{"a": {{}}, "b": {{"model.dropout": 0.2}}}},
             seeds={seeds},
         )
@@ -71,11 +71,14 @@ def _assert_whole(trial_dir: Path, epochs: int) -> None:
     assert list(trial_dir.glob("**/checkpoint_*/model.pt")), "no checkpoint kept"
 
 
+# The fault tests checkpoint every epoch (the default spaces checkpoints by what they cost), so a kill after epoch N
+# is known to leave a checkpoint of epoch N to carry on from.
 SLOW_TRIAL = """
 study = Study(
     name="faults",
     base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=40), model=ModelConfig(hidden=(512,)),
-                     train=TrainConfig(epochs=EPOCHS, batch_size=32), resources=ResourcesConfig(workers_per_trial=WORKERS)),
+                     train=TrainConfig(epochs=EPOCHS, batch_size=32, checkpoint_every=1),
+                     resources=ResourcesConfig(workers_per_trial=WORKERS)),
     variants={"base": {}},
 )
 """

@@ -319,7 +319,8 @@ def test_study_on_s3_stopped_and_resumed_from_the_uri_finishes_every_trial(s3, t
     base = s3("resume")
     cfg = _one_trial_study(tmp_path, "long", epochs=60)
     results = storage.join(base, "long")
-    proc = start_cli(str(cfg), "--storage", base, env=CREDENTIALS)
+    # a checkpoint every epoch (the default spaces them by what they cost): SIGTERM comes after the 6th
+    proc = start_cli(str(cfg), "--storage", base, "--set", "train.checkpoint_every=1", env=CREDENTIALS)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and _last_checkpoint(results) < 5:
