@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -199,7 +200,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     watch = StorageWatch(results)
-    callbacks = [CarryOver(), redo.callback(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch]
+    callbacks = [CarryOver(), redo.callback(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, Preload()]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -374,6 +375,36 @@ def _carry_over_class():
 
 def CarryOver():  # noqa: N802 - as StorageWatch
     return _carry_over_class()()
+
+
+def _preload_class():
+    from ray.tune import Callback
+
+    class Preload(Callback):
+        """At the first epoch a trial reports, the driver imports what the study's end needs (report.preload) on a
+        thread, while the trials train (the trial processes' own start-up imports are over by then)."""
+
+        started = False
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if not self.started:
+                self.started = True
+                threading.Thread(target=_preload, name="runner-preload", daemon=True).start()
+
+    return Preload
+
+
+def _preload() -> None:
+    from runner.report import preload
+
+    try:
+        preload()
+    except Exception:  # noqa: BLE001, S110 - the end imports them again and says what failed
+        pass
+
+
+def Preload():  # noqa: N802 - as StorageWatch
+    return _preload_class()()
 
 
 def _resources(config: dict) -> dict:
