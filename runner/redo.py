@@ -28,10 +28,10 @@ def drop_from(trial_dir: Path, epoch: int) -> None:
     """Cut result.json and progress.csv before their first row of ``epoch`` or later (rows without an epoch,
     such as a fault's report, go with the rows after them). A file that cannot be read or cut is left as it
     is: read_results still counts each epoch once."""
-    for name, offset in ((RESULT, _json_offset), (PROGRESS, _csv_offset)):
+    for name, rows in ((RESULT, _json_rows), (PROGRESS, _csv_rows)):
         path = trial_dir / name
         text = _read(path)
-        cut = offset(text, epoch)
+        cut = _offset(rows(text), epoch)
         if cut is not None:
             try:
                 with open(path, "r+b") as f:
@@ -54,24 +54,16 @@ def _json_epoch(line: str) -> int | None:
         return None
 
 
-def _json_offset(text: str, epoch: int) -> int | None:
-    """Where result.json's rows of ``epoch`` and later start: the first such row, or the rows without an epoch
-    just before it."""
-    pos, start = 0, None  # start: the first of the epoch-less rows since the last row with an epoch
+def _json_rows(text: str):
+    """(offset, epoch or None) of each result.json row."""
+    pos = 0
     for line in text.splitlines(keepends=True):
-        e = _json_epoch(line)
-        if e is None:
-            start = pos if start is None else start
-        elif e >= epoch:
-            return pos if start is None else start
-        else:
-            start = None
+        yield pos, _json_epoch(line)
         pos += len(line)
-    return None
 
 
-def _csv_offset(text: str, epoch: int) -> int | None:
-    """The same for progress.csv (its header first; a quoted field may span lines)."""
+def _csv_rows(text: str):
+    """(offset, epoch or None) of each progress.csv row after its header (a quoted field may span lines)."""
     lines = text.splitlines(keepends=True)
     consumed = [0]
 
@@ -82,26 +74,29 @@ def _csv_offset(text: str, epoch: int) -> int | None:
 
     reader = csv.reader(feed())
     try:
-        header = next(reader)
-        col = header.index("epoch")
-    except (StopIteration, ValueError, csv.Error):
-        return None
-    pos, start = consumed[0], None
-    try:
+        col = next(reader).index("epoch")
+        pos = consumed[0]
         for row in reader:
             try:
-                e = int(float(row[col]))
+                yield pos, int(float(row[col]))
             except (IndexError, ValueError):
-                e = None
-            if e is None:
-                start = pos if start is None else start
-            elif e >= epoch:
-                return pos if start is None else start
-            else:
-                start = None
+                yield pos, None
             pos = consumed[0]
-    except csv.Error:
-        return None
+    except (StopIteration, ValueError, csv.Error):
+        return
+
+
+def _offset(rows, epoch: int) -> int | None:
+    """Where the rows of ``epoch`` and later start: the first such row, or the rows without an epoch just before
+    it; None when there is none."""
+    start = None  # the first of the epoch-less rows since the last row with an epoch
+    for pos, e in rows:
+        if e is None:
+            start = pos if start is None else start
+        elif e >= epoch:
+            return pos if start is None else start
+        else:
+            start = None
     return None
 
 
