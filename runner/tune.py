@@ -90,17 +90,19 @@ def main(argv: list[str] | None = None, exiting: bool = False) -> int:
 
 def run(args: argparse.Namespace, exiting: bool = False) -> int:
     """prepare -> (dry run: print the plan | execute); errors the user can fix are one line, exit 2. Ray is shut
-    down at the end, unless ``exiting`` with a local Ray (exit_process kills it once everything is written)."""
+    down at the end, unless ``exiting`` after a study that ran to its end on a local Ray (exit_process kills it)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.getLogger("runner").addHandler(handler)
     logging.getLogger("runner").setLevel(logging.WARNING)
+    ended = None  # execute's exit code: 0 or 1 when every trial ran to its end
     try:
         t0 = time.time()
         prepared = prepare(args)
         if args.dry_run:
             return dry_run(prepared, args)
-        return execute(prepared, args, t0)
+        ended = execute(prepared, args, t0)
+        return ended
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,7 +115,9 @@ def run(args: argparse.Namespace, exiting: bool = False) -> int:
     finally:
         from runner.orchestrate import DRIVER_ENV
 
-        if not (exiting and os.environ.get(DRIVER_ENV) == str(os.getpid())):  # else exit_process kills the local Ray
+        # A study that ran to its end has written every file: exit_process kills its local Ray. One that stopped
+        # (Ctrl-C, a fault) shuts Ray down gracefully, so nothing a trial or Tune still writes is cut short.
+        if not (exiting and ended in (0, 1) and os.environ.get(DRIVER_ENV) == str(os.getpid())):
             _shutdown_ray()
 
 
