@@ -54,23 +54,35 @@ def stop_local_cluster() -> int:
 
 
 def _kill_marked(match) -> int:
-    """SIGKILL every process whose DRIVER_ENV names a driver pid ``match`` accepts (never this process)."""
-    stopped = 0
+    """SIGKILL every process whose DRIVER_ENV names a driver pid ``match`` accepts, and every process under them
+    (Ray's per-node agents do not inherit the mark), never this process; returns how many."""
+    parents, marked = {}, set()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if int(proc.name) == os.getpid():
-                continue
+            pid = int(proc.name)
+            parents[pid] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
             env = dict(
                 kv.split("=", 1)
                 for kv in (proc / "environ").read_bytes().decode(errors="replace").split("\0")
                 if "=" in kv
             )
             driver = int(env.get(DRIVER_ENV, "0"))
-            if not driver or not match(driver):
-                continue
-            os.kill(int(proc.name), signal.SIGKILL)
+            if driver and pid != os.getpid() and match(driver):
+                marked.add(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    while True:  # their descendants, found before any is killed (a killed process's children move to init)
+        more = {pid for pid, parent in parents.items() if parent in marked and pid not in marked}
+        if not more:
+            break
+        marked |= more
+    marked.discard(os.getpid())
+    stopped = 0
+    for pid in marked:
+        try:
+            os.kill(pid, signal.SIGKILL)
             stopped += 1
-        except (OSError, ValueError):
+        except OSError:
             continue
     return stopped
 
