@@ -98,9 +98,7 @@ class TrainConfig:
     batch_size: int = 32  # images per optimizer step, summed over all workers of a trial
     patience: int = 0  # early stopping: epochs without a new best val accuracy before stopping (0 = off)
     amp: bool = False  # bf16 autocast for the forward pass on GPU and on CPUs with native bf16 (else fp32)
-    checkpoint_every: int = (
-        0  # epochs between checkpoints (resume points); 0 (auto) = as often as costs <= 5 % of the time
-    )
+    checkpoint_every: int = 0  # epochs between checkpoints; 0 (auto): as often as they cost <= 5 % of the time
     seed: int = 0  # set per trial from the study's seeds
 
 

@@ -67,7 +67,7 @@ def _kill_marked(match) -> int:
                 if "=" in kv
             )
             driver = int(env.get(DRIVER_ENV, "0"))
-            if driver and pid != os.getpid() and match(driver):
+            if driver and match(driver):
                 marked.add(pid)
         except (OSError, ValueError, IndexError):
             continue

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import checkpoint
+from runner import checkpoint, redo
 from runner.errors import ConfigError, first_line
 from runner.results import Status, TrialRecord, read_records, read_results
 
@@ -201,10 +201,8 @@ def _lines(path: Path) -> list[str]:
 
 def _row_epoch(line: str) -> int:
     """A result.json row's epoch; rows without one (a fault report) or cut short count as beyond any."""
-    try:
-        return int(json.loads(line)["epoch"])
-    except (ValueError, KeyError, TypeError):
-        return 1 << 30
+    epoch = redo.json_epoch(line)
+    return 1 << 30 if epoch is None else epoch
 
 
 def refuse_remote(uri: str, why: str) -> ConfigError:

@@ -20,7 +20,7 @@ RESULT, PROGRESS = "result.json", "progress.csv"
 
 def last_epoch(trial_dir: Path) -> int:
     """The highest epoch result.json holds (0 when none)."""
-    epochs = [_json_epoch(line) for line in _read(trial_dir / RESULT).splitlines()]
+    epochs = [json_epoch(line) for line in _read(trial_dir / RESULT).splitlines()]
     return max((e for e in epochs if e is not None), default=0)
 
 
@@ -47,7 +47,8 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _json_epoch(line: str) -> int | None:
+def json_epoch(line: str) -> int | None:
+    """A result.json row's epoch; None for a row without one (a fault's report) or cut short."""
     try:
         return int(json.loads(line)["epoch"])
     except (ValueError, KeyError, TypeError):
@@ -58,7 +59,7 @@ def _json_rows(text: str):
     """(offset, epoch or None) of each result.json row."""
     pos = 0
     for line in text.splitlines(keepends=True):
-        yield pos, _json_epoch(line)
+        yield pos, json_epoch(line)
         pos += len(line)
 
 
