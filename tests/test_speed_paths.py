@@ -167,3 +167,55 @@ def test_the_driver_loads_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_albumentations_is_imported_without_asking_pypi_for_a_newer_release():
+    """Its update check made an HTTPS request at every import (driver and each trial process, up to 2 s)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import urllib.request\n"
+        "def refuse(*a, **k): raise SystemExit('albumentations asked the network')\n"
+        "urllib.request.OpenerDirector.open = refuse\n"
+        "from runner.config import AugmentConfig\n"
+        "from runner.data.augment import check_augment\n"
+        "check_augment(AugmentConfig(), 64)\n"
+        "import albumentations\n"
+        "print('ok')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr[-2000:]
+
+
+def test_a_trial_reads_its_datasets_without_starting_ray_datas_executor():
+    """read_all takes a materialized Dataset's blocks as they are, in order and whole (an empty split too), and
+    starts none of Ray Data's actors: they were two more processes importing Ray Data as the first trials began."""
+    import ray
+
+    from runner.data.ray_data import read_all, to_ray_datasets
+    from runner.data.source import ImageSet
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (50, 8, 8, 3), dtype=np.uint8), rng.integers(0, 3, 50)
+    images = ImageSet(x, y, x[:0], y[:0], ["a", "b", "c"], "test", [], 0, 0.0)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        before = set(map(str, ray.util.list_named_actors(all_namespaces=True)))
+        datasets = to_ray_datasets(images)
+
+        @ray.remote
+        def read(ds):
+            return read_all(ds["train"]), read_all(ds["val"])
+
+        (tx, ty), (vx, vy) = ray.get(read.remote(datasets))
+        after = set(map(str, ray.util.list_named_actors(all_namespaces=True)))
+    finally:
+        ray.shutdown()
+    assert tx.dtype == np.uint8 and ty.dtype == np.int64
+    np.testing.assert_array_equal(tx, x)
+    np.testing.assert_array_equal(ty, y)
+    assert len(vx) == len(vy) == 0
+    assert after == before, f"Ray Data started actors: {after - before}"

@@ -9,6 +9,7 @@ as ``A.Normalize(max_pixel_value=255)``), for training and evaluation batches al
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -80,7 +81,10 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
 
 def _albumentations():
     """albumentations, imported without its optional torch module (ToTensorV2, which runner does not use) unless
-    torch is loaded already: the driver checks the augmentations and never trains, and torch cost it ~150 MiB."""
+    torch is loaded already: the driver checks the augmentations and never trains, and torch cost it ~150 MiB.
+    Without its check for a newer release: each import asked pypi.org over HTTPS (up to 2 s, in the driver and in
+    every trial process) and warned when it could not."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if "albumentations" in sys.modules or "torch" in sys.modules:
         import albumentations
 
