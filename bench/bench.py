@@ -12,7 +12,8 @@ Prints, side by side:
      has native bf16 (train.amp)
   c. runner's steady-state images/s inside a trial (per-epoch timing after the first epoch)
   d. fixed costs: per trial (trial entered -> first training step) and per study, piece by piece
-     (command start -> first step; last step -> exit)
+     (command start -> first step; last step -> exit), and the CPU time all the study's processes used
+     before its first step: divided by the cores, the shortest start this machine allows
   e. the study's wall time against the same trials, same epochs, one after another with the course loop
   f. per-epoch overhead: the share of an epoch's wall time (report to report) spent outside training
   g. peak memory (PSS) of the whole process tree per concurrent trial
@@ -173,15 +174,18 @@ def compute_limit_concurrent(cfg: TrialConfig, n: int, threads: int, copies: int
         return statistics.median(pool.map(_compute_limit_worker, [(cfg.to_dict(), n, threads)] * copies))
 
 
-# --------------------------------------------------------------------------- f. memory of a process tree
+# --------------------------------------------------------------------------- d, g. CPU and memory of a process tree
 
 
-class TreeMemory(threading.Thread):
-    """Samples the PSS of a driver and every process of its Ray cluster (marked RUNNER_DRIVER_PID)."""
+class TreeSampler(threading.Thread):
+    """Samples a driver and every process of its Ray cluster (marked RUNNER_DRIVER_PID): the peak of their summed
+    PSS, and each process's CPU time (user + system) over time, so the CPU work done before a moment is known."""
 
-    def __init__(self, driver_pid: int, every_s: float = 0.5):
+    def __init__(self, driver_pid: int, every_s: float = 0.2):
         super().__init__(daemon=True)
         self.driver, self.every, self.peak, self.stop = driver_pid, every_s, 0, False
+        self.cpu: dict[int, list[tuple[float, float]]] = {}  # pid -> [(time, CPU seconds so far)]
+        self.tick = os.sysconf("SC_CLK_TCK")
 
     def pids(self) -> list[int]:
         marker = f"RUNNER_DRIVER_PID={self.driver}\0".encode()
@@ -204,10 +208,25 @@ class TreeMemory(threading.Thread):
             pass
         return 0
 
+    def cpu_s(self, pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
     def run(self):
         while not self.stop:
-            self.peak = max(self.peak, sum(self.pss_kib(p) for p in self.pids()))
+            pids, now = self.pids(), time.time()
+            self.peak = max(self.peak, sum(self.pss_kib(p) for p in pids))
+            for p in pids:
+                if (c := self.cpu_s(p)) is not None:
+                    self.cpu.setdefault(p, []).append((now, c))
             time.sleep(self.every)
+
+    def cpu_before(self, t: float) -> float:
+        """CPU seconds all sampled processes had used by time ``t`` (each process's last sample before it)."""
+        return sum(([c for when, c in h if when <= t] or [0.0])[-1] for h in self.cpu.values())
 
 
 # --------------------------------------------------------------------------- c, d, e, f, g: runner itself
@@ -271,7 +290,7 @@ def run_runner(folder: Path, study: str, seeds: str | None, epochs: int | None, 
     env = {**os.environ, "RUNNER_CACHE_DIR": str(out / "cache")}
     t0 = time.time()
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    mem = TreeMemory(proc.pid)
+    mem = TreeSampler(proc.pid)
     mem.start()
     stdout, stderr = proc.communicate()
     t_exit = time.time()
@@ -280,8 +299,10 @@ def run_runner(folder: Path, study: str, seeds: str | None, epochs: int | None, 
         sys.exit(f"runner failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
     trials = [_trial(rj) for rj in sorted((out / "bench").glob("*/result.json"))]
     concurrent = json.loads((out / "bench" / "study.json").read_text())["max_concurrent"]
+    cpu_to_first_step = mem.cpu_before(min(t["first_step"] for t in trials))
     return {"t0": t0, "exit": t_exit, "wall": t_exit - t0, "trials": trials, "concurrent": concurrent,
-            "peak_gib": mem.peak / 2**20, "marks": json.loads(marks_file.read_text())}  # fmt: skip
+            "peak_gib": mem.peak / 2**20, "marks": json.loads(marks_file.read_text()),
+            "cpu_to_first_step": cpu_to_first_step}  # fmt: skip
 
 
 def _trial(rj: Path) -> dict:
@@ -316,6 +337,8 @@ def fixed_costs(r: dict) -> list[tuple[str, float]]:
         ("Tune start -> first trial process entered", first_entered - tune_start),
         ("first trial entered -> its first step", first_step - first_entered),
         ("= study start -> first step", first_step - t0),
+        ("  CPU time of the study's processes by then, core-s", r["cpu_to_first_step"]),
+        ("  the same / cores: start -> first step if no core were ever idle", r["cpu_to_first_step"] / os.cpu_count()),
         ("last step -> Tune returns", tune_end - last_step),
     ]
     rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[TUNE + 1 :] if label in m]
@@ -390,7 +413,7 @@ def print_table(r: dict, lim: dict, a: float, course_wall: float, cores: int) ->
         ("   the same with bf16 autocast, images/s", f"{bf16:>8}", "(train.amp; opt-in)"),
         ("c. runner in a trial, images/s", f"{c:8.0f}", "(median over trials of the median epoch after the first)"),
         ("d. fixed cost per trial, median s", f"{setup:8.2f}", "(trial entered -> first training step)"),
-        *[(f"   {k}, s", f"{v:8.2f}", "") for k, v in costs],
+        *[(f"   {k}" + ("" if "core-s" in k else ", s"), f"{v:8.2f}", "") for k, v in costs],
         ("e. runner study wall, s", f"{r['wall']:8.1f}",
          f"({len(trials)} trials, {r['concurrent']} at a time, {sum(t['epochs'] for t in trials)} epochs in all)"),
         ("   course loop, same trials in a row, s", f"{course_wall:8.1f}", ""),

@@ -130,9 +130,11 @@ def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -
         if reap_orphans():
             log.warning("stopped Ray processes left behind by an earlier study whose driver was killed")
         os.environ[DRIVER_ENV] = str(os.getpid())  # inherited by the local cluster's processes, as TRAIN_ENV is
-        # No runtime env: Ray prestarts a worker process per CPU as it starts, and only a job without one gets them
-        # for its trials (with one, each trial process was started anew through Ray's setup_worker).
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+        # No runtime env, so the local cluster's processes get TRAIN_ENV from this one's environment. No worker
+        # processes started ahead: nothing would use them (Tune gives its trial actors a runtime env of its own,
+        # so each trial process is started for it), and they took CPU from Ray's own start.
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False,
+                 _system_config={"prestart_worker_first_driver": False}, **kwargs)  # fmt: skip
     if log_file is not None and not verbose:
         _ray_logs_to(log_file)
     nodes = [n for n in ray.nodes() if n.get("Alive")]

@@ -27,7 +27,9 @@ def to_ray_datasets(images: ImageSet) -> dict:
     splits = {"train": (images.train_x, images.train_y), "val": (images.val_x, images.val_y)}
     if images.has_test:  # nothing is picked on it: each trial evaluates its best epoch's model on it
         splits["test"] = (images.test_x, images.test_y)
-    return {name: ray.data.from_arrow(table(x, y)).materialize() for name, (x, y) in splits.items()}
+    # from_blocks works out each block's metadata here; from_arrow ran a Ray task for it, which waited for a
+    # worker process to start and import Ray Data (~1 s of CPU) before any trial could.
+    return {name: ray.data.from_blocks([table(x, y)]) for name, (x, y) in splits.items()}
 
 
 def read_all(dataset) -> tuple[np.ndarray, np.ndarray]:
