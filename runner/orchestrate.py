@@ -87,7 +87,7 @@ def _kill_marked(match) -> int:
     return stopped
 
 
-def _check_reachable(address: str) -> None:
+def _check_reachable(address: str, named: str) -> None:
     """Fail in seconds on a HOST:PORT nobody listens on (ray.init retries an unreachable GCS for ~14 minutes)."""
     import socket
 
@@ -98,14 +98,15 @@ def _check_reachable(address: str) -> None:
         socket.create_connection((host, int(port)), timeout=5).close()
     except (OSError, ValueError) as e:
         raise ConfigError(
-            f"--address {address}: cannot connect to a Ray cluster ({getattr(e, 'strerror', None) or e}); "
+            f"{named}: cannot connect to a Ray cluster ({getattr(e, 'strerror', None) or e}); "
             "start one with `ray start --head` or `ray up cluster.yaml`, or check HOST:PORT"
         ) from None
 
 
-def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -> Cluster:
-    """Start a local Ray (all this machine's cores) or join ``address``; return what the cluster has. Unless
-    ``verbose``, Ray's and Tune's own log records (a failed trial's traceback among them) go to ``log_file``."""
+def init_ray(address: str | None, named: str, verbose: bool, log_file: Path | None = None) -> Cluster:
+    """Start a local Ray (all this machine's cores) or join ``address`` (``named`` in errors: where it came from);
+    return what the cluster has. Unless ``verbose``, Ray's and Tune's own log records (a failed trial's traceback
+    among them) go to ``log_file``."""
     for k, v in TRAIN_ENV.items():
         os.environ.setdefault(k, v)
     import ray
@@ -116,7 +117,7 @@ def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -
         warnings.filterwarnings("ignore", category=FutureWarning)
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
-        _check_reachable(address)
+        _check_reachable(address, named)
         try:  # a cluster's processes get TRAIN_ENV through the job's runtime env
             ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in TRAIN_ENV}}, **kwargs)
         except Exception as e:  # noqa: BLE001 - connection, version and auth failures all mean "cannot join"
@@ -125,11 +126,12 @@ def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -
                 if "auth" in str(e).lower()
                 else "start one with `ray start --head` or `ray up cluster.yaml`"
             )
-            raise ConfigError(f"--address {address}: cannot join the Ray cluster ({first_line(e)}); {hint}") from None
+            raise ConfigError(f"{named}: cannot join the Ray cluster ({first_line(e)}); {hint}") from None
     else:
         if reap_orphans():
             log.warning("stopped Ray processes left behind by an earlier study whose driver was killed")
         os.environ[DRIVER_ENV] = str(os.getpid())  # inherited by the local cluster's processes, as TRAIN_ENV is
+        os.environ.pop("RAY_ADDRESS", None)  # blank: ray.init would take it for a cluster to join
         # No runtime env, so the local cluster's processes get TRAIN_ENV from this one's environment. No worker
         # processes started ahead: nothing would use them (Tune gives its trial actors a runtime env of its own,
         # so each trial process is started for it), and they took CPU from Ray's own start.

@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="results dir name under --storage (default: the study's name, numbered if taken)")
     p.add_argument("--seeds", metavar="SEEDS", help="the study's seeds instead of the file's, e.g. 0-5 or 0,1,2,7; "
                    "with --resume, runs only the trials the results dir lacks")  # fmt: skip
-    p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one "
+                   "(default: $RAY_ADDRESS when set, as for ray.init and `ray job submit`)")  # fmt: skip
     p.add_argument(
         "--max-concurrent", type=int, metavar="N", help="run at most N trials at once (default: as many as fit)"
     )
@@ -86,6 +87,15 @@ def main(argv: list[str] | None = None, exiting: bool = False) -> int:
     p = cli.parser("python -m runner.tune", "Run a study: every variant x seed as a Ray Tune trial.")
     add_arguments(p)
     return run(p.parse_args(argv), exiting)
+
+
+def _address(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The cluster to join (None: start a local one) and how to name it in an error: --address, else RAY_ADDRESS,
+    which Ray sets for a `ray job submit` entrypoint and ray.init would join."""
+    if args.address:
+        return args.address, f"--address {args.address}"
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    return (env, f"RAY_ADDRESS={env}") if env else (None, "")
 
 
 def run(args: argparse.Namespace, exiting: bool = False) -> int:
@@ -224,11 +234,8 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
     """The plan on this machine (a cluster given by --address is not contacted); nothing is created."""
     cpus = float(os.cpu_count() or 1)
     plan = prepared.plan(Cluster(cpus=cpus, gpus=0.0, node_cpus=cpus, node_gpus=0.0), args.max_concurrent)
-    where = (
-        "this machine"
-        if not args.address
-        else f"this machine (the cluster at {args.address} is not contacted in a dry run)"
-    )
+    address, _ = _address(args)
+    where = "this machine" if not address else f"this machine (the cluster at {address} is not contacted in a dry run)"
     print(f"{_study_line(plan)}, {plan.concurrent} at a time on {where} ({cpus:g} CPUs)")
     print(f"output {storage.join(prepared.storage, plan.study)}")
     _print_search(prepared.study)
@@ -334,7 +341,7 @@ def _execute(prepared: Prepared, args: argparse.Namespace, t0: float, results, r
     from runner.progress import make_printer
     from runner.resources import amp_note
 
-    cluster = orchestrate.init_ray(args.address, args.verbose, log_file)
+    cluster = orchestrate.init_ray(*_address(args), args.verbose, log_file)
     orchestrate.check_shared_storage(prepared.storage, cluster)
     # SIGTERM stops the study like Ctrl-C (Tune saves its state, the partial summary is written); set after
     # ray.init, which installs a handler of its own that would end the process at once.

@@ -146,6 +146,19 @@ def test_unreachable_address(tmp_path):
     assert "error: --address 127.0.0.1:1: cannot connect to a Ray cluster" in proc.stderr
 
 
+@pytest.mark.e2e
+def test_unreachable_ray_address_from_the_environment(tmp_path):
+    """Without --address the CLI joins $RAY_ADDRESS, as ray.init does (`ray job submit` sets it for its
+    entrypoint): it used to start a local Ray with num_cpus and die in ray.init's ValueError."""
+    proc = run_cli("configs/smoke.py", "--storage", str(tmp_path), timeout=120, env={"RAY_ADDRESS": "127.0.0.1:1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: RAY_ADDRESS=127.0.0.1:1: cannot connect to a Ray cluster")
+    ), proc.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- folders the study cannot use
 
 

@@ -1,5 +1,6 @@
 """A real two-node Ray cluster on this machine (two raylets on loopback, started with `ray start`):
-the CLI joins it with --address, and one trial's two DDP workers run one on each node."""
+the CLI joins it with --address (or RAY_ADDRESS, as `ray job submit` sets it), and one trial's two DDP
+workers run one on each node."""
 
 import csv
 import json
@@ -86,7 +87,8 @@ def two_nodes():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_trial_workers_run_on_both_nodes(tmp_path, two_nodes):
+@pytest.mark.parametrize("join", ["--address", "RAY_ADDRESS"])
+def test_trial_workers_run_on_both_nodes(tmp_path, two_nodes, join):
     address, env = two_nodes
     cfg = write_study(
         tmp_path / "mn.py",
@@ -99,16 +101,11 @@ def test_trial_workers_run_on_both_nodes(tmp_path, two_nodes):
     """,
     )
     out = tmp_path / "out"
-    proc = run_cli(
-        str(cfg),
-        "--address",
-        address,
-        "--storage",
-        str(out),
-        "--name",
-        "mn",
-        env={k: env[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")},
-    )
+    joining = ["--address", address] if join == "--address" else []
+    client_env = {k: env[k] for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
+    if join == "RAY_ADDRESS":
+        client_env["RAY_ADDRESS"] = address
+    proc = run_cli(str(cfg), *joining, "--storage", str(out), "--name", "mn", env=client_env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "(2 nodes)" in proc.stdout
     rows = list(csv.DictReader(open(out / "mn" / "summary.csv")))
