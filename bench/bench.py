@@ -324,8 +324,9 @@ def _trial(rj: Path) -> dict:
     }
 
 
-def fixed_costs(r: dict) -> list[tuple[str, float]]:
-    """The study's fixed time, piece by piece, in the order they happen (seconds)."""
+def fixed_costs(r: dict) -> list[tuple[str, float, str]]:
+    """The study's fixed time, piece by piece, in the order they happen: (label, value, unit); the unit is seconds
+    but for the CPU time spent before the first step."""
     m, t0 = r["marks"], r["t0"]
     first_entered = min(t["entered"] for t in r["trials"])
     first_step = min(t["first_step"] for t in r["trials"])
@@ -337,14 +338,16 @@ def fixed_costs(r: dict) -> list[tuple[str, float]]:
         ("Tune start -> first trial process entered", first_entered - tune_start),
         ("first trial entered -> its first step", first_step - first_entered),
         ("= study start -> first step", first_step - t0),
-        ("  CPU time of the study's processes by then, core-s", r["cpu_to_first_step"]),
-        ("  the same / cores: start -> first step if no core were ever idle", r["cpu_to_first_step"] / os.cpu_count()),
-        ("last step -> Tune returns", tune_end - last_step),
     ]
-    rows += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[TUNE + 1 :] if label in m]
-    rows += [("stopping the local Ray, exit (after the CLI returned)", r["exit"] - m["exit"])]
-    rows += [("= last step -> exit", r["exit"] - last_step)]
-    return rows
+    cpu = [
+        ("  CPU time of the study's processes by then", r["cpu_to_first_step"], "core-s"),
+        ("  the same / cores: start -> first step if no core were ever idle", r["cpu_to_first_step"] / os.cpu_count(), "s"),
+    ]  # fmt: skip
+    end = [("last step -> Tune returns", tune_end - last_step)]
+    end += [(label, m[label][1] - m[label][0]) for label, *_ in PIECES[TUNE + 1 :] if label in m]
+    end += [("stopping the local Ray, exit (after the CLI returned)", r["exit"] - m["exit"])]
+    end += [("= last step -> exit", r["exit"] - last_step)]
+    return [(k, v, "s") for k, v in rows] + cpu + [(k, v, "s") for k, v in end]
 
 
 def epoch_overhead(trials: list[dict], n_train: int) -> tuple[float, float]:
@@ -413,7 +416,7 @@ def print_table(r: dict, lim: dict, a: float, course_wall: float, cores: int) ->
         ("   the same with bf16 autocast, images/s", f"{bf16:>8}", "(train.amp; opt-in)"),
         ("c. runner in a trial, images/s", f"{c:8.0f}", "(median over trials of the median epoch after the first)"),
         ("d. fixed cost per trial, median s", f"{setup:8.2f}", "(trial entered -> first training step)"),
-        *[(f"   {k}" + ("" if "core-s" in k else ", s"), f"{v:8.2f}", "") for k, v in costs],
+        *[(f"   {k}, {unit}", f"{v:8.2f}", "") for k, v, unit in costs],
         ("e. runner study wall, s", f"{r['wall']:8.1f}",
          f"({len(trials)} trials, {r['concurrent']} at a time, {sum(t['epochs'] for t in trials)} epochs in all)"),
         ("   course loop, same trials in a row, s", f"{course_wall:8.1f}", ""),
@@ -426,7 +429,7 @@ def print_table(r: dict, lim: dict, a: float, course_wall: float, cores: int) ->
     for k, v, note in rows:
         print(f"{k:<{w}}  {v}  {note}")
     print()
-    costs = dict(costs)
+    costs = {k: v for k, v, _ in costs}
     checks = [
         ("c/a  (runner vs course loop, per trial)", c / a, None),
         ("c/b", c / lim["b"], "c/b"),
