@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner import stats  # noqa: E402
-from runner.results import read_records  # noqa: E402
+from runner.results import stats  # noqa: E402
+from runner.results.records import read_records  # noqa: E402
 
 SUFFIX = "+bf16"
 

@@ -81,8 +81,8 @@ def course_loop(folder: Path, cfg: TrialConfig, epochs: int, threads: int) -> tu
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
 
-    from runner.engine import build_optimizer
-    from runner.model import build_model
+    from runner.trial.engine import build_optimizer
+    from runner.trial.model import build_model
 
     torch.set_num_threads(threads)
     classes = sorted(p.name for p in (folder / "train").iterdir())
@@ -138,8 +138,8 @@ def compute_limit(cfg: TrialConfig, n: int, threads: int, epochs: int = 3, amp: 
     import torch
     from torch.nn import functional as F
 
-    from runner.engine import build_optimizer
-    from runner.model import build_model
+    from runner.trial.engine import build_optimizer
+    from runner.trial.model import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -235,9 +235,9 @@ class TreeSampler(threading.Thread):
 PIECES = (  # those before TUNE happen before it, those after it after; "- " ones are part of the piece above
     ("prepare (study file, storage, decode, audit)", "runner.tune", "prepare"),
     ("- decode, audit", "runner.tune", "_load_data"),
-    ("ray.init", "runner.orchestrate", "init_ray"),
+    ("ray.init", "runner.driver.tuner", "init_ray"),
     ("Ray Data (datasets on the driver)", "runner.data.ray_data", "to_ray_datasets"),
-    ("Tune (all trials)", "runner.orchestrate", "run_trials"),
+    ("Tune (all trials)", "runner.driver.tuner", "run_trials"),
     ("summary tables", "runner.summary", "write"),
     ("report.html", "runner.tune", "_write_report"),
     ("ray.shutdown", "ray", "shutdown"),  # not called when the CLI exits: exit_process kills the local Ray instead
@@ -262,10 +262,10 @@ def child(marks_file: str, argv: list[str]) -> int:
                 marks.setdefault(_label, (start, time.time()))  # the first call: what the study waits for
 
         setattr(mod, name, functools.wraps(getattr(mod, name))(timed))
-    from runner import tune
+    from runner.driver import cli
 
     try:
-        return tune.main(argv, exiting=True)
+        return cli.main(argv, exiting=True)
     finally:
         marks["exit"] = time.time()
         Path(marks_file).write_text(json.dumps(marks))
@@ -363,7 +363,7 @@ def epoch_overhead(trials: list[dict], n_train: int) -> tuple[float, float]:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        from runner.tune import exit_process
+        from runner.driver.cli import exit_process
 
         exit_process(child(sys.argv[2], sys.argv[3:]))  # as python -m runner.tune ends
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -390,7 +390,7 @@ def main() -> None:
 
 
 def measure_limits(cfg: TrialConfig, concurrent: int) -> dict:
-    from runner.resources import cpu_bf16
+    from runner.study.resources import cpu_bf16
 
     threads = max(1, round(cfg.resources.cpus_per_worker))
     return {

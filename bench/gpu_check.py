@@ -73,8 +73,8 @@ def kernel_limits(steps: int = 200, batch: int = 32) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from runner.config import ModelConfig, OptimConfig
-    from runner.engine import build_optimizer
-    from runner.model import build_model
+    from runner.trial.engine import build_optimizer
+    from runner.trial.model import build_model
 
     dev = torch.device("cuda")
     x, y = torch.randn(steps * batch, 12288, device=dev), torch.randint(0, 9, (steps * batch,), device=dev)

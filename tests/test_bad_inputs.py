@@ -420,8 +420,8 @@ def test_resume_check_treats_a_key_added_since_as_its_default(tmp_path):
     import json
 
     from runner.config import ConfigError, Study
-    from runner.plan import grow, make_plan
-    from runner.resources import Cluster
+    from runner.study.plan import grow, make_plan
+    from runner.study.resources import Cluster
 
     study = Study(name="x", seeds=(0,))
     plan = make_plan(study, study.trials(), [("d0", ["a", "b"])], Cluster(cpus=2, gpus=0, node_cpus=2, node_gpus=0))

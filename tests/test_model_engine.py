@@ -21,9 +21,9 @@ from runner.config import (
     check_study,
 )
 from runner.data.augment import Augment, normalize
-from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
-from runner.metrics import classification_report, confusion
-from runner.model import build_model
+from runner.trial.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
+from runner.trial.metrics import classification_report, confusion
+from runner.trial.model import build_model
 
 CPU = torch.device("cpu")
 NO_AUG = AugmentConfig(train=())

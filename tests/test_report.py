@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_evaluate import BEST, crash, make_study
 
-from runner import report
+from runner.results import report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.config import ConfigError, ResourcesConfig
-from runner.resources import TRIAL_DRIVER_CPU, Cluster, Fit, fit_trial, max_concurrent
+from runner.study.resources import TRIAL_DRIVER_CPU, Cluster, Fit, fit_trial, max_concurrent
 
 TWO_CPU = Cluster(cpus=2, gpus=0, node_cpus=2, node_gpus=0)
 
@@ -145,7 +145,7 @@ def test_worker_request_that_fits_is_kept(cpus):
 
 
 def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path):
-    from runner.orchestrate import check_shared_storage
+    from runner.driver.tuner import check_shared_storage
 
     with pytest.raises(ConfigError, match=r"--storage .*node-local .*spans 2 machines.*every node mounts"):
         check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
@@ -154,7 +154,7 @@ def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path
 
 
 def test_network_filesystem_is_accepted(monkeypatch, tmp_path):
-    from runner import orchestrate
+    from runner.driver import tuner
 
-    monkeypatch.setattr(orchestrate, "_filesystem", lambda path: "nfs4")
-    orchestrate.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
+    monkeypatch.setattr(tuner, "_filesystem", lambda path: "nfs4")
+    tuner.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))

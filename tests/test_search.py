@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 
-from runner import search, searchview, studyfile
 from runner.config import (
     ASHA,
     ModelConfig,
@@ -26,8 +25,10 @@ from runner.config import (
     randint,
     uniform,
 )
+from runner.driver import search
 from runner.errors import ConfigError
-from runner.results import Status, TrialRecord
+from runner.results import search_summary, studyfile
+from runner.results.records import Status, TrialRecord
 from runner.space import check_search, describe, sample_names
 
 SPACE = {
@@ -184,7 +185,7 @@ def _search_study(tmp_path, lrs: dict[str, float], metric_of, pruned=()):
 def test_samples_rank_by_full_runs_and_keep_pruned_out_of_the_mean(tmp_path):
     lrs = {f"s{k:03d}": 10 ** (-5 + k / 2) for k in range(8)}
     study, records = _search_study(tmp_path, lrs, lambda lr: 0.9 - abs(math.log10(lr) + 3) / 10, pruned={("s004", 1)})
-    ranked = searchview.samples(records, study)
+    ranked = search_summary.samples(records, study)
     assert [s.name for s in ranked][:3] == ["s004", "s003", "s005"]  # lr 1e-3 best, then its neighbours
     s004 = ranked[0]
     assert s004.n == 1 and s004.pruned == 1 and s004.mean == pytest.approx(0.9) and s004.ci is None
@@ -195,9 +196,9 @@ def test_samples_rank_by_full_runs_and_keep_pruned_out_of_the_mean(tmp_path):
 def test_importance_finds_the_hyper_parameter_that_matters(tmp_path):
     lrs = {f"s{k:03d}": 10 ** (-5 + k / 3) for k in range(12)}
     study, records = _search_study(tmp_path, lrs, lambda lr: 0.9 - abs(math.log10(lr) + 3) / 10)
-    imp = searchview.importance(records, study)
+    imp = search_summary.importance(records, study)
     assert list(imp)[0] == "optim.lr" and imp["optim.lr"] > 0.8 and sum(imp.values()) == pytest.approx(1.0)
-    assert searchview.importance(records[:4], study) == {}  # too few trials to say
+    assert search_summary.importance(records[:4], study) == {}  # too few trials to say
 
 
 @pytest.mark.parametrize("algorithm", ["random", "sobol"])

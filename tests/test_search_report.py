@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import report, summary
 from runner.config import ModelConfig, TrialConfig
+from runner.results import report, summary
 
 
 def _search_dir(root: Path, samples: int = 8, seeds=(0, 1)) -> Path:

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from runner import sequential, stats
 from runner.config import ConfigError, DataConfig, Study, TrialConfig
-from runner.plan import grow, make_plan
-from runner.resources import Cluster
+from runner.results import sequential, stats
+from runner.study.plan import grow, make_plan
+from runner.study.resources import Cluster
 
 # --------------------------------------------------------------------------- effect sizes and power
 

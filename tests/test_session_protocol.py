@@ -43,8 +43,8 @@ def test_ray_and_memory_sessions_satisfy_the_protocol(tmp_path):
     r = _mypy(
         tmp_path,
         """
-        from runner.loop import MemorySession, Session
-        from runner.session import RaySession
+        from runner.trial.loop import MemorySession, Session
+        from runner.trial.session import RaySession
 
         def use(s: Session) -> None: ...
 
@@ -61,7 +61,7 @@ def test_a_session_without_collectives_is_rejected(tmp_path):
         tmp_path,
         """
         import numpy as np
-        from runner.loop import Session
+        from runner.trial.loop import Session
 
         class NoCollectives:
             rank: int = 0

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from runner import checkpoint, resources
+from runner import checkpoints
 from runner.config import AugmentConfig, ModelConfig, OptimConfig
 from runner.data.augment import Augment
-from runner.engine import autocast_on, build_optimizer, evaluate, kernel, train_epoch
-from runner.model import build_model
-from runner.reporter import Reporter, snapshot
+from runner.study import resources
+from runner.trial.async_report import Reporter, snapshot
+from runner.trial.engine import autocast_on, build_optimizer, evaluate, kernel, train_epoch
+from runner.trial.model import build_model
 
 CPU = torch.device("cpu")
 NO_AUG = AugmentConfig(train=())
@@ -106,13 +107,13 @@ def test_reporter_reports_in_order_and_checkpoints_a_copy_of_the_state(tmp_path)
     seen = []
 
     def report(metrics, ckpt_dir):
-        state = checkpoint.read_dir(ckpt_dir) if ckpt_dir else None
+        state = checkpoints.read_dir(ckpt_dir) if ckpt_dir else None
         seen.append((metrics["epoch"], None if state is None else state["w"].clone(), threading.current_thread()))
 
     r, w = Reporter(report), torch.zeros(3)
     for epoch in (1, 2, 3):
         w += 1
-        r.submit({"epoch": epoch}, {"w": w, "epoch": epoch, checkpoint.SCORE: 0.5} if epoch != 2 else None)
+        r.submit({"epoch": epoch}, {"w": w, "epoch": epoch, checkpoints.SCORE: 0.5} if epoch != 2 else None)
         w += 100  # the next epoch's steps change the weights while the previous epoch is being written
     r.wait()
     assert [s[0] for s in seen] == [1, 2, 3]
@@ -160,7 +161,7 @@ def test_the_driver_loads_no_torch():
     import sys
 
     code = (
-        "import sys, runner.tune as t, runner.trial, runner.tblog, runner.orchestrate, runner.summary\n"
+        "import sys, runner.tune as t, runner.trial.trainable, runner.driver.tuner, runner.results.summary\n"
         "assert t.main(['configs/smoke.py', '--dry-run']) == 0\n"
         "print('torch' in sys.modules)"
     )

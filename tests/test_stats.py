@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from runner.stats import ALPHA, NO_SPREAD, PAIRED_T, WILCOXON, compare, compare_all, holm, mean_ci, verdict
+from runner.results.stats import ALPHA, NO_SPREAD, PAIRED_T, WILCOXON, compare, compare_all, holm, mean_ci, verdict
 
 # Student t quantiles in closed form: df=1 is Cauchy, t = tan(pi (q - 1/2)); df=2 has
 # F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so F(t) = 0.975 gives t^2 = 2 c^2 / (1 - c^2) with c = 0.95.

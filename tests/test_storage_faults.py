@@ -15,7 +15,7 @@ from conftest import ROOT, run_cli
 
 from runner import storage
 from runner.config import ConfigError
-from runner.results import Status, read_records, trial_dir_name
+from runner.results.records import Status, read_records, trial_dir_name
 
 
 def _trial(root: Path, variant: str, seed: int, params: str | None, result: str = "") -> Path:
@@ -164,7 +164,7 @@ def test_the_storage_estimate():
     """The course MLP's checkpoint (weights and Adam's two moments, float32) is the 72.8 MiB measured on disk; a
     trial whose model cannot even be allocated writes nothing."""
     from runner.config import ModelConfig, TrialConfig
-    from runner.plan import EVENTS_PER_EPOCH, checkpoint_bytes, storage_needed
+    from runner.study.plan import EVENTS_PER_EPOCH, checkpoint_bytes, storage_needed
 
     course = TrialConfig(model=ModelConfig(hidden=(512, 128)))
     assert checkpoint_bytes(course, 9) / 2**20 == pytest.approx(72.77, abs=0.01)
@@ -177,8 +177,8 @@ def test_the_partial_summary_after_a_fault_adds_no_warning(tmp_path, capsys):
     """After a storage fault the one line says it all: trial files the full disk left empty stay quiet."""
     import logging
 
+    from runner.driver.cli import _write_partial_summary
     from runner.storage import Results
-    from runner.tune import _write_partial_summary
 
     root = tmp_path / "study"
     _trial(root, "a", 0, "")  # params.json left empty by the full disk
@@ -269,10 +269,10 @@ def test_a_cut_short_experiment_state_is_rebuilt_from_the_trial_dirs(tmp_path):
     proc, results = _start_mid_study(tmp_path, tmp_path / "runs")
     proc.send_signal(signal.SIGINT)
     _stopped_in_one_line(proc, 130)
-    from runner import rebuild
+    from runner.driver import recover
 
     phase = json.loads((results / "study.json").read_text())["phases"][-1]
-    assert rebuild.problem(results, phase) is None  # as Ctrl-C left it, Tune's own state carries the phase on
+    assert recover.problem(results, phase) is None  # as Ctrl-C left it, Tune's own state carries the phase on
     state = sorted(results.glob("experiment_state-*.json"))[-1]
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     finished = _finished_files(results)
@@ -388,18 +388,18 @@ def _phase(root: Path) -> list[dict]:
 
 
 def test_tunes_state_is_restored_only_when_whole_and_as_far_as_the_trial_dirs(tmp_path):
-    from runner import rebuild
+    from runner.driver import recover
 
     phase = _phase(tmp_path)
     done, going = trial_dir_name("a", 0, "abc12_00000"), trial_dir_name("a", 1, "abc12_00001")
     state = _state(tmp_path, {done: ("TERMINATED", 3), going: ("RUNNING", 2)})
-    assert rebuild.problem(tmp_path, phase) is None
+    assert recover.problem(tmp_path, phase) is None
     _state(tmp_path, {done: ("RUNNING", 2), going: ("RUNNING", 2)})  # saved before a seed 0 finished
-    assert rebuild.problem(tmp_path, phase) == (
+    assert recover.problem(tmp_path, phase) == (
         f"{state.name} is behind the trial dirs (a seed 0: epoch 2 unfinished there, epoch 3 finished in its dir)"
     )
     state.write_text(state.read_text()[:50])  # cut short
-    assert rebuild.problem(tmp_path, phase).startswith(
+    assert recover.problem(tmp_path, phase).startswith(
         f"Tune's saved state ({state.name} or a file beside it) is unreadable"
     )
 
@@ -408,15 +408,15 @@ def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
     """Finished trials are kept; an unfinished one carries on from its last checkpoint that loads, of an epoch its
     result.json reaches (set aside from the new run's checkpoint_000000); one never started starts; and one without
     a checkpoint that loads starts over, said on the console."""
-    from runner import rebuild
+    from runner.driver import recover
 
     phase = _phase(tmp_path)
     going = tmp_path / trial_dir_name("a", 1, "abc12_00001")
     _ckpt(going, 0, 1)
     _ckpt(going, 1, 2, whole=False)
-    rebuilt = rebuild.plan(tmp_path, phase)
+    rebuilt = recover.plan(tmp_path, phase)
     assert rebuilt.kept == 1 and [p["seed"] for p in rebuilt.params] == [1, 2]
-    carry = rebuilt.params[0][rebuild.KEY]
+    carry = rebuilt.params[0][recover.KEY]
     assert carry == {"dir": going.name, "checkpoint": str(going / "checkpoint_000000.r1"), "epoch": 1}
     assert sorted(p.name for p in going.glob("checkpoint_*")) == ["checkpoint_000000.r1", "checkpoint_000001.r1"]
     assert rebuilt.lines("why") == [
@@ -426,12 +426,12 @@ def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
     ]
     staging = tmp_path / "staging"
     (going / "progress.csv").write_text("epoch,val_accuracy\n1,0.1\n2,0.2\n")
-    rebuild.stage_rows(str(tmp_path), carry, staging)
+    recover.stage_rows(str(tmp_path), carry, staging)
     assert [json.loads(line)["epoch"] for line in (staging / "result.json").read_text().splitlines()] == [1]
     assert (staging / "progress.csv").read_text().splitlines() == ["epoch,val_accuracy", "1,0.1"]
     (going / "checkpoint_000000.r1" / "model.pt").write_bytes(b"")  # now no checkpoint loads
-    again = rebuild.plan(tmp_path, phase)
-    assert again.params[0][rebuild.KEY]["epoch"] == 0
+    again = recover.plan(tmp_path, phase)
+    assert again.params[0][recover.KEY]["epoch"] == 0
     assert again.over == ["a seed 1 (no checkpoint that loads, of its 2 epochs)"]
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import checkpoint, summary
-from runner.render import console_table, markdown
-from runner.results import COLUMNS, read_records, read_results
-from runner.summary import VariantSummary, summarize, write
+from runner import checkpoints
+from runner.results import summary
+from runner.results.records import COLUMNS, read_records, read_results
+from runner.results.render import console_table, markdown
+from runner.results.summary import VariantSummary, summarize, write
 
 
 def _first_table(md: str) -> list[str]:
@@ -428,7 +429,7 @@ def test_trials_that_never_started_are_pending_rows(tmp_path):
     """After Ctrl-C some planned trials have no dir yet: the summary still has a row for each."""
     import json
 
-    from runner import summary
+    from runner.results import summary
 
     (tmp_path / "study.json").write_text(
         json.dumps(
@@ -478,4 +479,4 @@ def test_checkpoint_column_points_at_the_best_not_the_latest(tmp_path):
         (d / name).mkdir(parents=True)
         (d / name / "model.pt").write_bytes(b"")
         (d / name / "meta.json").write_text(json.dumps({"epoch": epoch, "val_accuracy": acc}))
-    assert checkpoint.best(d) == "a_seed0_x/checkpoint_000002"
+    assert checkpoints.best(d) == "a_seed0_x/checkpoint_000002"

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from runner import checkpoint
+from runner import checkpoints
 from runner.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
 from runner.data.augment import normalize
 from runner.data.source import load_images
-from runner.loop import MemorySession, train
-from runner.plan import TrialSpec
-from runner.resources import Fit
+from runner.study.plan import TrialSpec
+from runner.study.resources import Fit
+from runner.trial.loop import MemorySession, train
 
 
 class DyingSession(MemorySession):
@@ -100,7 +100,7 @@ def test_resumed_trial_ends_exactly_like_an_unbroken_one(tmp_path, data):
 
 
 def _weights(path) -> list:
-    model, *_ = checkpoint.load_model(Path(path) / "model.pt")
+    model, *_ = checkpoints.load_model(Path(path) / "model.pt")
     return [t.clone() for t in model.state_dict().values()]
 
 
@@ -125,11 +125,11 @@ def test_checkpoint_every_holds_the_best_weights_and_resumes_exactly(tmp_path, d
         loads = state["best_epoch"] if "best_model" in state else epoch
         held.add(loads)
         assert all(torch.equal(a, b) for a, b in zip(_weights(c), _weights(by_epoch[loads]))), (epoch, loads)
-        meta = json.loads((Path(c) / checkpoint.META).read_text())
-        assert meta == {"epoch": epoch, checkpoint.SCORE: sparse.reports[loads - 1]["val_accuracy"]}
+        meta = json.loads((Path(c) / checkpoints.META).read_text())
+        assert meta == {"epoch": epoch, checkpoints.SCORE: sparse.reports[loads - 1]["val_accuracy"]}
     assert held - set(saved)  # some checkpoint held an earlier best epoch's weights
     best_epoch = sparse.reports[-1]["best_epoch"]
-    picked = tmp_path / checkpoint.best(tmp_path / "sparse")
+    picked = tmp_path / checkpoints.best(tmp_path / "sparse")
     assert all(torch.equal(a, b) for a, b in zip(_weights(picked), _weights(by_epoch[best_epoch])))
     assert not any("best_model" in torch.load(Path(c) / "model.pt", weights_only=False) for c in every.checkpoints)
 
@@ -149,7 +149,7 @@ def test_checkpoint_every_holds_the_best_weights_and_resumes_exactly(tmp_path, d
 def test_auto_checkpoints_are_as_frequent_as_their_cost_allows(tmp_path, data, monkeypatch, share, expected):
     """train.checkpoint_every = 0 (the default): the first epoch and the last always; between them, once the time
     since the last one is 1 / CHECKPOINT_SHARE times what writing it took."""
-    from runner import loop
+    from runner.trial import loop
 
     (d, classes) = data
     monkeypatch.setattr(loop, "CHECKPOINT_SHARE", share)
@@ -170,7 +170,7 @@ def test_the_best_epochs_model_is_evaluated_on_test_at_the_end(tmp_path, with_te
     assert last["best_epoch"] == best["epoch"]
     # the best checkpoint's model, evaluated here on test, gives the reported number
     best_ckpt = next(c for c in whole.checkpoints if c.endswith(f"_{best['epoch']}"))
-    model, cfg, _, _ = checkpoint.load_model(Path(best_ckpt) / "model.pt")
+    model, cfg, _, _ = checkpoints.load_model(Path(best_ckpt) / "model.pt")
     x, y = d["test"]
     with torch.no_grad():
         pred = model(normalize(torch.from_numpy(x), cfg.augment)).argmax(1).numpy()

@@ -13,11 +13,12 @@ import functools
 import time
 import traceback
 
-from runner import checkpoint, rebuild, storage
+from runner import checkpoints, storage
+from runner.driver import recover
 from runner.errors import STORAGE_FAULT, first_line, storage_fault
-from runner.plan import TrialSpec
-from runner.reporter import trim_heap
-from runner.results import Status
+from runner.results.records import Status
+from runner.study.plan import TrialSpec
+from runner.trial.async_report import trim_heap
 
 MAX_WORKER_RESTARTS = 2  # a worker group that loses a process restarts from its last checkpoint this often
 
@@ -38,7 +39,7 @@ def run_trial(config: dict, datasets: dict) -> None:
     # reused actors do not sync).
     trial_dir = storage.join(config["results_dir"], ray.tune.get_context().get_trial_name())
     try:
-        carry_from = config["spec"].get(rebuild.KEY, {}).get("checkpoint", "")
+        carry_from = config["spec"].get(recover.KEY, {}).get("checkpoint", "")
         _trainer(spec, datasets[spec.data_key], trial_dir, entered, carry_from).fit()
         if not spec.in_process:
             _drain_reports_to_tune()
@@ -71,7 +72,7 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, ca
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from runner.session import worker
+    from runner.trial.session import worker
 
     res = spec.config.resources
     use_gpu = res.gpus_per_worker > 0
@@ -96,7 +97,7 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, ca
             name="train",
             storage_path=trial_dir,
             callbacks=[TuneReportCallback()],
-            checkpoint_config=checkpoint.ray_config(ray.train.CheckpointConfig),
+            checkpoint_config=checkpoints.ray_config(ray.train.CheckpointConfig),
             failure_config=ray.train.FailureConfig(max_failures=MAX_WORKER_RESTARTS),
         ),
     )

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runner import resources
 from runner.config import OPTIMIZERS, AugmentConfig, OptimConfig, lookup
 from runner.data.augment import normalize
+from runner.study import resources
 
 EVAL_BATCH = 256  # images per forward pass when evaluating; memory only, results do not depend on it
 

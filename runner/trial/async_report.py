@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 
-from runner import checkpoint
+from runner import checkpoints
 
 
 class Reporter:
@@ -55,7 +55,7 @@ class Reporter:
     def _run(self, metrics: dict, state: dict | None) -> None:
         ckpt_dir, t0 = None, time.perf_counter()
         try:
-            ckpt_dir = checkpoint.save(state) if state is not None else None
+            ckpt_dir = checkpoints.save(state) if state is not None else None
             self._report(metrics, ckpt_dir)
             if ckpt_dir:
                 self.checkpoint_seconds = time.perf_counter() - t0

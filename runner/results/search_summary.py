@@ -12,8 +12,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from runner import stats
-from runner.results import Status, TrialRecord, cell
+from runner.results import stats
+from runner.results.records import Status, TrialRecord, cell
 
 MIN_TRIALS = 6  # fewer trials with a value than this: no importance (a forest of 5 points says nothing)
 
@@ -32,7 +32,7 @@ class Sample:
 def scores(records: list[TrialRecord], metric: str) -> dict[str, float | None]:
     """Each variant's mean of ``metric`` over every seed with a value, pruned ones as they stopped (None without
     any): what a learning searcher is told, and the ``score`` column."""
-    from runner.summary import values_by_seed
+    from runner.results.summary import values_by_seed
 
     return {
         v: statistics.fmean(x.values()) if x else None for v, x in values_by_seed(records, metric, pruned=True).items()

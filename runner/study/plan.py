@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from runner.config import ConfigError, Study, TrialConfig, apply_overrides, flatten, is_learned
-from runner.resources import Cluster, Fit, fit_trial, max_concurrent
+from runner.study.resources import Cluster, Fit, fit_trial, max_concurrent
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from runner import checkpoint, studyfile
+from runner import checkpoints
 from runner.errors import first_line
+from runner.results import studyfile
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def _record(trial_dir: Path) -> TrialRecord:
         status,
         epochs,
         trial_dir.name,
-        checkpoint.best(trial_dir),
+        checkpoints.best(trial_dir),
         error,
     )
 

@@ -24,15 +24,15 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from runner import checkpoint, storage
+from runner import checkpoints, storage
 from runner.data.augment import Augment
 from runner.data.split import NO_IMAGES
-from runner.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
-from runner.metrics import classification_report, confusion
-from runner.model import build_model
-from runner.plan import TrialSpec
-from runner.reporter import Reporter, snapshot
-from runner.results import Status
+from runner.results.records import Status
+from runner.study.plan import TrialSpec
+from runner.trial.async_report import Reporter, snapshot
+from runner.trial.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
+from runner.trial.metrics import classification_report, confusion
+from runner.trial.model import build_model
 
 
 class Session(Protocol):
@@ -103,7 +103,7 @@ class MemorySession:
             self.checkpoints.append(str(kept))
 
     def restored_state(self) -> dict | None:
-        return checkpoint.read_dir(self.resume_from) if self.resume_from else None
+        return checkpoints.read_dir(self.resume_from) if self.resume_from else None
 
     def workers(self) -> str:
         return f"local:{os.getpid()}"
@@ -285,7 +285,7 @@ def _report(run: _Run, reporter: Reporter, metrics: dict) -> None:
             # the val accuracy of the model evaluate loads from this checkpoint
             score = progress.stopper.best if best_now or frozen else metrics["val_accuracy"]
             state = checkpoint_state(run.spec, run.model, run.opt, progress, epoch, score)
-            metrics = {**metrics, checkpoint.CHECKPOINT_SCORE: score}
+            metrics = {**metrics, checkpoints.CHECKPOINT_SCORE: score}
             progress.checkpointed_at = time.monotonic()
         elif best_now:
             progress.best_model = snapshot(getattr(run.model, "module", run.model).state_dict())
@@ -316,7 +316,7 @@ def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int
         "config": spec.config.to_dict(),
         "classes": list(spec.classes),
         "epoch": epoch,
-        checkpoint.SCORE: score,
+        checkpoints.SCORE: score,
         "stopper": dataclasses.asdict(progress.stopper),
         "history": progress.history,
         # lists, not arrays: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
@@ -341,7 +341,7 @@ def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
 
 def _board(files: storage.TrialFiles | None, first_epoch: int):
     """Rank 0's TensorBoard run in the trial dir (None on other ranks)."""
-    from runner.tblog import TrialBoard
+    from runner.trial.board import TrialBoard
 
     return TrialBoard(str(files.dir), purge_step=first_epoch) if files else None
 

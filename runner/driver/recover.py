@@ -18,9 +18,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import checkpoint, redo
+from runner import checkpoints
 from runner.errors import ConfigError, first_line
-from runner.results import Status, TrialRecord, read_records, read_results
+from runner.results import files
+from runner.results.records import Status, TrialRecord, read_records, read_results
 
 KEY = "carry_on"  # in a rebuilt trial's spec param: {"dir": its trial dir, "checkpoint": path or "", "epoch": N}
 SET_ASIDE = ".r"  # checkpoint_000004 -> checkpoint_000004.r1: out of the way of the new run's own checkpoint_000000
@@ -141,7 +142,7 @@ def _carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
 def _checkpoints(trial_dir: Path) -> list[tuple[int, Path]]:
     """(epoch, dir) of the trial's checkpoints that say their epoch, oldest first."""
     out = []
-    for meta in trial_dir.glob(f"**/checkpoint_*/{checkpoint.META}"):
+    for meta in trial_dir.glob(f"**/checkpoint_*/{checkpoints.META}"):
         try:
             out.append((int(json.loads(meta.read_text())["epoch"]), meta.parent))
         except (OSError, ValueError, KeyError, TypeError):
@@ -152,7 +153,7 @@ def _checkpoints(trial_dir: Path) -> list[tuple[int, Path]]:
 def _loads(d: Path) -> bool:
     """Whether the checkpoint's weights are whole (torch.save writes a zip; one cut short has no directory)."""
     try:
-        with zipfile.ZipFile(d / checkpoint.FILE) as z:
+        with zipfile.ZipFile(d / checkpoints.FILE) as z:
             return z.testzip() is None
     except (OSError, zipfile.BadZipFile):
         return False
@@ -160,9 +161,9 @@ def _loads(d: Path) -> bool:
 
 def _set_aside(trial_dir: Path) -> dict[Path, Path]:
     """Rename the trial's checkpoint dirs out of the way of the new run's (which numbers from 0 again);
-    returns old -> new. They stay checkpoints (checkpoint.best still finds them)."""
+    returns old -> new. They stay checkpoints (checkpoints.best still finds them)."""
     moved = {}
-    for d in sorted(p.parent for p in trial_dir.glob(f"**/checkpoint_*/{checkpoint.META}")):
+    for d in sorted(p.parent for p in trial_dir.glob(f"**/checkpoint_*/{checkpoints.META}")):
         if SET_ASIDE in d.name:
             moved[d] = d
             continue
@@ -201,7 +202,7 @@ def _lines(path: Path) -> list[str]:
 
 def _row_epoch(line: str) -> int:
     """A result.json row's epoch; rows without one (a fault report) or cut short count as beyond any."""
-    epoch = redo.json_epoch(line)
+    epoch = files.json_epoch(line)
     return 1 << 30 if epoch is None else epoch
 
 

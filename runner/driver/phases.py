@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from runner import orchestrate, rebuild, sequential, studyfile
 from runner.config import ConfigError, TrialConfig
-from runner.plan import Plan, TrialSpec, grow
-from runner.results import read_records
+from runner.driver import recover, tuner
+from runner.results import sequential, studyfile
+from runner.results.records import read_records
+from runner.study.plan import Plan, TrialSpec, grow
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Run:
             key = data.key(TrialConfig.from_dict(p["trial"]).data, p["seed"])
             if key not in self.datasets:
                 self.datasets[key] = to_ray_datasets(data.images[key])
-        orchestrate.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri,
+        tuner.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri,
                                self.printer_factory(len(params)), resume=resume,
                                asha=self.prepared.study.scheduler, reference=self.plan.reference)  # fmt: skip
 
@@ -117,13 +118,13 @@ def _recorded_samples(run: Run, found: studyfile.StudyFile) -> None:
 def _carry_on(run: Run, latest: list[dict]) -> None:
     """Restore the newest phase from Tune's saved state, or, when that state is cut short or behind the trial dirs
     (a storage fault as Tune saved it), rebuild the phase from its trial dirs, saying which trials run again."""
-    problem = rebuild.problem(run.results.local, latest, weights=not run.results.remote)
+    problem = recover.problem(run.results.local, latest, weights=not run.results.remote)
     if problem is None:
         run.restore(latest)
         return
     if run.results.remote:
-        raise rebuild.refuse_remote(run.results.uri, problem)
-    rebuilt = rebuild.plan(run.results.local, latest)
+        raise recover.refuse_remote(run.results.uri, problem)
+    rebuilt = recover.plan(run.results.local, latest)
     for line in rebuilt.lines(problem):
         run.say(line)
     run.rebuild(rebuilt.params)
@@ -145,7 +146,7 @@ def _finished(record) -> bool:
 def _update_study(run: Run, kept: list[dict]) -> None:
     """study.json as the study file now is: its seeds, variants, reference, and the trials it still plans (a new
     phase adds its own)."""
-    from runner import search
+    from runner.driver import search
 
     study = run.prepared.study
     searched = (
@@ -160,8 +161,8 @@ def _update_study(run: Run, kept: list[dict]) -> None:
 def search_batches(run: Run) -> None:
     """A search that learns (algorithm="optuna"): tell the searcher each sample's mean over its seeds, and run its
     next batch of samples over the study's seeds, until it has asked for every sample."""
-    from runner import search
-    from runner.searchview import scores
+    from runner.driver import search
+    from runner.results.search_summary import scores
 
     study = run.prepared.study
     if study.search is None or len(search.batches(study.search)) == 1:
@@ -191,7 +192,7 @@ def search_batches(run: Run) -> None:
 
 def sequential_seeds(run: Run) -> None:
     """Look, and run the next seed for the undecided variants and the reference, until none is left."""
-    from runner.summary import values_by_seed
+    from runner.results.summary import values_by_seed
 
     study = run.prepared.study
     if not study.max_seeds:

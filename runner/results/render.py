@@ -1,6 +1,6 @@
 """Text renderings of a study's summary: the console's fixed-column table and summary.md.
 
-Numbers come from runner.summary (VariantSummary) and runner.results (TrialRecord); the cell
+Numbers come from runner.results.summary (VariantSummary) and runner.results (TrialRecord); the cell
 formatting here is shared with report.html (runner.report).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from runner import stats
-from runner.results import TRAINED, Status
+from runner.results import stats
+from runner.results.records import TRAINED, Status
 
 VARIANT_HEADER = [
     "variant",
@@ -153,7 +153,7 @@ def method_note(variants=()) -> str:
 
 
 def markdown(name: str, variants, records, partial: bool = False, search=None) -> str:
-    from runner.summary import OVERFIT_GAP
+    from runner.results.summary import OVERFIT_GAP
 
     lines = [f"# {name}", ""]
     if partial:
@@ -275,7 +275,7 @@ def _second_markdown(variants) -> list[str]:
 
 def console_table(variants) -> str:
     """Fixed-column table for the terminal; ! marks a train-val gap above OVERFIT_GAP."""
-    from runner.summary import OVERFIT_GAP
+    from runner.results.summary import OVERFIT_GAP
 
     w = max([7] + [len(v.variant) for v in variants])
     head = f"{'variant':<{w}}  trials  ok    mean  ±95%ci     std     min     max  best ep     gap    p holm  verdict"

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from runner.results import Status
+from runner.results.records import Status
 
 KINDS = ("done", "running", "pending", "pruned", "failed")  # how the counts split a phase's trials
 

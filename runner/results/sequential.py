@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runner.stats import ALPHA, DECIMALS, NO_SPREAD, PAIRED_T
+from runner.results.stats import ALPHA, DECIMALS, NO_SPREAD, PAIRED_T
 
 UNDECIDED = "undecided"  # more seeds to go
 

@@ -81,7 +81,7 @@ def load_model(path: Path):
     """(model in eval mode on the CPU, its TrialConfig, class names, the raw checkpoint dict) from a model.pt."""
     from runner.config import TrialConfig
     from runner.errors import ConfigError, first_line
-    from runner.model import build_model
+    from runner.trial.model import build_model
 
     try:
         ckpt = read(path)
@@ -116,8 +116,8 @@ def pick(results_dir: Path | str, variant: str | None = None, seed: int | None =
 
 def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
     from runner.errors import ConfigError
-    from runner.results import Status, read_records
-    from runner.summary import summarize
+    from runner.results.records import Status, read_records
+    from runner.results.summary import summarize
 
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results dir")

@@ -16,11 +16,13 @@ import time
 import warnings
 from pathlib import Path
 
-from runner import checkpoint, rebuild, redo, storage
+from runner import checkpoints, storage
+from runner.driver import recover
 from runner.errors import GONE, STORAGE_FAULT, ConfigError, StorageFault, first_line, gone_line, storage_fault
-from runner.plan import TrialSpec
-from runner.resources import TRIAL_DRIVER_CPU, Cluster
-from runner.results import PRUNED_FILE, trial_dir_name
+from runner.results import files
+from runner.results.records import PRUNED_FILE, trial_dir_name
+from runner.study.plan import TrialSpec
+from runner.study.resources import TRIAL_DRIVER_CPU, Cluster
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +213,12 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.trial import run_trial
+    from runner.trial.trainable import run_trial
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     watch = StorageWatch(results)
-    callbacks = [CarryOver(), redo.callback(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, Preload()]
+    callbacks = [CarryOver(), files.callback(), CSVLoggerCallback(), JsonLoggerCallback(), printer, watch, Preload()]
     if resume:
         tuner = tune.Tuner.restore(
             results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -239,7 +241,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         verbose=0,
         callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
-        checkpoint_config=checkpoint.ray_config(tune.CheckpointConfig),
+        checkpoint_config=checkpoints.ray_config(tune.CheckpointConfig),
     )
     return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
 
@@ -276,7 +278,7 @@ def _mark_pruned(results: str, trial, result: dict) -> None:
         marker = {"epoch": result.get("epoch"), "val_accuracy": result.get("val_accuracy")}
         storage.write_text(storage.join(where, PRUNED_FILE), json.dumps(marker))
         if not storage.is_uri(where):
-            from runner.tblog import pruned_session
+            from runner.trial.board import pruned_session
 
             spec = TrialSpec.from_param(trial.config["spec"])
             pruned_session(where, spec.variant, spec.config, result.get("best_val_accuracy", 0.0),
@@ -356,7 +358,7 @@ def remove_remake(results: str) -> None:
     the path says what happened: the dir is gone. A dir moved back or restored has them and is left alone."""
     import shutil
 
-    from runner import studyfile
+    from runner.results import studyfile
 
     path = storage.local_path(results)
     quiet = 0
@@ -382,9 +384,9 @@ def _carry_over_class():
         loggers open its result.json and progress.csv, they get the rows up to the epoch it carries on from."""
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            carry = trial.config["spec"].get(rebuild.KEY)
+            carry = trial.config["spec"].get(recover.KEY)
             if carry and trial.local_path and not storage.is_uri(trial.config["results_dir"]):
-                rebuild.stage_rows(trial.config["results_dir"], carry, Path(trial.local_path))
+                recover.stage_rows(trial.config["results_dir"], carry, Path(trial.local_path))
 
     return CarryOver
 
@@ -411,7 +413,7 @@ def _preload_class():
 
 
 def _preload() -> None:
-    from runner.report import preload
+    from runner.results.report import preload
 
     try:
         preload()
@@ -435,4 +437,4 @@ def _resources(config: dict) -> dict:
 def _trial_name(trial) -> str:
     """VARIANT_seedN_TRIALID; a trial of a rebuilt phase keeps its old dir."""
     spec = trial.config["spec"]
-    return spec.get(rebuild.KEY, {}).get("dir") or trial_dir_name(spec["variant"], spec["seed"], trial.trial_id)
+    return spec.get(recover.KEY, {}).get("dir") or trial_dir_name(spec["variant"], spec["seed"], trial.trial_id)

@@ -11,9 +11,10 @@ import os
 import numpy as np
 import torch
 
-from runner import checkpoint, loop
+from runner import checkpoints
 from runner.data.ray_data import read_all
 from runner.data.split import NO_IMAGES
+from runner.trial import loop
 
 
 def worker(config: dict, datasets: dict | None = None) -> None:
@@ -52,9 +53,9 @@ class RaySession:
 
             ckpt = ray.train.get_checkpoint()
         if ckpt is None:
-            return checkpoint.read_dir(self.carry_from) if self.carry_from else None
+            return checkpoints.read_dir(self.carry_from) if self.carry_from else None
         with ckpt.as_directory() as d:  # the dir itself for local storage; a download, deleted on exit, for a URI
-            return checkpoint.read_dir(d)
+            return checkpoints.read_dir(d)
 
     def workers(self) -> str:
         """'NODE@ip:pid' of every rank, in rank order (NODE: the Ray node id's first 8 hex digits; two

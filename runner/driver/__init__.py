@@ -1,0 +1,1 @@
+"""The driver process: the `python -m runner.tune` CLI, Ray, Tune and the study's phases. Never imports torch."""

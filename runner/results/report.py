@@ -1,0 +1,375 @@
+"""One self-contained HTML page per study: ``python -m runner.report RESULTS_DIR`` -> RESULTS_DIR/report.html.
+
+Sections: the summary table with its statistics (runner.summary), learning curves per variant
+(train and val accuracy per epoch: mean over seeds, band 95 % CI), the test split and convergence, the confusion matrix per
+variant (summed over its trials), every trial's status, the data (study.json) and the data audit
+(audit.json, when present), and where the results came from (command, git commit, versions,
+machine). Figures are PNGs embedded as base64 and the CSS is inline: the page needs nothing but
+itself, so it opens from file:// and can be mailed. Reads only the results dir, so it works on
+interrupted studies (trials without results are listed, not drawn) and skips errored trials'
+numbers like the summary does.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runner import cli
+from runner.results import render, stats, studyfile, summary
+from runner.results.records import UNFINISHED, Status, read_records
+from runner.storage import write_atomic
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; vertical-align: top; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+td.text { text-align: left; } .note { color: #555; } .warn { color: #a40; font-weight: bold; }
+img { max-width: 100%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
+"""
+
+
+def preload() -> None:
+    """Import what the tables and this report need (scipy.stats, pyarrow.parquet, matplotlib on Agg): ~1.2 s that a
+    study's driver spends while its trials train (runner.orchestrate) instead of at its end."""
+    import matplotlib
+    import pyarrow.parquet  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+def write_report(results_dir: Path) -> Path:
+    """Write ``results_dir/report.html`` and return its path."""
+    results_dir = Path(results_dir)
+    found = studyfile.read(results_dir)
+    study = found.doc if found else {}
+    rows = [r for r in read_records(results_dir) if r.planned]
+    variants = summary.for_study(rows, found)
+    unfinished = [r for r in rows if r.status in UNFINISHED]
+    parts = [
+        f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
+        f"<p class='note'>{_e(results_dir)}: {len(rows)} trials, {len(variants)} variants</p>",
+    ]
+    if unfinished:
+        parts.append(
+            f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>"
+        )
+    parts += ["<h2>Summary</h2>", _summary_section(variants)]
+    search = summary.search_found(rows, found)
+    if search:
+        parts += ["<h2>Search</h2>", _search_section(*search, log=set(found.search.get("log", [])))]
+    if rows:
+        parts += ["<h2>Learning curves</h2>", _curves_section(rows, [v.variant for v in variants])]
+    parts += ["<h2>Confusion matrices</h2>", _confusion_section(summary.confusion_by_variant(results_dir, rows))]
+    parts += ["<h2>Trials</h2>", _trials_table(rows)]
+    if study.get("data"):
+        parts += ["<h2>Data</h2>"] + [f"<h3>{_e(k)}</h3>" + _kv_table(v) for k, v in study["data"].items()]
+    audit = _read_json(results_dir / "audit.json")
+    if audit:
+        parts += ["<h2>Data audit</h2>", _kv_table(audit)]
+    env = {
+        k: study[k] for k in ("command", "git_commit", "versions", "machine", "cluster", "max_concurrent") if k in study
+    }
+    if isinstance(env.get("command"), list):
+        env["command"] = " ".join(map(str, env["command"]))
+    parts += ["<h2>Environment</h2>", _kv_table(env) if env else "<p class='note'>no study.json</p>"]
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_e(study.get('study', results_dir.name))}</title>"
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    out = results_dir / "report.html"
+    write_atomic(out, page)
+    return out
+
+
+def curves(rows: list, key: str) -> dict[str, dict]:
+    """{variant: {"epoch", "mean", "lo", "hi", "n"}} of ``key`` per epoch over the variant's seeds: the mean and
+    its 95 % confidence band (t-interval; none for one seed).
+
+    A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch; an epoch a
+    resumed trial reported twice counts once (its last report).
+    """
+    per_variant: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        if r.status == Status.ERROR:
+            continue
+        mine = {e["epoch"]: e[key] for e in r.epochs if e.get(key) is not None}
+        for epoch, value in mine.items():
+            per_variant.setdefault(r.variant, {}).setdefault(epoch, []).append(value)
+    out = {}
+    for v, by_epoch in per_variant.items():
+        epochs = sorted(by_epoch)
+        stats_ = [stats.mean_ci(by_epoch[e]) for e in epochs]
+        out[v] = {
+            "epoch": epochs,
+            "mean": [m for m, _ in stats_],
+            "lo": [m - (ci or 0.0) for m, ci in stats_],
+            "hi": [m + (ci or 0.0) for m, ci in stats_],
+            "n": [len(by_epoch[e]) for e in epochs],
+        }
+    return out
+
+
+def _summary_section(variants: list) -> str:
+    metric = variants[0].metric if variants else "best_val_accuracy"
+    note = (
+        f"<p class='note'>{_e(render.METRIC_WORDS[metric])} over seeds (fractions 0..1; <code>{metric}</code> ranks "
+        f"the variants and decides the verdicts), mean ± half-width of the 95 % CI (t-distribution). Reference: "
+        f"<b>{_e(render.reference_of(variants) or '-')}</b>. {_e(render.method_note(variants))} "
+        f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>"
+    )
+    main = _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+    if len(variants) > 1:
+        main += (
+            "<h3>Effect sizes</h3><p class='note'>Δ: mean paired difference from the reference with its 95 % CI. "
+            "P(beats the reference on a new seed): t predictive probability. Detectable Δ: the smallest difference "
+            "these seeds detect with 80 % power. Seeds to detect Δ: about how many seeds would detect the observed Δ.</p>"
+            + _table(render.EFFECT_HEADER, [render.effect_cells(v) for v in variants], text_cols={0})
+        )
+    second = (
+        "<h3>Test split and convergence</h3><p class='note'>"
+        + ("Test accuracy: each trial's best val epoch, its model on the test split (picked on nothing). "
+           "Best val - test: how far picking the epoch on val overstates accuracy on new images. "
+           if render.has_test(variants) else "No test split: add ROOT/test/CLASS/ or hold one out with data.test_fraction. ")
+        + "Epochs to 95 %: the first epoch whose val accuracy reaches 95 % of the trial's best (fewer = faster).</p>"
+        + _table(render.SECOND_HEADER, [render.second_cells(v) for v in variants], text_cols={0, 6})
+        + "".join(f"<p class='note'>{_e(line)}</p>" for line in render.rankings(variants))
+    )  # fmt: skip
+    return note + main + second
+
+
+def _curves_section(rows: list, order: list[str]) -> str:
+    train, val = curves(rows, "train_accuracy"), curves(rows, "val_accuracy")
+    names = [v for v in order if v in val]
+    if not names:
+        return "<p class='note'>No epoch has finished yet.</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    # All variants' val accuracy on one plot, then one panel per variant with train and val.
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=90)
+    for v in names:
+        c = val[v]
+        (line,) = ax.plot(c["epoch"], c["mean"], marker=".", label=v)
+        ax.fill_between(c["epoch"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy: mean over seeds, band 95 % CI")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    overview = _png(fig)
+    cols = min(3, len(names))
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), dpi=80, sharey=True, squeeze=False)
+    for ax, v in zip(axes.ravel(), names):
+        for c, label, style in ((train.get(v), "train", "--"), (val[v], "val", "-")):
+            if c:
+                (line,) = ax.plot(c["epoch"], c["mean"], style, marker=".", label=label)
+                ax.fill_between(c["epoch"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
+        ax.set_title(f"{v} ({max(val[v]['n'])} seeds)", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("accuracy")
+    fig.tight_layout()
+    return _img(overview, "val accuracy per variant") + _img(_png(fig), "train and val accuracy per variant")
+
+
+def _search_section(samples: list, importance: dict, log: set) -> str:
+    """Every sample with its CI, the samples on parallel coordinates, and each hyper-parameter's importance."""
+    table = _table(render.sample_header(samples), [render.sample_cells(s) for s in samples], text_cols={0})
+    parts = [f"<p class='note'>{_e(render.SAMPLES_NOTE)}</p>", table]
+    if samples and samples[0].values:
+        parts.append(
+            _img(_png(_parallel_figure(samples, log)), "sampled values against the score, one line per sample")
+        )
+    if importance:
+        parts += [f"<p class='note'>{_e(render.IMPORTANCE_NOTE)}</p>",
+                  _table(["hyper-parameter", "importance"], [[k, f"{v:.3f}"] for k, v in importance.items()])]  # fmt: skip
+    return "".join(parts)
+
+
+def _parallel_figure(samples: list, log: set):
+    """One vertical axis per sampled key (scaled to its range; log10 for a log-scale key) and one for
+    the score; a line per sample, coloured by its score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(samples[0].values)
+    scored = [s for s in samples if s.score is not None]
+    columns, labels = [], []
+    for k in keys:
+        col, ticks = _axis([s.values[k] for s in scored], k in log)
+        columns.append(col)
+        labels.append(f"{k}\n{ticks}")
+    scores = np.array([s.mean if s.mean is not None else s.score for s in scored], dtype=float)
+    columns.append((scores - scores.min()) / (np.ptp(scores) or 1.0) if len(scores) else scores)
+    labels.append(f"score\n{scores.min():.3f} .. {scores.max():.3f}" if len(scores) else "score")
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(columns)), 4), dpi=90)
+    cmap = plt.get_cmap("viridis")
+    for i, s in enumerate(scored):
+        ys = [c[i] for c in columns]
+        ax.plot(
+            range(len(columns)), ys, color=cmap(columns[-1][i]), alpha=0.8, ls="-" if s.n else ":", marker="o", ms=3
+        )
+    ax.set_xticks(range(len(columns)), labels, fontsize=7)
+    ax.set_yticks([])
+    for x in range(len(columns)):
+        ax.axvline(x, color="#999", lw=0.6)
+    ax.set_title(
+        "samples: sampled values (scaled to each axis's range) and score; dotted: every seed pruned", fontsize=9
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _axis(values: list, log: bool) -> tuple[np.ndarray, str]:
+    """Values scaled to 0..1 for one axis, and what its ends mean (a choice's options in order)."""
+    if not values:
+        return np.array([]), ""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        x = np.array(values, dtype=float)
+        log = log and x.min() > 0
+        x = np.log10(x) if log else x
+        lo, hi = min(values), max(values)
+        return (x - x.min()) / (np.ptp(x) or 1.0), f"{lo:.3g} .. {hi:.3g}{' (log)' if log else ''}"
+    options = sorted({str(v) for v in values})
+    return np.array([options.index(str(v)) / max(len(options) - 1, 1) for v in values]), " | ".join(options)
+
+
+def _confusion_section(cms: dict[str, dict]) -> str:
+    if not cms:
+        return "<p class='note'>No trial has written confusion_matrix.json yet.</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from runner.trial.board import confusion_figure
+
+    imgs = []
+    for v, cm in cms.items():
+        fig = confusion_figure(np.asarray(cm["matrix"]), cm["classes"], 0)
+        fig.axes[0].set_title(f"{v}: sum over {cm['trials']} trials", fontsize=9)
+        imgs.append(_img(_png(fig), f"confusion matrix {v}"))
+    return (
+        "<p class='note'>Rows true class, columns predicted, at each trial's best epoch, summed over the variant's "
+        "trials.</p><div class='grid'>" + "".join(imgs) + "</div>"
+    )
+
+
+def _trials_table(records: list) -> str:
+    head = ["variant", "seed", "status", "best val accuracy", "best epoch", "epochs run", "seconds", "error"]
+    rows = [r.row() for r in records]
+    cells = [
+        [
+            r["variant"],
+            str(r["seed"]),
+            r["status"],
+            render.fmt(r["best_val_accuracy"]),
+            str(r["best_epoch"] or "-"),
+            str(r["epochs_run"]),
+            render.fmt(r["trial_seconds"], 1),
+            r["error"],
+        ]
+        for r in rows
+    ]
+    return _table(head, cells, text_cols={0, 2, 7})
+
+
+def _kv_table(d) -> str:
+    """Any JSON value as a two-column table; nested dicts become dotted keys, long lists are cut."""
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, x) -> None:
+        if isinstance(x, dict) and x:
+            for k, v in x.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix or "value"] = x
+
+    walk("", d)
+    return _table(["key", "value"], [[k, _value(v)] for k, v in flat.items()], text_cols={0, 1})
+
+
+def _value(v) -> str:
+    if isinstance(v, list):
+        shown = ", ".join(json.dumps(x) if isinstance(x, (dict, list)) else str(x) for x in v[:20])
+        return shown + (f", ... ({len(v)} in all)" if len(v) > 20 else "")
+    return json.dumps(v) if isinstance(v, dict) else str(v)
+
+
+def _table(head: list[str], rows: list[list[str]], text_cols: set[int] = frozenset()) -> str:
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    trs = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=text' if i in text_cols else ''}>{_e(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{th}</tr>{trs}</table>"
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no matplotlib URL in the file
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(b64: str, alt: str) -> str:
+    return f"<img alt='{_e(alt)}' src='data:image/png;base64,{b64}'>"
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return d if isinstance(d, dict) else {"value": d}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("results_dir", type=Path, help="the study's results dir (STORAGE/NAME)")
+
+
+def run(args) -> int:
+    results_dir = args.results_dir
+    if not results_dir.is_dir():
+        print(f"error: {results_dir}: no such results dir", file=sys.stderr)
+        return 2
+    if not any(results_dir.glob("*/params.json")) and studyfile.read(results_dir) is None:
+        print(
+            f"error: {results_dir}: no study here (no study.json, no trial dirs); give STORAGE/NAME of a study",
+            file=sys.stderr,
+        )
+        return 2
+    print(write_report(results_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m runner.report", "Write a study's report.html from its results dir.")
+    add_arguments(p)
+    return run(p.parse_args(argv))
