@@ -1,4 +1,5 @@
-"""Checkpoints: the one format the loop saves and resumes from, and evaluate / predict / summary read.
+"""Checkpoints, one owner: the format the loop saves and resumes from, the best and the latest kept one, and what
+Ray keeps (retention). evaluate / predict / the summary read them through here.
 
 A checkpoint is a directory (Ray copies it into the trial dir as ``checkpoint_NNNNNN``) holding
 ``model.pt`` (a torch dict: model and optimizer state, config, classes, epoch, early stopping state,
@@ -13,13 +14,25 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
 FILE = "model.pt"
 META = "meta.json"
 SCORE = "val_accuracy"  # what "best" means: the val accuracy of the checkpoint's model for use, higher is better
 CHECKPOINT_SCORE = "checkpoint_val_accuracy"  # SCORE as the epoch's result reports it to Ray (epochs with a checkpoint)
+
+# the keys of the state in model.pt (runner.trial.loop writes and resumes from it; evaluate and predict read it)
+MODEL, OPTIMIZER, EPOCH = "model", "optimizer", "epoch"  # the epoch's weights and optimizer state
+CONFIG, CLASSES = "config", "classes"  # the trial's TrialConfig.to_dict() and class names, in label order
+STOPPER, HISTORY = "stopper", "history"  # early stopping's state; per epoch: accuracies and val loss
+BEST_PREDS, BEST_TEST = "best_preds", "best_test"  # the best epoch's val predictions; its model on the test split
+BEST_MODEL, BEST_EPOCH = "best_model", "best_epoch"  # the best epoch's weights, when an earlier epoch is the best
+
+
+def weights_for_use(state: dict) -> dict:
+    """The weights evaluate and predict load: the best epoch's (SCORE's)."""
+    return state.get(BEST_MODEL) or state[MODEL]
 
 
 def ray_config(config_cls):
@@ -36,7 +49,7 @@ def save(state: dict) -> str:
 
     d = tempfile.mkdtemp(prefix="runner-ckpt-")
     torch.save(state, os.path.join(d, FILE))
-    (Path(d) / META).write_text(json.dumps({"epoch": state["epoch"], SCORE: state[SCORE]}))
+    (Path(d) / META).write_text(json.dumps({EPOCH: state[EPOCH], SCORE: state[SCORE]}))
     return d
 
 
@@ -77,90 +90,22 @@ def best(trial_dir: Path) -> str:
     return str(max(found, key=score).relative_to(trial_dir.parent)) if found else ""
 
 
-def load_model(path: Path):
-    """(model in eval mode on the CPU, its TrialConfig, class names, the raw checkpoint dict) from a model.pt."""
-    from runner.config import TrialConfig
-    from runner.errors import ConfigError, first_line
-    from runner.trial.model import build_model
-
-    try:
-        ckpt = read(path)
-        cfg = TrialConfig.from_dict(ckpt["config"])
-        classes = list(ckpt["classes"])
-        size = cfg.data.image_size
-        model = build_model(cfg.model, size * size * cfg.data.channels, len(classes))
-        model.load_state_dict(ckpt.get("best_model") or ckpt["model"])
-    except Exception as e:  # noqa: BLE001 - whatever fails (unpickling, keys, shapes), the file is not one of ours
-        raise ConfigError(f"{path}: not a runner checkpoint ({type(e).__name__}: {first_line(e, 200)})") from None
-    return model.eval(), cfg, classes, ckpt
-
-
-@dataclass(frozen=True)
-class Picked:
-    path: Path  # the model.pt to load (a local copy for a URI)
-    record: object  # the trial's results.TrialRecord
-    source: str  # where it lives, as the user gave it: a path or a URI
-
-
-def pick(results_dir: Path | str, variant: str | None = None, seed: int | None = None) -> Picked:
-    """The best model.pt of ``variant`` (default: the best mean best-val-accuracy), optionally of ``seed``:
-    among those trials, the one with the highest best val accuracy. A URI's is fetched (removed at exit)."""
-    from runner import storage
-
-    if storage.is_uri(str(results_dir)):
-        return _pick_remote(str(results_dir), variant, seed)
-    record = _pick_record(Path(results_dir), variant, seed)
-    path = Path(results_dir) / record.checkpoint / FILE
-    return Picked(path, record, str(path))
-
-
-def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
-    from runner.errors import ConfigError
-    from runner.results.records import Status, read_records
-    from runner.results.summary import summarize
-
-    if not results_dir.is_dir():
-        raise ConfigError(f"{results_dir}: no such results dir")
-    records = [r for r in read_records(results_dir) if r.planned]  # what the study plans now
-    if not records:
-        raise ConfigError(
-            f"{results_dir}: no trial results here; give STORAGE/NAME of a study run with python -m runner.tune"
-        )
-    ok = [r for r in records if r.status != Status.ERROR]  # an errored trial's checkpoint is not trusted
-    with_ckpt = [r for r in ok if r.checkpoint]
-    if variant is None:
-        ranked = [v for v in summarize(ok) if v.mean is not None and any(r.variant == v.variant for r in with_ckpt)]
-        if not ranked:
-            raise ConfigError(f"{results_dir}: no trial has a checkpoint yet")
-        variant = max(ranked, key=lambda v: v.mean).variant
-    known = list(dict.fromkeys(r.variant for r in records))
-    if variant not in known:
-        raise ConfigError(f"--variant {variant!r}: not in {results_dir}; choose one of {', '.join(known)}")
-    candidates = [r for r in with_ckpt if r.variant == variant and (seed is None or r.seed == seed)]
-    if not candidates:
-        raise ConfigError(
-            f"{results_dir}: variant {variant!r}{'' if seed is None else f' seed {seed}'} has no checkpoint"
-        )
-    return max(candidates, key=lambda r: r.best_val_accuracy if r.best_val_accuracy is not None else -1.0)
-
-
-def _pick_remote(uri: str, variant: str | None, seed: int | None) -> Picked:
-    """Pick from a copy of the results' small files, then fetch only the picked model.pt (removed at exit)."""
-    import atexit
-
-    from runner import storage
-    from runner.errors import ConfigError, first_line
-
-    results = storage.Results(uri)
-    atexit.register(results.close)
-    try:
-        results.pull()
+def kept(trial_dir: Path) -> list[tuple[int, Path]]:
+    """(epoch, dir) of the trial's checkpoints that say their epoch, oldest first; the last is the latest."""
+    out = []
+    for meta in trial_dir.glob(f"**/checkpoint_*/{META}"):
         try:
-            record = _pick_record(results.local, variant, seed)
-        except ConfigError as e:
-            raise ConfigError(str(e).replace(str(results.local), uri)) from None
-        path = results.local / record.checkpoint / FILE
-        storage.download(results.join(record.checkpoint), path.parent, lambda rel: rel != FILE)
-    except OSError as e:
-        raise ConfigError(f"{uri}: cannot read the results ({first_line(e)}); check the URI and credentials") from None
-    return Picked(path, record, results.join(record.checkpoint, FILE))
+            out.append((int(json.loads(meta.read_text())[EPOCH]), meta.parent))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(out)
+
+
+def loads(checkpoint_dir: Path) -> bool:
+    """Whether the checkpoint's weights are whole (torch.save writes a zip with a CRC32 per record; one cut short
+    has no directory)."""
+    try:
+        with zipfile.ZipFile(checkpoint_dir / FILE) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False

@@ -15,7 +15,7 @@ COMMANDS = {  # subcommand -> (module, help)
     "tune": ("runner.driver.cli", "run a study: every variant x seed as a Ray Tune trial"),
     "evaluate": ("runner.inference.evaluate", "evaluate a study's best checkpoint on an image folder"),
     "predict": ("runner.inference.predict", "label every image under a folder with a study's best checkpoint"),
-    "summary": ("runner.results.summary", "(re)write a study's summary tables from its results dir"),
+    "summary": ("runner.results.tables", "(re)write a study's summary tables from its results dir"),
     "report": ("runner.results.report", "(re)write a study's report.html from its results dir"),
 }
 

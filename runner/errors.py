@@ -35,7 +35,6 @@ _STORAGE = re.compile(
     r"No space left on device|Read-only file system|Permission denied|Disk quota exceeded|\[Errno (28|30|13|122)\]"
 )
 STORAGE_EXIT = 74  # sysexits' EX_IOERR: the study stopped on a storage fault; fix it and --resume
-STORAGE_FAULT = "storage_fault"  # the status a trial reports when its storage failed (the driver then stops)
 
 
 class StorageFault(Exception):

@@ -1,8 +1,8 @@
-"""``python -m runner.summary``: (re)write a study's summary tables (runner.results.summary)."""
+"""``python -m runner.summary``: (re)write a study's summary tables (runner.results.tables)."""
 
 import sys
 
-from runner.results.summary import main
+from runner.results.tables import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,3 +1,5 @@
+import contextlib
+import multiprocessing.process
 import os
 import subprocess
 import sys
@@ -14,6 +16,60 @@ ROOT = Path(__file__).resolve().parents[1]
 def _cache_dir(tmp_path_factory, monkeypatch):
     """Every test decodes into its own cache, never the user's ~/.cache/runner."""
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+UNIT_TIER = "unit tests start no process and no Ray: mark this test e2e"
+
+
+@contextlib.contextmanager
+def _no_process_no_ray(item: pytest.Item):
+    """In a test not marked e2e, starting a process or Ray raises, and fails the test even where the code under test
+    swallows the error. ray.init starts its GCS and raylet through subprocess.Popen, so refusing Popen refuses Ray
+    too (and Ray Data, which calls ray.init); ray.init itself is refused where ray is already imported (ray is not
+    imported here: that alone takes seconds)."""
+    if item.get_closest_marker("e2e"):
+        yield
+        return
+    refused: list[str] = []
+
+    def refuse(what: str):
+        def refused_call(*args, **kwargs):
+            refused.append(what)
+            raise RuntimeError(f"{UNIT_TIER} ({what})")
+
+        return refused_call
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess.Popen, "__init__", refuse("subprocess.Popen"))
+        for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp"):
+            if hasattr(os, name):
+                mp.setattr(os, name, refuse(f"os.{name}"))
+        mp.setattr(multiprocessing.process.BaseProcess, "start", refuse("multiprocessing start"))
+        if (ray := sys.modules.get("ray")) is not None:
+            mp.setattr(ray, "init", refuse("ray.init"))
+        yield
+    if refused:
+        pytest.fail(f"{UNIT_TIER}: it called {', '.join(dict.fromkeys(refused))}", pytrace=False)
+
+
+# Hooks rather than an autouse fixture: they also cover module-scoped fixtures, which pytest sets up before any
+# function-scoped fixture, and the setup and teardown as well as the test itself.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _no_process_no_ray(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _no_process_no_ray(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item):
+    with _no_process_no_ray(item):
+        return (yield)
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

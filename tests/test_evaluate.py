@@ -22,7 +22,7 @@ from PIL import Image
 from runner import checkpoints
 from runner.config import ConfigError, ModelConfig, TrialConfig, apply_overrides
 from runner.data.augment import normalize
-from runner.inference import evaluate, predict
+from runner.inference import evaluate, pick, predict
 from runner.trial.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,13 +165,13 @@ def study(tmp_path) -> Path:
 
 
 def test_pick_checkpoint_best_variant_and_seed(study):
-    picked = checkpoints.pick(study)
+    picked = pick.pick(study)
     row = picked.record
     assert row.variant == "better" and row.seed == 2  # best mean variant, its best seed (0.96)
     assert picked.path == study / row.checkpoint / "model.pt" and picked.path.exists()
-    row = checkpoints.pick(study, "base").record
+    row = pick.pick(study, "base").record
     assert (row.variant, row.seed) == ("base", 2)
-    row = checkpoints.pick(study, "same", seed=1).record
+    row = pick.pick(study, "same", seed=1).record
     assert (row.variant, row.seed) == ("same", 1)
 
 
@@ -185,7 +185,7 @@ def crash(trial_dir: Path) -> None:
 
 def test_pick_checkpoint_skips_errored_trials(study):
     crash(next(study.glob("better_seed2_*")))
-    assert checkpoints.pick(study, "better").record.seed == 1
+    assert pick.pick(study, "better").record.seed == 1
 
 
 @pytest.mark.parametrize(
@@ -197,17 +197,17 @@ def test_pick_checkpoint_skips_errored_trials(study):
 )
 def test_pick_checkpoint_errors(study, args, message):
     with pytest.raises(ConfigError, match=message):
-        checkpoints.pick(study, **args)
+        pick.pick(study, **args)
 
 
 def test_pick_checkpoint_no_checkpoints(tmp_path):
     root = make_study(tmp_path / "s", checkpoints=False)
     with pytest.raises(ConfigError, match="no trial has a checkpoint"):
-        checkpoints.pick(root)
+        pick.pick(root)
 
 
 def test_load_checkpoint_rebuilds_the_model(study):
-    model, cfg, classes, ckpt = checkpoints.load_model(checkpoints.pick(study).path)
+    model, cfg, classes, ckpt = pick.load_model(pick.pick(study).path)
     assert classes == CLASSES and cfg.data.image_size == SIZE and cfg.model == ModelConfig(hidden=(16,))
     assert not model.training
     assert model.net[1].in_features == SIZE * SIZE * 3 and ckpt["epoch"] == 3
@@ -217,7 +217,7 @@ def test_load_checkpoint_garbage(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="not a runner checkpoint"):
-        checkpoints.load_model(bad)
+        pick.load_model(bad)
 
 
 def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
@@ -226,17 +226,17 @@ def test_a_checkpoint_the_trial_loop_writes_loads(tmp_path):
     from runner.study.plan import TrialSpec
     from runner.study.resources import Fit
     from runner.trial.engine import EarlyStopping, build_optimizer
-    from runner.trial.loop import Progress, checkpoint_state
+    from runner.trial.loop import TrainingState, checkpoint_state
 
     cfg = trial_config(0)
     model = build_model(cfg.model, SIZE * SIZE * 3, len(CLASSES))
     model.load_state_dict(trained_state(0))
     spec = TrialSpec("base", 0, 0, "d0", tuple(CLASSES), cfg, Fit(1.0, 1.0, 0.0))
-    progress = Progress(EarlyStopping(3), best_preds=np.array([0, 2, 1], dtype=np.int64))
+    progress = TrainingState(EarlyStopping(3), best_preds=np.array([0, 2, 1], dtype=np.int64))
     opt = build_optimizer(cfg.optim, model.parameters())
     state = checkpoint_state(spec, model, opt, progress, epoch=2, score=0.9)
     d = Path(checkpoints.save(state))
-    loaded, _, classes, ckpt = checkpoints.load_model(d / "model.pt")
+    loaded, _, classes, ckpt = pick.load_model(d / "model.pt")
     assert classes == CLASSES and ckpt["best_preds"] == [0, 2, 1]
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
@@ -254,7 +254,7 @@ def test_a_checkpoint_holding_a_numpy_array_still_loads(tmp_path):
         },
         tmp_path / "model.pt",
     )
-    _, _, _, ckpt = checkpoints.load_model(tmp_path / "model.pt")
+    _, _, _, ckpt = pick.load_model(tmp_path / "model.pt")
     assert list(ckpt["best_preds"]) == [0, 2, 1]
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from runner.results.records import read_results
+from runner.results.files import read_results
 
 pytestmark = pytest.mark.e2e
 

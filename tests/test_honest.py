@@ -15,7 +15,8 @@ from PIL import Image
 from runner.config import ConfigError, DataConfig
 from runner.data.audit import format_audit
 from runner.data.source import load_images, load_pool, split
-from runner.results.records import Status, TrialRecord
+from runner.results.records import TrialRecord
+from runner.results.status import Status
 from runner.results.summary import summarize
 
 S = 12

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runner.driver.trial_progress import LinePrinter, LivePrinter, Tally, make_printer
+from runner.driver.callbacks import printer as make_printer
+from runner.driver.trial_progress import LinePrinter, LivePrinter, Tally
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SHOW_CURSOR, HIDE_CURSOR = "\x1b[?25h", "\x1b[?25l"

@@ -1,11 +1,11 @@
-"""runner.redo: a trial's files hold each epoch once after it redid some (no Ray)."""
+"""runner.results.files: a trial's files hold each epoch once after it redid some (no Ray)."""
 
 import csv
 import io
 import json
 
 from runner.results import files
-from runner.results.records import read_results
+from runner.results.files import read_results
 
 
 def _files(d, epochs, fault_after=None):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_evaluate import BEST, crash, make_study
 
-from runner.results import report
+from runner.results import report, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def _pngs(page: str) -> list[bytes]:
 
 
 def test_report_is_self_contained(study):
-    path = report.write_report(study)
+    path = report.write_report(summary.read(study))
     assert path == study / "report.html"
     page = path.read_text()
     for v in BEST:
@@ -41,7 +41,7 @@ def test_report_is_self_contained(study):
 
 
 def test_report_sections(study):
-    page = report.write_report(study).read_text()
+    page = report.write_report(summary.read(study)).read_text()
     assert "mean ± 95% CI" in page and "p (Holm)" in page and ">reference<" in page and ">better<" in page
     assert "0123abc" in page and "versions.torch" in page and "machine.hostname" in page
     assert "runner/tune.py configs/x.py" in page  # the command, as typed
@@ -53,7 +53,7 @@ def test_report_renders_audit_json_generically(study):
     (study / "audit.json").write_text(
         json.dumps({"duplicates": 3, "per_class": {"red": 10, "blue": 2}, "warnings": ["class blue has 2 images <b>"]})
     )
-    page = report.write_report(study).read_text()
+    page = report.write_report(summary.read(study)).read_text()
     assert "Data audit" in page
     assert "per_class.red" in page and ">10<" in page
     assert "class blue has 2 images &lt;b&gt;" in page  # escaped
@@ -69,7 +69,7 @@ def test_report_interrupted_and_errored(study):
     (next(study.glob("base_seed1_*")) / "result.json").write_text(
         "\n".join(lines[:-1] + [json.dumps({**json.loads(lines[-2]), "status": "running"})]) + "\n"
     )  # interrupted
-    page = report.write_report(study).read_text()
+    page = report.write_report(summary.read(study)).read_text()
     assert "Partial results" in page
     assert ">error<" in page and ">pending<" in page and ">interrupted<" in page
     assert "RuntimeError: boom" in page
@@ -81,7 +81,7 @@ def test_report_without_any_epoch(tmp_path):
     d = root / "v_seed0_x_00000"
     d.mkdir(parents=True)
     (d / "params.json").write_text(json.dumps({"spec": {"variant": "v", "seed": 0}}))
-    page = report.write_report(root).read_text()
+    page = report.write_report(summary.read(root)).read_text()
     assert ">v<" in page and "No epoch has finished yet" in page and "no study.json" in page
 
 

@@ -145,7 +145,7 @@ def test_worker_request_that_fits_is_kept(cpus):
 
 
 def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path):
-    from runner.driver.tuner import check_shared_storage
+    from runner.driver.cluster import check_shared_storage
 
     with pytest.raises(ConfigError, match=r"--storage .*node-local .*spans 2 machines.*every node mounts"):
         check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
@@ -154,7 +154,7 @@ def test_node_local_storage_is_refused_on_a_cluster_of_several_machines(tmp_path
 
 
 def test_network_filesystem_is_accepted(monkeypatch, tmp_path):
-    from runner.driver import tuner
+    from runner.driver import cluster
 
-    monkeypatch.setattr(tuner, "_filesystem", lambda path: "nfs4")
-    tuner.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))
+    monkeypatch.setattr(cluster, "_filesystem", lambda path: "nfs4")
+    cluster.check_shared_storage(tmp_path, Cluster(cpus=4, gpus=0, node_cpus=2, node_gpus=0, nodes=2, hosts=2))

@@ -28,8 +28,9 @@ from runner.config import (
 from runner.driver import search
 from runner.errors import ConfigError
 from runner.results import search_summary, studyfile
-from runner.results.records import Status, TrialRecord
-from runner.space import check_search, describe, sample_names
+from runner.results.records import TrialRecord
+from runner.results.status import Status
+from runner.study.space import check_search, describe, sample_names
 
 SPACE = {
     "optim.lr": loguniform(1e-5, 1e-1),

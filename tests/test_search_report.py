@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from runner.config import ModelConfig, TrialConfig
-from runner.results import report, summary
+from runner.results import report, summary, tables
 
 
 def _search_dir(root: Path, samples: int = 8, seeds=(0, 1)) -> Path:
@@ -67,7 +67,9 @@ def _search_dir(root: Path, samples: int = 8, seeds=(0, 1)) -> Path:
 
 def test_search_tables(tmp_path):
     results = _search_dir(tmp_path / "search")
-    records, variants = summary.write(results)
+    s = summary.read(results)
+    tables.write(s)
+    variants = s.variants
     rows = list(csv.DictReader(open(results / "summary.csv")))
     assert list(rows[0])[:4] == ["variant", "seed", "optim.lr", "model.hidden"]
     s001 = [r for r in rows if r["variant"] == "s001"]
@@ -95,8 +97,9 @@ def test_search_report_in_a_real_browser(tmp_path):
     from PIL import Image
 
     results = _search_dir(tmp_path / "search", samples=10)
-    summary.write(results)
-    page = report.write_report(results)
+    s = summary.read(results)
+    tables.write(s)
+    page = report.write_report(s)
     html = page.read_text()
     assert "<h2>Search</h2>" in html and "sampled values against the score" in html
     shot = tmp_path / "shot.png"

@@ -9,6 +9,7 @@ import pytest
 
 from runner.config import ConfigError, DataConfig, Study, TrialConfig
 from runner.results import sequential, stats
+from runner.results.verdict import Verdict
 from runner.study.plan import grow, make_plan
 from runner.study.resources import Cluster
 
@@ -93,7 +94,7 @@ def test_looks_stop_at_a_missing_seed_and_name_the_next_one():
     by = {"ref": {0: 0.5, 1: 0.52, 2: 0.51}, "a": {0: 0.2, 1: 0.21, 2: 0.22}, "b": {0: 0.5, 1: 0.53, 2: 0.5}}
     d = sequential.decide(by, "ref", [0, 1, 2, 3, 4], 3, 5)
     assert d["a"]["verdict"] == "worse" and d["a"]["n"] == 3  # decided at the first look
-    assert d["b"]["verdict"] == sequential.UNDECIDED and d["b"]["n"] == 3
+    assert d["b"]["verdict"] == Verdict.UNDECIDED and d["b"]["n"] == 3
     assert sequential.next_seed(d, [0, 1, 2], 3, 5) == 3
     by = {k: {**v, 3: v[2], 4: v[2]} for k, v in by.items()}
     d = sequential.decide(by, "ref", [0, 1, 2, 3, 4], 3, 5)

@@ -15,7 +15,12 @@ from conftest import ROOT, run_cli
 
 from runner import storage
 from runner.config import ConfigError
-from runner.results.records import Status, read_records, trial_dir_name
+from runner.driver import results_dir
+from runner.results import files
+from runner.results.files import trial_dir_name
+from runner.results.records import read_records
+from runner.results.status import Status
+from runner.study.plan import CARRY_ON
 
 
 def _trial(root: Path, variant: str, seed: int, params: str | None, result: str = "") -> Path:
@@ -64,17 +69,17 @@ def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path, monkeypatch):
 
 def test_one_writer_per_results_dir(tmp_path):
     d = tmp_path / "study"
-    with storage.Lock(str(d)):
+    with results_dir.Lock(str(d)):
         # another live process holds it: the parent of this test is one
-        (d / storage.Lock.NAME).write_text(str(os.getppid()))
+        (d / results_dir.Lock.NAME).write_text(str(os.getppid()))
         with pytest.raises(ConfigError, match=rf"another runner \(pid {os.getppid()}\) is writing there"):
-            with storage.Lock(str(d)):
+            with results_dir.Lock(str(d)):
                 pass
-        (d / storage.Lock.NAME).write_text(str(os.getpid()))
-    assert not (d / storage.Lock.NAME).exists()
-    (d / storage.Lock.NAME).write_text("999999999")  # left by a process that is gone
-    with storage.Lock(str(d)):
-        assert (d / storage.Lock.NAME).read_text() == str(os.getpid())
+        (d / results_dir.Lock.NAME).write_text(str(os.getpid()))
+    assert not (d / results_dir.Lock.NAME).exists()
+    (d / results_dir.Lock.NAME).write_text("999999999")  # left by a process that is gone
+    with results_dir.Lock(str(d)):
+        assert (d / results_dir.Lock.NAME).read_text() == str(os.getpid())
 
 
 def test_the_lock_of_a_killed_runner_is_taken_over(tmp_path):
@@ -86,19 +91,19 @@ def test_the_lock_of_a_killed_runner_is_taken_over(tmp_path):
     time.sleep(0.2)  # not waited for: a zombie
     d = tmp_path / "study"
     d.mkdir()
-    (d / storage.Lock.NAME).write_text(str(victim.pid))
-    with storage.Lock(str(d)):
-        assert (d / storage.Lock.NAME).read_text() == str(os.getpid())
+    (d / results_dir.Lock.NAME).write_text(str(victim.pid))
+    with results_dir.Lock(str(d)):
+        assert (d / results_dir.Lock.NAME).read_text() == str(os.getpid())
     victim.wait()
 
 
 def test_results_dirs_are_claimed_so_two_studies_never_share_one(tmp_path):
-    first = storage.new_results_dir(str(tmp_path), "s", explicit=False)
-    second = storage.new_results_dir(str(tmp_path), "s", explicit=False)  # the first one's dir exists, empty or not
+    first = results_dir.new_results_dir(str(tmp_path), "s", explicit=False)
+    second = results_dir.new_results_dir(str(tmp_path), "s", explicit=False)  # the first one's dir exists, empty or not
     assert Path(first).name == "s" and Path(second).name == "s-2" and Path(second).is_dir()
     (Path(first) / "x").write_text("results")
     with pytest.raises(ConfigError, match="already holds results"):
-        storage.new_results_dir(str(tmp_path), "s", explicit=True)
+        results_dir.new_results_dir(str(tmp_path), "s", explicit=True)
 
 
 def _mount(mnt: Path, size: str) -> Path:
@@ -177,7 +182,7 @@ def test_the_partial_summary_after_a_fault_adds_no_warning(tmp_path, capsys):
     """After a storage fault the one line says it all: trial files the full disk left empty stay quiet."""
     import logging
 
-    from runner.driver.cli import _write_partial_summary
+    from runner.driver.flow import _write_partial_summary
     from runner.storage import Results
 
     root = tmp_path / "study"
@@ -416,7 +421,7 @@ def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
     _ckpt(going, 1, 2, whole=False)
     rebuilt = recover.plan(tmp_path, phase)
     assert rebuilt.kept == 1 and [p["seed"] for p in rebuilt.params] == [1, 2]
-    carry = rebuilt.params[0][recover.KEY]
+    carry = rebuilt.params[0][CARRY_ON]
     assert carry == {"dir": going.name, "checkpoint": str(going / "checkpoint_000000.r1"), "epoch": 1}
     assert sorted(p.name for p in going.glob("checkpoint_*")) == ["checkpoint_000000.r1", "checkpoint_000001.r1"]
     assert rebuilt.lines("why") == [
@@ -426,12 +431,12 @@ def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
     ]
     staging = tmp_path / "staging"
     (going / "progress.csv").write_text("epoch,val_accuracy\n1,0.1\n2,0.2\n")
-    recover.stage_rows(str(tmp_path), carry, staging)
+    files.stage_rows(tmp_path / carry["dir"], carry["epoch"], staging)
     assert [json.loads(line)["epoch"] for line in (staging / "result.json").read_text().splitlines()] == [1]
     assert (staging / "progress.csv").read_text().splitlines() == ["epoch,val_accuracy", "1,0.1"]
     (going / "checkpoint_000000.r1" / "model.pt").write_bytes(b"")  # now no checkpoint loads
     again = recover.plan(tmp_path, phase)
-    assert again.params[0][recover.KEY]["epoch"] == 0
+    assert again.params[0][CARRY_ON]["epoch"] == 0
     assert again.over == ["a seed 1 (no checkpoint that loads, of its 2 epochs)"]
 
 

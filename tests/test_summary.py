@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from runner import checkpoints
-from runner.results import summary
-from runner.results.records import COLUMNS, read_records, read_results
+from runner.results import summary, tables
+from runner.results.files import read_results
+from runner.results.records import COLUMNS, read_records
 from runner.results.render import console_table, markdown
-from runner.results.summary import VariantSummary, summarize, write
+from runner.results.summary import VariantSummary, summarize
 
 
 def _first_table(md: str) -> list[str]:
@@ -329,6 +330,13 @@ def test_errored_trials_are_left_out_of_every_variant_stat(results):
 from test_evaluate import BEST, CLASSES, crash, make_study  # noqa: E402
 
 
+def write(results_dir, partial: bool = False):
+    """The study's tables written from its one summary; its records and variant rows."""
+    s = summary.read(results_dir)
+    tables.write(s, partial)
+    return s.records, s.variants
+
+
 @pytest.fixture
 def study(tmp_path) -> Path:
     # "overfit": 0.20-0.26 below the reference on every seed, train accuracy 0.30 above val
@@ -466,7 +474,7 @@ def test_trials_that_never_started_are_pending_rows(tmp_path):
         ("a", 1, "pending"),
         ("b", 0, "pending"),
     ]
-    summary.write(tmp_path, partial=True)  # writes every table with the pending rows
+    tables.write(summary.read(tmp_path), partial=True)  # writes every table with the pending rows
     assert (tmp_path / "summary.csv").read_text().count("pending") == 2
 
 

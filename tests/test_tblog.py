@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from runner.config import ModelConfig, Study, TrialConfig
-from runner.results.records import trial_dir_name
+from runner.results import hparams
+from runner.results.files import trial_dir_name
 from runner.trial import board
 from runner.trial.engine import EarlyStopping
 
@@ -46,13 +47,13 @@ STUDY = Study(
 
 
 def test_hparams_are_dotted_config_keys_without_the_seed():
-    values = board.hparams("xavier", STUDY.trial_config("xavier", 1))
+    values = hparams.hparams("xavier", STUDY.trial_config("xavier", 1))
     assert values["variant"] == "xavier" and values["model.init"] == "xavier_uniform"
     assert values["model.hidden"] == "512-128" and values["model.dropout"] == 0.1
     assert values["augment.train"] == "HorizontalFlip,RandomBrightnessContrast"
     assert values["optim.lr"] == 1e-3 and values["train.batch_size"] == 32 and values["model.batchnorm"] is False
     assert not any(k == "train.seed" or k.startswith("resources.") for k in values)
-    assert board.hparams("xavier", STUDY.trial_config("xavier", 0)) == values  # a variant's seeds: one session group
+    assert hparams.hparams("xavier", STUDY.trial_config("xavier", 0)) == values  # a variant's seeds: one session group
 
 
 def test_domains_of_fixed_variants_and_a_search_space():
@@ -62,7 +63,7 @@ def test_domains_of_fixed_variants_and_a_search_space():
         "s001": {"optim.lr": 0.02, "model.hidden": (64, 32)},
     }
     space = {"optim.lr": Uniform(1e-4, 0.1), "model.hidden": Choice(((256,), (64, 32), (512, 128)))}
-    domains = board.experiment_domains(variants, space, base=STUDY.base)
+    domains = hparams.experiment_domains(variants, space, base=STUDY.base)
     assert domains["variant"] == ["default", "xavier", "s000", "s001"]
     assert domains["model.init"] == ["default", "xavier_uniform"]  # the base's value with the variant's
     assert domains["optim.lr"] == (1e-4, 0.1)
@@ -71,19 +72,19 @@ def test_domains_of_fixed_variants_and_a_search_space():
     assert "train.seed" not in domains and "resources.workers_per_trial" not in domains
     # every session value lies in its domain, under the same key
     for name in variants:
-        for key, value in board.hparams(name, STUDY.base).items():
+        for key, value in hparams.hparams(name, STUDY.base).items():
             domain = domains[key]
             assert value in domain if isinstance(domain, list) else domain[0] <= value <= domain[1], key
 
 
 def test_domains_from_hparams_values_need_no_base():
-    configs = {v: board.hparams(v, STUDY.trial_config(v, 0)) for v in STUDY.variants}
-    assert board.experiment_domains(configs, {}) == board.experiment_domains(STUDY.variants, {}, base=STUDY.base)
+    configs = {v: hparams.hparams(v, STUDY.trial_config(v, 0)) for v in STUDY.variants}
+    assert hparams.experiment_domains(configs, {}) == hparams.experiment_domains(STUDY.variants, {}, base=STUDY.base)
 
 
 def test_rewriting_the_experiment_replaces_it(tmp_path):
-    first = board.write_experiment(tmp_path, {"variant": ["a"]}, ["best/val_accuracy"])
-    second = board.write_experiment(tmp_path, {"variant": ["a", "b"]}, ["best/val_accuracy"])
+    first = hparams.write_experiment(tmp_path, {"variant": ["a"]}, ["best/val_accuracy"])
+    second = hparams.write_experiment(tmp_path, {"variant": ["a", "b"]}, ["best/val_accuracy"])
     assert not first.exists() or first == second
     assert list(tmp_path.glob("events.out.tfevents.*")) == [second]
 
@@ -112,8 +113,8 @@ def board_server(tmp_path_factory):
         ("xavier", 1): [0.2, 0.3],
     }.items():
         _write_trial(root, variant, seed, accs)
-    domains = board.experiment_domains(STUDY.variants, {}, base=STUDY.base)
-    board.write_experiment(root, domains, board.experiment_metrics(test=True))
+    domains = hparams.experiment_domains(STUDY.variants, {}, base=STUDY.base)
+    hparams.write_experiment(root, domains, hparams.experiment_metrics(test=True))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -164,14 +165,14 @@ def test_tensorboard_serves_the_experiment_config(board_server):
     # the hyper-parameters that differ come first: the dashboard shows the first five
     assert [i["name"] for i in exp["hparamInfos"][:2]] == ["model.init", "variant"]
     metrics = [m["name"]["tag"] for m in exp["metricInfos"]]
-    assert metrics == board.experiment_metrics(test=True)
+    assert metrics == hparams.experiment_metrics(test=True)
     assert {"best/test_accuracy", "val/accuracy", "train/loss"} <= set(metrics)
 
 
 def test_tensorboard_groups_a_variants_seeds(board_server):
     url, domains, proc = board_server
     cols = [{"hparam": name, "includeInResult": True} for name in domains]
-    cols += [{"metric": {"tag": t, "group": ""}, "includeInResult": True} for t in board.experiment_metrics(True)]
+    cols += [{"metric": {"tag": t, "group": ""}, "includeInResult": True} for t in hparams.experiment_metrics(True)]
     body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": cols, "startIndex": 0, "sliceSize": 100}
     answer = _poll(
         proc, f"{url}/session_groups", body, lambda a: sum(len(g["sessions"]) for g in a.get("sessionGroups", [])) == 4

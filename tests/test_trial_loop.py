@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import MemorySession
 
 from runner import checkpoints
 from runner.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
 from runner.data.augment import normalize
 from runner.data.source import load_images
+from runner.inference import pick
 from runner.study.plan import TrialSpec
 from runner.study.resources import Fit
-from runner.trial.loop import MemorySession, train
+from runner.trial.loop import train
 
 
 class DyingSession(MemorySession):
@@ -100,7 +102,7 @@ def test_resumed_trial_ends_exactly_like_an_unbroken_one(tmp_path, data):
 
 
 def _weights(path) -> list:
-    model, *_ = checkpoints.load_model(Path(path) / "model.pt")
+    model, *_ = pick.load_model(Path(path) / "model.pt")
     return [t.clone() for t in model.state_dict().values()]
 
 
@@ -170,7 +172,7 @@ def test_the_best_epochs_model_is_evaluated_on_test_at_the_end(tmp_path, with_te
     assert last["best_epoch"] == best["epoch"]
     # the best checkpoint's model, evaluated here on test, gives the reported number
     best_ckpt = next(c for c in whole.checkpoints if c.endswith(f"_{best['epoch']}"))
-    model, cfg, _, _ = checkpoints.load_model(Path(best_ckpt) / "model.pt")
+    model, cfg, _, _ = pick.load_model(Path(best_ckpt) / "model.pt")
     x, y = d["test"]
     with torch.no_grad():
         pred = model(normalize(torch.from_numpy(x), cfg.augment)).argmax(1).numpy()

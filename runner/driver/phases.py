@@ -4,8 +4,8 @@
 - ``--resume``: the newest phase restored (its unfinished and errored trials carry on from their last
   checkpoint), then, when the study file now plans trials the dir lacks (more seeds, new variants), one
   new phase with just those. Trials already there are never rerun or rewritten; a changed variant or
-  changed data is refused (runner.plan.grow).
-- ``Study(max_seeds=N)``: after that, look again (runner.sequential) and run the next seed for the
+  changed data is refused (runner.study.plan.grow).
+- ``Study(max_seeds=N)``: after that, look again (runner.results.sequential) and run the next seed for the
   undecided variants and the reference, one phase per look, until every variant is decided or has N seeds.
 
 study.json records every phase's trials, so the newest one can be restored and the summary covers all.
@@ -18,19 +18,21 @@ from dataclasses import dataclass, replace
 
 from runner.config import ConfigError, TrialConfig
 from runner.driver import recover, tuner
+from runner.driver.prepare import Prepared
 from runner.results import sequential, studyfile
 from runner.results.records import read_records
+from runner.results.verdict import Verdict
+from runner.storage import Results
 from runner.study.plan import Plan, TrialSpec, grow
 
 
 @dataclass
-class Run:
+class Phases:
     """What the phases of one CLI call share."""
 
-    prepared: object  # runner.tune.Prepared: the study, its data (StudyData), and how to plan more trials
+    prepared: Prepared  # the study, its data, and how to plan more trials
     plan: Plan
-    results: object  # runner.storage.Results
-    printer_factory: Callable[[int], object]  # a Tune callback printing a line per finished trial, for N trials
+    results: Results
     say: Callable[[str], None]  # a line for the console
     user_limit: int | None = None
     datasets: dict | None = None  # data key -> Ray Datasets, made as phases need them
@@ -47,7 +49,7 @@ class Run:
         self._run(params, resume=True)
 
     def rebuild(self, params: list[dict]) -> None:
-        """Run the trials of a phase rebuilt from its trial dirs (runner.rebuild) as a new Tune run."""
+        """Run the trials of a phase rebuilt from its trial dirs (runner.driver.recover) as a new Tune run."""
         self._run(params, resume=False)
 
     def _run(self, params: list[dict], resume: bool) -> None:
@@ -59,8 +61,7 @@ class Run:
             key = data.key(TrialConfig.from_dict(p["trial"]).data, p["seed"])
             if key not in self.datasets:
                 self.datasets[key] = to_ray_datasets(data.images[key])
-        tuner.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri,
-                               self.printer_factory(len(params)), resume=resume,
+        tuner.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri, resume=resume,
                                asha=self.prepared.study.scheduler, reference=self.plan.reference)  # fmt: skip
 
     def _record(self, params: list[dict]) -> None:
@@ -71,7 +72,7 @@ class Run:
         self.results.push()
 
 
-def resume(run: Run, where: str) -> None:
+def resume(run: Phases, where: str) -> None:
     """Finish the newest phase, then run the trials the study file adds (refusing changed variants or data)."""
     found = studyfile.read(run.results.local)
     _recorded_samples(run, found)
@@ -101,7 +102,7 @@ def resume(run: Run, where: str) -> None:
         run.phase(growth.new)
 
 
-def _recorded_samples(run: Run, found: studyfile.StudyFile) -> None:
+def _recorded_samples(run: Phases, found: studyfile.StudyFile) -> None:
     """A learning search's later batches are in study.json, not in the study file: plan them as the dir has them
     (search_batches checks they are still what the searcher suggests)."""
     study = run.prepared.study
@@ -115,7 +116,7 @@ def _recorded_samples(run: Run, found: studyfile.StudyFile) -> None:
         run.plan = run.prepared.plan(run.plan.cluster, run.user_limit, study.trials())
 
 
-def _carry_on(run: Run, latest: list[dict]) -> None:
+def _carry_on(run: Phases, latest: list[dict]) -> None:
     """Restore the newest phase from Tune's saved state, or, when that state is cut short or behind the trial dirs
     (a storage fault as Tune saved it), rebuild the phase from its trial dirs, saying which trials run again."""
     problem = recover.problem(run.results.local, latest, weights=not run.results.remote)
@@ -130,7 +131,7 @@ def _carry_on(run: Run, latest: list[dict]) -> None:
     run.rebuild(rebuilt.params)
 
 
-def _drop_empty_dirs(run: Run) -> None:
+def _drop_empty_dirs(run: Phases) -> None:
     """Trial dirs Tune made for a phase it never got going (nothing inside): gone, so each trial has one dir."""
     if run.results.remote:
         return
@@ -143,7 +144,7 @@ def _finished(record) -> bool:
     return record is not None and record.status.finished
 
 
-def _update_study(run: Run, kept: list[dict]) -> None:
+def _update_study(run: Phases, kept: list[dict]) -> None:
     """study.json as the study file now is: its seeds, variants, reference, and the trials it still plans (a new
     phase adds its own)."""
     from runner.driver import search
@@ -158,7 +159,7 @@ def _update_study(run: Run, kept: list[dict]) -> None:
     run.results.push()
 
 
-def search_batches(run: Run) -> None:
+def search_batches(run: Phases) -> None:
     """A search that learns (algorithm="optuna"): tell the searcher each sample's mean over its seeds, and run its
     next batch of samples over the study's seeds, until it has asked for every sample."""
     from runner.driver import search
@@ -190,7 +191,7 @@ def search_batches(run: Run) -> None:
         sampler.tell(scores(records, study.metric))
 
 
-def sequential_seeds(run: Run) -> None:
+def sequential_seeds(run: Phases) -> None:
     """Look, and run the next seed for the undecided variants and the reference, until none is left."""
     from runner.results.summary import values_by_seed
 
@@ -207,7 +208,7 @@ def sequential_seeds(run: Run) -> None:
         seed = schedule.next_seed(decisions)
         if seed is None:
             return
-        undecided = [v for v, d in decisions.items() if d["verdict"] == sequential.UNDECIDED]
+        undecided = [v for v, d in decisions.items() if d["verdict"] == Verdict.UNDECIDED]
         have = {(r.variant, r.seed) for r in records}
         trials = [
             (v, seed, study.trial_config(v, seed)) for v in [run.plan.reference, *undecided] if (v, seed) not in have

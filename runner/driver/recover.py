@@ -6,30 +6,29 @@ that finished since show there as running, and restoring it would run them again
 state cannot be restored as it is (None when it can); ``plan`` then rebuilds the phase from what the trial dirs
 hold: a finished trial stays as it is, an unfinished one carries on in its own dir from its last good checkpoint
 (one that loads, of an epoch its result.json reaches), one without such a checkpoint starts over there, and one
-never started starts. The rebuilt trials run as a new Tune run of the phase (runner.phases).
+never started starts. The rebuilt trials run as a new Tune run of the phase (runner.driver.phases).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import checkpoints
 from runner.errors import ConfigError, first_line
 from runner.results import files
-from runner.results.records import Status, TrialRecord, read_records, read_results
+from runner.results.files import read_results
+from runner.results.records import TrialRecord, read_records
+from runner.results.status import Status, TuneState
+from runner.study.plan import CARRY_ON
 
-KEY = "carry_on"  # in a rebuilt trial's spec param: {"dir": its trial dir, "checkpoint": path or "", "epoch": N}
 SET_ASIDE = ".r"  # checkpoint_000004 -> checkpoint_000004.r1: out of the way of the new run's own checkpoint_000000
 
 
 @dataclass
 class Rebuilt:
-    """The rebuilt phase: the trials to run (each with ``KEY`` when it has a dir) and what happens to each."""
+    """The rebuilt phase: the trials to run (each with ``CARRY_ON`` when it has a dir) and what happens to each."""
 
     params: list[dict] = field(default_factory=list)
     kept: int = 0  # finished trials, left as they are
@@ -91,12 +90,12 @@ def _behind(results_dir: Path, trials: list, phase: list[dict], name: str, weigh
             if r.status.finished:
                 continue  # a trial finished in an earlier run of the phase
             return f"{name} does not know {r.variant} seed {r.seed}"
-        if r.status.finished != (status == "TERMINATED") or epoch != r.epochs_run:
+        if r.status.finished != (status == TuneState.TERMINATED) or epoch != r.epochs_run:
             return (f"{name} is behind the trial dirs ({r.variant} seed {r.seed}: epoch {epoch} "
-                    f"{'finished' if status == 'TERMINATED' else 'unfinished'} there, epoch {r.epochs_run} "
+                    f"{'finished' if status == TuneState.TERMINATED else 'unfinished'} there, epoch {r.epochs_run} "
                     f"{'finished' if r.status.finished else 'unfinished'} in its dir)")  # fmt: skip
-        newest = _checkpoints(results_dir / r.trial_dir)[-1:]
-        if weights and not r.status.finished and newest and not _loads(newest[0][1]):
+        newest = checkpoints.kept(results_dir / r.trial_dir)[-1:]
+        if weights and not r.status.finished and newest and not checkpoints.loads(newest[0][1]):
             return f"{r.variant} seed {r.seed}'s last checkpoint ({newest[0][1].name}) is cut short"
     return None
 
@@ -119,14 +118,14 @@ def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
             out.fresh.append(name)
             out.params.append(p)
             continue
-        out.params.append({**p, KEY: _carry(Path(results_dir), r, name, out)})
+        out.params.append({**p, CARRY_ON: _carry(Path(results_dir), r, name, out)})
     return out
 
 
 def _carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
     """Where trial ``r`` goes on: its last good checkpoint (set aside from the new run's), else epoch 1."""
-    reached = max((row["epoch"] for row in read_results(results_dir / r.trial_dir / "result.json")), default=0)
-    good = [(e, d) for e, d in _checkpoints(results_dir / r.trial_dir) if e <= reached and _loads(d)]
+    reached = max((row["epoch"] for row in read_results(results_dir / r.trial_dir / files.RESULT)), default=0)
+    good = [(e, d) for e, d in checkpoints.kept(results_dir / r.trial_dir) if e <= reached and checkpoints.loads(d)]
     kept = _set_aside(results_dir / r.trial_dir)
     if good:
         epoch, d = good[-1]
@@ -137,26 +136,6 @@ def _carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
     else:
         out.fresh.append(name)
     return {"dir": r.trial_dir, "checkpoint": "", "epoch": 0}
-
-
-def _checkpoints(trial_dir: Path) -> list[tuple[int, Path]]:
-    """(epoch, dir) of the trial's checkpoints that say their epoch, oldest first."""
-    out = []
-    for meta in trial_dir.glob(f"**/checkpoint_*/{checkpoints.META}"):
-        try:
-            out.append((int(json.loads(meta.read_text())["epoch"]), meta.parent))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(out)
-
-
-def _loads(d: Path) -> bool:
-    """Whether the checkpoint's weights are whole (torch.save writes a zip; one cut short has no directory)."""
-    try:
-        with zipfile.ZipFile(d / checkpoints.FILE) as z:
-            return z.testzip() is None
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def _set_aside(trial_dir: Path) -> dict[Path, Path]:
@@ -172,38 +151,6 @@ def _set_aside(trial_dir: Path) -> dict[Path, Path]:
             n += 1
         moved[d] = d.rename(d.with_name(f"{d.name}{SET_ASIDE}{n}"))
     return moved
-
-
-def stage_rows(results_dir: str, carry: dict, staging: Path) -> None:
-    """A rebuilt trial's result.json and progress.csv rows up to the epoch it carries on from, put where Tune
-    writes them (its staging dir, which Tune appends to and copies over the trial dir's) unless already there."""
-    staging.mkdir(parents=True, exist_ok=True)
-    src = Path(results_dir) / carry["dir"]
-    if carry["epoch"] <= 0 or (staging / "result.json").exists():
-        return
-    rows = [line for line in _lines(src / "result.json") if _row_epoch(line) <= carry["epoch"]]
-    (staging / "result.json").write_text("".join(f"{line}\n" for line in rows))
-    table = list(csv.DictReader(io.StringIO("\n".join(_lines(src / "progress.csv")))))
-    kept = [row for row in table if int(float(row.get("epoch") or 0)) <= carry["epoch"]]
-    if kept:
-        text = io.StringIO(newline="")
-        w = csv.DictWriter(text, fieldnames=list(kept[0]))
-        w.writeheader()
-        w.writerows(kept)
-        (staging / "progress.csv").write_text(text.getvalue())
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return []
-
-
-def _row_epoch(line: str) -> int:
-    """A result.json row's epoch; rows without one (a fault report) or cut short count as beyond any."""
-    epoch = files.json_epoch(line)
-    return 1 << 30 if epoch is None else epoch
 
 
 def refuse_remote(uri: str, why: str) -> ConfigError:

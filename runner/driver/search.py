@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from runner.errors import ConfigError
-from runner.space import Choice, Distribution, RandInt, Search, Uniform, sample_names
+from runner.study.space import Choice, Distribution, RandInt, Search, Uniform, sample_names
 
 OPTUNA_PIP = "pip install 'optuna>=4' (or pip install -e '.[search]')"
 FIRST_BATCH = 8  # TPE's random start-up samples (Optuna's default is 10); later batches are BATCH samples
@@ -167,7 +167,7 @@ def record(study) -> dict | None:
     the samples asked in each batch (a learning search adds a batch per phase)."""
     from dataclasses import asdict
 
-    from runner.space import describe
+    from runner.study.space import describe
 
     if study.search is None:
         return None

@@ -1,4 +1,4 @@
-"""The console while a study runs, as a Tune callback per phase (``make_printer``).
+"""The console while a study runs: what runner.driver.callbacks shows of a phase's trials as Tune reports them.
 
 On a terminal: a live display (rich) of the phase's trials done / running / pending / pruned / failed,
 each running trial's epoch, the best val accuracy so far and an ETA; the fixed-column line of each trial
@@ -16,24 +16,12 @@ import sys
 import time
 from collections.abc import Callable
 
-from runner.results.records import Status
+from runner.results.status import Status, TuneState, ended
 
 KINDS = ("done", "running", "pending", "pruned", "failed")  # how the counts split a phase's trials
 
 
-def make_printer(total: int, out=sys.stdout):
-    """A Tune callback showing a phase of ``total`` trials on ``out``: live on a terminal, lines otherwise."""
-    from ray.tune import Callback
-
-    kind = LivePrinter if _isatty(out) else LinePrinter
-
-    class Printer(kind, Callback):
-        pass
-
-    return Printer(total, out)
-
-
-def _isatty(out) -> bool:
+def isatty(out) -> bool:
     try:
         return bool(out.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed file
@@ -71,8 +59,8 @@ class Tally:
         """Record how ``trial`` ended: ``status``, or its last result's; a trial that Tune completed while its
         last result said it had epochs to go was stopped by the scheduler: pruned."""
         if status is None:
-            status = self.last.get(trial.trial_id, {}).get("status", Status.COMPLETED)
-            status = Status.PRUNED if status == Status.RUNNING else status
+            # Tune ended it while its last result said it had epochs to go: the scheduler stopped it
+            status = ended(self.last.get(trial.trial_id, {}).get("status", Status.COMPLETED), stopped_by_scheduler=True)
         self.ended[trial.trial_id] = status
         return status
 
@@ -112,9 +100,9 @@ class Tally:
         if trial.trial_id in self.ended:
             return _kind(self.ended[trial.trial_id])
         status = str(trial.status)
-        if status == "TERMINATED":  # finished in an earlier run of this phase (restored), or stopped as it ends
-            return "done" if self.first_seen.get(trial.trial_id) == "TERMINATED" else "running"
-        return {"RUNNING": "running", "ERROR": "failed"}.get(status, "pending")
+        if status == TuneState.TERMINATED:  # finished in an earlier run of this phase (restored), or stopped as it ends
+            return "done" if self.first_seen.get(trial.trial_id) == TuneState.TERMINATED else "running"
+        return {TuneState.RUNNING: "running", TuneState.ERROR: "failed"}.get(status, "pending")
 
 
 def _kind(status: str) -> str:
@@ -191,7 +179,7 @@ class LinePrinter:
         self.tally.see(trials)
         if self.tally.clock() - self.last_print < self.HEARTBEAT_S:
             return
-        running = [t for t in trials if t.status == "RUNNING"]
+        running = [t for t in trials if t.status == TuneState.RUNNING]
         epochs = ", ".join(
             f"{name(t)} epoch {self.tally.last.get(t.trial_id, {}).get('epoch', 0)}" for t in running[:4]
         )
@@ -288,7 +276,7 @@ class LivePrinter(LinePrinter):
             # print() elsewhere goes above the display, not through it; only when the display is on stdout
             to_stdout = self.out is sys.stdout
             self._live = Live(console=console, auto_refresh=False, transient=True, redirect_stdout=to_stdout,
-                              redirect_stderr=to_stdout and _isatty(sys.stderr))  # fmt: skip
+                              redirect_stderr=to_stdout and isatty(sys.stderr))  # fmt: skip
             self._live.start()
             atexit.register(self.close)
         return self._live

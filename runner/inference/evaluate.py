@@ -28,7 +28,8 @@ from runner.config import ConfigError, TrialConfig
 from runner.data import folder
 from runner.data.augment import normalize
 from runner.data.split import TEST, VAL
-from runner.results import render
+from runner.inference import pick
+from runner.results import files, render
 from runner.trial.engine import EVAL_BATCH, evaluate
 from runner.trial.metrics import classification_report, confusion
 
@@ -72,8 +73,8 @@ def evaluate_folder(
     results_dir: Path, data: Path, out: Path, variant: str | None = None, seed: int | None = None
 ) -> dict:
     """Evaluate the picked checkpoint on ``data``; writes the files into ``out`` and returns metrics.json's dict."""
-    picked = checkpoints.pick(results_dir, variant, seed)
-    model, cfg, classes, ckpt = checkpoints.load_model(picked.path)
+    picked = pick.pick(results_dir, variant, seed)
+    model, cfg, classes, ckpt = pick.load_model(picked.path)
     images, labels, skipped, split = load_labelled(Path(data), cfg.data.image_size, classes, cfg.data.channels)
     sums, preds = evaluate(model, images, labels, cfg.augment, torch.device("cpu"))
     cm = confusion(labels, preds, len(classes))
@@ -88,7 +89,7 @@ def evaluate_folder(
         "checkpoint": picked.source,
         "variant": picked.record.variant,
         "seed": picked.record.seed,
-        "checkpoint_epoch": ckpt.get("epoch"),
+        "checkpoint_epoch": ckpt.get(checkpoints.EPOCH),
         "checkpoint_val_accuracy": ckpt.get(checkpoints.SCORE),
         "classes": classes,
         "per_class_recall": {
@@ -97,8 +98,8 @@ def evaluate_folder(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes, "matrix": cm.tolist()}))
-    (out / "classification_report.txt").write_text(report)
+    (out / files.CONFUSION).write_text(json.dumps({"classes": classes, "matrix": cm.tolist()}))
+    (out / files.CLASS_REPORT).write_text(report)
     _confusion_png(
         cm,
         classes,

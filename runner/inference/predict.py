@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import checkpoints, cli
+from runner import cli
 from runner.config import ConfigError
 from runner.data import folder
+from runner.inference import pick
 from runner.inference.evaluate import probabilities
 
 MAX_LISTED = 10  # undecodable files named on stderr
@@ -64,8 +65,8 @@ def predict_folder(
     results_dir: Path, data: Path, out: Path, variant: str | None = None, seed: int | None = None
 ) -> tuple[str, int, list[tuple[Path, str]]]:
     """Write the CSV; returns (checkpoint used, images labelled, (path, why) of files that could not be decoded)."""
-    picked = checkpoints.pick(results_dir, variant, seed)
-    model, cfg, classes, _ = checkpoints.load_model(picked.path)
+    picked = pick.pick(results_dir, variant, seed)
+    model, cfg, classes, _ = pick.load_model(picked.path)
     paths = list_images(Path(data))
     images, ok, why = folder.decode_checked(paths, cfg.data.image_size, cfg.data.channels)
     if not ok.any():

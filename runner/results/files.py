@@ -1,21 +1,79 @@
-"""Each epoch once in a trial's result.json and progress.csv, also when the trial redid some.
+"""Every file a results dir and its trial dirs hold: their names, and reading and cutting a trial's rows.
+
+A results dir ``STORAGE/NAME`` holds Tune's state, study.json, audit.json, the study's tables and report, and one
+dir per trial, ``VARIANT_seedN_TRIALID``, with params.json (its spec), result.json and progress.csv (a row per
+epoch), its TensorBoard events, checkpoints, and the best epoch's confusion matrix and classification report.
 
 A trial restarted from its last checkpoint (a resumed study, a lost process retried, sparse checkpoints with
 ``train.checkpoint_every``) trains and reports again the epochs after it. Tune's loggers append, so the files
 would hold those epochs twice. Before they write such an epoch, ``drop_from`` cuts both files back to the rows
 before its first copy: the rows kept are a prefix of each file, so the cut is a truncation in place (no new
 file, nothing to write on a full disk, and the loggers' append-mode handles go on at the new end).
-TensorBoard's events do the same with ``purge_step`` (runner.tblog); ``runner.results.read_results`` keeps the
-later rows of files written before this.
+TensorBoard's events do the same with ``purge_step``; ``read_results`` keeps the later rows of files written
+before this.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 from pathlib import Path
 
-RESULT, PROGRESS = "result.json", "progress.csv"
+# in the results dir
+STUDY = "study.json"  # the plan, its phases, the data, the machine (runner.results.studyfile)
+AUDIT = "audit.json"  # the data audit of every dataset
+SUMMARY_CSV, SUMMARY_PARQUET, SUMMARY_MD = "summary.csv", "summary.parquet", "summary.md"
+CONFUSION_BY_VARIANT = "confusion_by_variant.json"
+REPORT = "report.html"
+LOG = "runner.log"  # Ray's and Tune's own log records
+# in a trial's dir
+PARAMS = "params.json"  # Tune's: {"spec": TrialSpec.to_param(), "results_dir": ...}
+RESULT, PROGRESS = "result.json", "progress.csv"  # Tune's loggers: a row per epoch
+ERROR = "error.txt"  # the traceback of a trial whose code failed, then its one line
+PRUNED = "pruned.json"  # the scheduler stopped the trial: {"epoch", "val_accuracy"} (runner.driver.tuner)
+CONFUSION, CLASS_REPORT = "confusion_matrix.json", "classification_report.txt"  # at the best epoch
+
+
+def trial_dir_name(variant: str, seed: int, trial_id: str) -> str:
+    """A trial's dir in the results dir: VARIANT_seedN_TRIALID, the variant made safe for a path."""
+    return f"{safe(variant)}_seed{seed}_{trial_id}"
+
+
+def safe(variant: str) -> str:
+    """A variant's name as its trial dirs spell it."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)
+
+
+# a trial dir: VARIANT_seedN_TRIALID, Tune trial ids like 71ef6_00000
+_TRIAL_DIR = re.compile(r"^(?P<variant>.+)_seed(?P<seed>-?\d+)_(?P<trial_id>[0-9a-f]+_\d+)$")
+
+
+def parse_trial_dir(name: str) -> tuple[str, int] | None:
+    """(variant as the dir spells it, seed) of a trial dir's name; None for another name."""
+    m = _TRIAL_DIR.match(name)
+    return (m["variant"], int(m["seed"])) if m else None
+
+
+def read_results(path: Path) -> list[dict]:
+    """The per-epoch rows of a trial's result.json, one per epoch; lines cut short by a crash are skipped. A trial
+    restarted from its last checkpoint (a lost process, a resumed study) redoes and reports again the epochs after
+    it, with the same numbers (resume is exact): the later rows count."""
+    if not path.exists():
+        return []
+    out: list[dict] = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if "epoch" not in row:
+            continue
+        while out and out[-1]["epoch"] >= row["epoch"]:
+            out.pop()
+        out.append(row)
+    return out
 
 
 def last_epoch(trial_dir: Path) -> int:
@@ -101,24 +159,32 @@ def _offset(rows, epoch: int) -> int | None:
     return None
 
 
-def callback():
-    """A Tune callback, put before Tune's loggers: a trial's result for an epoch it reported before cuts its
-    files back first (a class made on first use, so importing this module needs no Ray)."""
-    from ray.tune import Callback
+def stage_rows(src: Path, epoch: int, staging: Path) -> None:
+    """A trial's result.json and progress.csv rows in ``src`` up to ``epoch``, put into ``staging`` (where Tune
+    writes them, appending, then copies them over the trial dir's) unless already there."""
+    staging.mkdir(parents=True, exist_ok=True)
+    if epoch <= 0 or (staging / RESULT).exists():
+        return
+    rows = [line for line in _lines(src / RESULT) if _row_epoch(line) <= epoch]
+    (staging / RESULT).write_text("".join(f"{line}\n" for line in rows))
+    table = list(csv.DictReader(io.StringIO("\n".join(_lines(src / PROGRESS)))))
+    kept = [row for row in table if int(float(row.get("epoch") or 0)) <= epoch]
+    if kept:
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=list(kept[0]))
+        w.writeheader()
+        w.writerows(kept)
+        (staging / PROGRESS).write_text(text.getvalue())
 
-    class DropRedone(Callback):
-        def __init__(self):
-            self.last: dict[str, int] = {}  # trial id -> the last epoch its files hold
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            epoch = result.get("epoch")
-            if epoch is None or not trial.local_path:
-                return
-            trial_dir = Path(trial.local_path)
-            if trial.trial_id not in self.last:
-                self.last[trial.trial_id] = last_epoch(trial_dir)
-            if epoch <= self.last[trial.trial_id]:
-                drop_from(trial_dir, epoch)
-            self.last[trial.trial_id] = epoch
+def _lines(path: Path) -> list[str]:
+    try:
+        return [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return []
 
-    return DropRedone()
+
+def _row_epoch(line: str) -> int:
+    """A result.json row's epoch; rows without one (a fault report) or cut short count as beyond any."""
+    epoch = json_epoch(line)
+    return 1 << 30 if epoch is None else epoch

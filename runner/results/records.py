@@ -12,48 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import statistics
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from pathlib import Path
 
 from runner import checkpoints
 from runner.errors import first_line
-from runner.results import studyfile
+from runner.results import files, studyfile
+from runner.results.status import Status, ended
 
 log = logging.getLogger(__name__)
 
 
-class Status(StrEnum):
-    """Where a trial stands. Each epoch's result carries one; a record derives its own from the last."""
-
-    RUNNING = "running"  # in result.json only: the trial had more epochs to go
-    COMPLETED = "completed"  # ran every epoch
-    EARLY_STOPPED = "early_stopped"  # stopped by train.patience
-    DIVERGED = "diverged"  # a loss became NaN/inf: a result (that setting does not train), not a failure
-    PRUNED = "pruned"  # stopped early by the study's scheduler (ASHA) for being behind: a result, not a failure
-    ERROR = "error"  # the training code failed; error.txt holds the traceback
-    INTERRUPTED = "interrupted"  # started, then the study stopped (Ctrl-C, SIGTERM, kill): --resume finishes it
-    PENDING = "pending"  # planned, never started
-    DAMAGED = "damaged"  # its files cannot be read (params.json empty or cut short): a row, never a traceback
-
-    @property
-    def finished(self) -> bool:
-        """Ran to an end that is a result."""
-        return self in FINISHED
-
-    @property
-    def unfinished(self) -> bool:
-        """--resume runs it (again, from its last checkpoint)."""
-        return self in UNFINISHED
-
-
-FINISHED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED, Status.DIVERGED, Status.PRUNED})
-UNFINISHED = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.PENDING})
-TRAINED = frozenset({Status.COMPLETED, Status.EARLY_STOPPED})  # finished with a model worth comparing
-
-PRUNED_FILE = "pruned.json"  # in a trial's dir: the scheduler stopped it (runner.orchestrate writes it)
 CONVERGED = 0.95  # epochs_to_95: the share of its best val accuracy at which a trial counts as converged
 COLUMNS = [  # summary.csv / summary.parquet, a row per trial (TrialRecord.row)
     "variant",
@@ -163,11 +133,11 @@ def read_records(results_dir: Path) -> list[TrialRecord]:
     study's variant order (study.json's, as the study now is), then by seed. A trial whose (variant, seed)
     the study no longer plans (a grown study whose file dropped it) is marked ``planned=False``."""
     results_dir = Path(results_dir)
-    records = [_record(p.parent) for p in sorted(results_dir.glob("*/params.json"))]
+    records = [_record(p.parent) for p in sorted(results_dir.glob(f"*/{files.PARAMS}"))]
     study = studyfile.read(results_dir)
     if study and study.trials:
         planned = {(p["variant"], p["seed"]): p.get("order", 0) for p in study.trials}
-        by_dir_name = {(_safe(v), seed): v for v, seed in planned}  # a damaged trial knows only its dir's name
+        by_dir_name = {(files.safe(v), seed): v for v, seed in planned}  # a damaged trial knows only its dir's name
         records = [replace(r, variant=by_dir_name.get((r.variant, r.seed), r.variant)) if r.status == Status.DAMAGED
                    else r for r in records]  # fmt: skip
         records = [replace(r, order=planned.get((r.variant, r.seed), r.order), planned=(r.variant, r.seed) in planned)
@@ -181,17 +151,17 @@ def read_records(results_dir: Path) -> list[TrialRecord]:
 
 def _record(trial_dir: Path) -> TrialRecord:
     try:
-        spec = json.loads((trial_dir / "params.json").read_text())["spec"]
-        epochs = tuple(read_results(trial_dir / "result.json"))
+        spec = json.loads((trial_dir / files.PARAMS).read_text())["spec"]
+        epochs = tuple(files.read_results(trial_dir / files.RESULT))
     except (OSError, ValueError, KeyError, TypeError) as e:  # empty, cut short or garbled by a fault
         return _damaged(trial_dir, e)
     status = Status(epochs[-1].get("status", Status.PENDING)) if epochs else Status.PENDING
-    err = trial_dir / "error.txt"
+    err = trial_dir / files.ERROR
     error = ""
     if err.exists() and not status.finished:  # error.txt stays behind when a retry later finished the trial
         status, error = Status.ERROR, first_line(err.read_text(errors="replace"))
-    elif status == Status.RUNNING:
-        status = Status.PRUNED if (trial_dir / PRUNED_FILE).exists() else Status.INTERRUPTED
+    else:
+        status = ended(status, stopped_by_scheduler=(trial_dir / files.PRUNED).exists())
     return TrialRecord(
         spec["variant"],
         spec["seed"],
@@ -204,45 +174,11 @@ def _record(trial_dir: Path) -> TrialRecord:
     )
 
 
-def trial_dir_name(variant: str, seed: int, trial_id: str) -> str:
-    """A trial's dir in the results dir: VARIANT_seedN_TRIALID, the variant made safe for a path."""
-    return f"{_safe(variant)}_seed{seed}_{trial_id}"
-
-
-def _safe(variant: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)
-
-
-# a trial dir: VARIANT_seedN_TRIALID, Tune trial ids like 71ef6_00000
-_TRIAL_DIR = re.compile(r"^(?P<variant>.+)_seed(?P<seed>-?\d+)_(?P<trial_id>[0-9a-f]+_\d+)$")
-
-
 def _damaged(trial_dir: Path, e: Exception) -> TrialRecord:
     """A trial whose files cannot be read: its variant and seed from its dir's name, and why."""
     log.warning("%s: unreadable (%s); its row says damaged", trial_dir, first_line(e))
-    m = _TRIAL_DIR.match(trial_dir.name)
-    variant, seed = (m["variant"], int(m["seed"])) if m else (trial_dir.name, -1)
+    variant, seed = files.parse_trial_dir(trial_dir.name) or (trial_dir.name, -1)
     return TrialRecord(variant, seed, 0, Status.DAMAGED, (), trial_dir.name, "", f"unreadable: {first_line(e, 200)}")
-
-
-def read_results(path: Path) -> list[dict]:
-    """The per-epoch rows of a trial's result.json, one per epoch; lines cut short by a crash are skipped. A trial
-    restarted from its last checkpoint (a lost process, a resumed study) redoes and reports again the epochs after
-    it, with the same numbers (resume is exact): the later rows count."""
-    if not path.exists():
-        return []
-    out: list[dict] = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if "epoch" not in row:
-            continue
-        while out and out[-1]["epoch"] >= row["epoch"]:
-            out.pop()
-        out.append(row)
-    return out
 
 
 def _round(x, n: int) -> float | None:

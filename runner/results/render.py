@@ -1,7 +1,7 @@
 """Text renderings of a study's summary: the console's fixed-column table and summary.md.
 
 Numbers come from runner.results.summary (VariantSummary) and runner.results (TrialRecord); the cell
-formatting here is shared with report.html (runner.report).
+formatting here is shared with report.html (runner.results.report).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 
 from runner.results import stats
-from runner.results.records import TRAINED, Status
+from runner.results.status import TRAINED, Status
+from runner.results.summary import OVERFIT_GAP
+from runner.results.verdict import Verdict
 
 VARIANT_HEADER = [
     "variant",
@@ -27,7 +29,6 @@ VARIANT_HEADER = [
     "p (Holm)",
     "verdict",
 ]
-SHORT_VERDICT = {"no detectable difference": "no diff"}
 METRIC_WORDS = {
     "best_val_accuracy": "Best val accuracy (the best epoch, picked on val: optimistic)",
     "test_accuracy": "Test accuracy (the best val epoch's model on the test split, which nothing was picked on)",
@@ -56,11 +57,11 @@ EFFECT_HEADER = ["variant", "Δ vs reference ± 95% CI", "P(beats reference on a
 
 def verdict_text(v) -> str:
     """The verdict, with the look that reached it for sequential seeds."""
-    if v.pruned and v.n < 2 and v.verdict != "reference":
+    if v.pruned and v.n < 2 and v.verdict != Verdict.REFERENCE:
         return f"pruned ({v.pruned} of {v.trials} seeds)"
-    if v.decided_at is None or v.verdict == "reference":
+    if v.decided_at is None or v.verdict == Verdict.REFERENCE:
         return v.verdict or "-"
-    if v.verdict == "undecided":
+    if v.verdict == Verdict.UNDECIDED:
         return f"undecided ({v.decided_at} seeds so far)"
     return f"{v.verdict} (at {v.decided_at} seeds)"
 
@@ -69,7 +70,7 @@ def effect_cells(v) -> list[str]:
     """A VariantSummary's effect size cells under EFFECT_HEADER ("-" for the reference)."""
     e = v.effect
     if not e:
-        return [v.variant, "reference", "-", "-", "-"]
+        return [v.variant, str(Verdict.REFERENCE), "-", "-", "-"]
     delta = signed(e["delta"]) + (f" ± {fmt(e['ci'])}" if e["ci"] is not None else "")
     p_better = "-" if e["p_better"] is None else f"{e['p_better']:.0%}"
     needs = "-" if e["n"] < 2 else (f"~{e['seeds_needed']}" if e["seeds_needed"] else "not within 1000")
@@ -129,7 +130,7 @@ def rankings(variants) -> list[str]:
 
 
 def reference_of(variants) -> str | None:
-    return next((v.variant for v in variants if v.verdict == "reference"), None)
+    return next((v.variant for v in variants if v.verdict == Verdict.REFERENCE), None)
 
 
 def sequential_study(variants) -> bool:
@@ -153,8 +154,6 @@ def method_note(variants=()) -> str:
 
 
 def markdown(name: str, variants, records, partial: bool = False, search=None) -> str:
-    from runner.results.summary import OVERFIT_GAP
-
     lines = [f"# {name}", ""]
     if partial:
         lines += ["**Partial results: the study was interrupted; resume it to finish.**", ""]
@@ -275,19 +274,17 @@ def _second_markdown(variants) -> list[str]:
 
 def console_table(variants) -> str:
     """Fixed-column table for the terminal; ! marks a train-val gap above OVERFIT_GAP."""
-    from runner.results.summary import OVERFIT_GAP
-
     w = max([7] + [len(v.variant) for v in variants])
     head = f"{'variant':<{w}}  trials  ok    mean  ±95%ci     std     min     max  best ep     gap    p holm  verdict"
     lines = [head, "-" * len(head)]
     for v in variants:
         flag = "!" if v.overfitting else " "
-        verdict = verdict_text(v).replace("no detectable difference", "no diff")
+        verdict = verdict_text(v).replace(Verdict.NO_DIFFERENCE, Verdict.NO_DIFFERENCE.short)
         p = v.p_holm if v.decided_at is None else v.p
         lines.append(
             f"{v.variant:<{w}}  {v.trials:>6}  {v.ok:>2}  {fmt(v.mean):>6}  {fmt(v.ci):>6}  "
             f"{fmt(v.std):>6}  {fmt(v.min):>6}  {fmt(v.max):>6}  {fmt(v.best_epoch, 1):>7}  "
-            f"{fmt(v.train_val_gap):>6}{flag}  {pvalue(p):>7}  {SHORT_VERDICT.get(verdict, verdict)}"
+            f"{fmt(v.train_val_gap):>6}{flag}  {pvalue(p):>7}  {verdict}"
         )
     ref = reference_of(variants)
     if ref and len(variants) > 1 and sequential_study(variants):
@@ -322,7 +319,7 @@ def _second_console(variants, w: int) -> list[str]:
         verdict = e.verdict or "-"
         lines.append(
             f"{v.variant:<{w}}  {fmt(t.mean):>6}  {fmt(t.ci):>6}  {signed(o.mean):>8}  {fmt(o.ci):>6}  "
-            f"{fmt(e.mean, 1):>8}  {fmt(e.ci, 1):>6}  {diff:>8}  {pvalue(e.p_holm):>7}  {SHORT_VERDICT.get(verdict, verdict)}"
+            f"{fmt(e.mean, 1):>8}  {fmt(e.ci, 1):>6}  {diff:>8}  {pvalue(e.p_holm):>7}  {verdict.replace(Verdict.NO_DIFFERENCE, Verdict.NO_DIFFERENCE.short)}"
         )
     if not has_test(variants):
         lines.append("test: no test split (add ROOT/test/CLASS/ or --set data.test_fraction=0.2)")

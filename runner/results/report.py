@@ -1,6 +1,6 @@
 """One self-contained HTML page per study: ``python -m runner.report RESULTS_DIR`` -> RESULTS_DIR/report.html.
 
-Sections: the summary table with its statistics (runner.summary), learning curves per variant
+Sections: the summary table with its statistics (runner.results.summary), learning curves per variant
 (train and val accuracy per epoch: mean over seeds, band 95 % CI), the test split and convergence, the confusion matrix per
 variant (summed over its trials), every trial's status, the data (study.json) and the data audit
 (audit.json, when present), and where the results came from (command, git commit, versions,
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from runner import cli
-from runner.results import render, stats, studyfile, summary
-from runner.results.records import UNFINISHED, Status, read_records
+from runner.results import files, render, studyfile, summary
+from runner.results.summary import StudySummary, learning_curves
 from runner.storage import write_atomic
 
 CSS = """
@@ -39,7 +39,7 @@ img { max-width: 100%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
 
 def preload() -> None:
     """Import what the tables and this report need (scipy.stats, pyarrow.parquet, matplotlib on Agg): ~1.2 s that a
-    study's driver spends while its trials train (runner.orchestrate) instead of at its end."""
+    study's driver spends while its trials train (runner.driver.callbacks) instead of at its end."""
     import matplotlib
     import pyarrow.parquet  # noqa: F401
     import scipy.stats  # noqa: F401
@@ -48,14 +48,11 @@ def preload() -> None:
     import matplotlib.pyplot  # noqa: F401
 
 
-def write_report(results_dir: Path) -> Path:
-    """Write ``results_dir/report.html`` and return its path."""
-    results_dir = Path(results_dir)
-    found = studyfile.read(results_dir)
+def write_report(s: StudySummary) -> Path:
+    """Write report.html into the summary's results dir and return its path."""
+    results_dir, found = s.results_dir, s.study
     study = found.doc if found else {}
-    rows = [r for r in read_records(results_dir) if r.planned]
-    variants = summary.for_study(rows, found)
-    unfinished = [r for r in rows if r.status in UNFINISHED]
+    rows, variants, unfinished = s.planned, s.variants, s.unfinished
     parts = [
         f"<h1>{_e(study.get('study', results_dir.name))}</h1>",
         f"<p class='note'>{_e(results_dir)}: {len(rows)} trials, {len(variants)} variants</p>",
@@ -65,16 +62,15 @@ def write_report(results_dir: Path) -> Path:
             f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>"
         )
     parts += ["<h2>Summary</h2>", _summary_section(variants)]
-    search = summary.search_found(rows, found)
-    if search:
-        parts += ["<h2>Search</h2>", _search_section(*search, log=set(found.search.get("log", [])))]
+    if s.search:
+        parts += ["<h2>Search</h2>", _search_section(*s.search, log=set(found.search.get("log", [])))]
     if rows:
         parts += ["<h2>Learning curves</h2>", _curves_section(rows, [v.variant for v in variants])]
     parts += ["<h2>Confusion matrices</h2>", _confusion_section(summary.confusion_by_variant(results_dir, rows))]
     parts += ["<h2>Trials</h2>", _trials_table(rows)]
     if study.get("data"):
         parts += ["<h2>Data</h2>"] + [f"<h3>{_e(k)}</h3>" + _kv_table(v) for k, v in study["data"].items()]
-    audit = _read_json(results_dir / "audit.json")
+    audit = _read_json(results_dir / files.AUDIT)
     if audit:
         parts += ["<h2>Data audit</h2>", _kv_table(audit)]
     env = {
@@ -87,36 +83,8 @@ def write_report(results_dir: Path) -> Path:
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{_e(study.get('study', results_dir.name))}</title>"
         f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    out = results_dir / "report.html"
+    out = results_dir / files.REPORT
     write_atomic(out, page)
-    return out
-
-
-def curves(rows: list, key: str) -> dict[str, dict]:
-    """{variant: {"epoch", "mean", "lo", "hi", "n"}} of ``key`` per epoch over the variant's seeds: the mean and
-    its 95 % confidence band (t-interval; none for one seed).
-
-    A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch; an epoch a
-    resumed trial reported twice counts once (its last report).
-    """
-    per_variant: dict[str, dict[int, list[float]]] = {}
-    for r in rows:
-        if r.status == Status.ERROR:
-            continue
-        mine = {e["epoch"]: e[key] for e in r.epochs if e.get(key) is not None}
-        for epoch, value in mine.items():
-            per_variant.setdefault(r.variant, {}).setdefault(epoch, []).append(value)
-    out = {}
-    for v, by_epoch in per_variant.items():
-        epochs = sorted(by_epoch)
-        stats_ = [stats.mean_ci(by_epoch[e]) for e in epochs]
-        out[v] = {
-            "epoch": epochs,
-            "mean": [m for m, _ in stats_],
-            "lo": [m - (ci or 0.0) for m, ci in stats_],
-            "hi": [m + (ci or 0.0) for m, ci in stats_],
-            "n": [len(by_epoch[e]) for e in epochs],
-        }
     return out
 
 
@@ -149,7 +117,7 @@ def _summary_section(variants: list) -> str:
 
 
 def _curves_section(rows: list, order: list[str]) -> str:
-    train, val = curves(rows, "train_accuracy"), curves(rows, "val_accuracy")
+    train, val = learning_curves(rows, "train_accuracy"), learning_curves(rows, "val_accuracy")
     names = [v for v in order if v in val]
     if not names:
         return "<p class='note'>No epoch has finished yet.</p>"
@@ -359,13 +327,13 @@ def run(args) -> int:
     if not results_dir.is_dir():
         print(f"error: {results_dir}: no such results dir", file=sys.stderr)
         return 2
-    if not any(results_dir.glob("*/params.json")) and studyfile.read(results_dir) is None:
+    if not any(results_dir.glob(f"*/{files.PARAMS}")) and studyfile.read(results_dir) is None:
         print(
             f"error: {results_dir}: no study here (no study.json, no trial dirs); give STORAGE/NAME of a study",
             file=sys.stderr,
         )
         return 2
-    print(write_report(results_dir))
+    print(write_report(summary.read(results_dir)))
     return 0
 
 

@@ -13,7 +13,8 @@ import statistics
 from dataclasses import dataclass
 
 from runner.results import stats
-from runner.results.records import Status, TrialRecord, cell
+from runner.results.records import TrialRecord, cell
+from runner.results.status import Status
 
 MIN_TRIALS = 6  # fewer trials with a value than this: no importance (a forest of 5 points says nothing)
 

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runner.results.stats import ALPHA, DECIMALS, NO_SPREAD, PAIRED_T
-
-UNDECIDED = "undecided"  # more seeds to go
+from runner.results.verdict import Verdict
 
 
 def spent(t: float, alpha: float = ALPHA) -> float:
@@ -68,19 +67,19 @@ def decide(
     """
     ref = by_variant.get(reference, {})
     others = [v for v in by_variant if v != reference]
-    out = {v: {"verdict": UNDECIDED, "n": 0, "p": None, "level": None, "test": None} for v in others}
+    out = {v: {"verdict": Verdict.UNDECIDED, "n": 0, "p": None, "level": None, "test": None} for v in others}
     rejected = 0
     for n in range(first, max_seeds + 1):
         look = seeds[:n]
-        ready = [v for v in others if out[v]["verdict"] == UNDECIDED and _has(ref, by_variant[v], look, n)]
+        ready = [v for v in others if out[v]["verdict"] == Verdict.UNDECIDED and _has(ref, by_variant[v], look, n)]
         if not ready:
             break
         tested = {v: paired_p([ref[s] for s in look], [by_variant[v][s] for s in look]) for v in ready}
         a = level(n, first, max_seeds, alpha)
         rejected += _holm_step(tested, a, len(others), rejected, out, n)
         for v in ready:
-            if out[v]["verdict"] == UNDECIDED and n == max_seeds:
-                out[v]["verdict"] = "no detectable difference"
+            if out[v]["verdict"] == Verdict.UNDECIDED and n == max_seeds:
+                out[v]["verdict"] = Verdict.NO_DIFFERENCE
     return out
 
 
@@ -98,7 +97,7 @@ def _holm_step(tested: dict, a: float, m: int, rejected: int, out: dict, n: int)
         threshold = a / (m - rejected - j)
         out[v].update(n=n, p=p, level=threshold, test=test)
         if p <= threshold and diff != 0 and now == j:  # step-down: stops at the first p above its threshold
-            out[v]["verdict"] = "better" if diff > 0 else "worse"
+            out[v]["verdict"] = Verdict.BETTER if diff > 0 else Verdict.WORSE
             now += 1
     return now
 
@@ -106,7 +105,7 @@ def _holm_step(tested: dict, a: float, m: int, rejected: int, out: dict, n: int)
 def next_seed(decisions: Mapping[str, dict], seeds: Sequence[int], first: int, max_seeds: int) -> int | None:
     """The seed every undecided variant (and the reference) runs next; None when each variant is decided or
     has ``max_seeds``, or while the study's own seeds are not all in (finish those first)."""
-    looked = [d["n"] for d in decisions.values() if d["verdict"] == UNDECIDED]
+    looked = [d["n"] for d in decisions.values() if d["verdict"] == Verdict.UNDECIDED]
     if not looked or min(looked) < first:
         return None
     n = min(looked) + 1

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from runner.results.verdict import Verdict
+
 ALPHA = 0.05  # significance level, applied to Holm-adjusted p-values
 CONFIDENCE = 0.95  # two-sided confidence level of mean_ci
 WILCOXON_MIN = 6  # shared seeds from which the Wilcoxon signed-rank test replaces the paired t-test
@@ -92,12 +94,12 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 def verdict(comparison: dict | None, p_adjusted: float | None, alpha: float = ALPHA) -> str:
     """The word for one variant; ``comparison`` None means the variant is the reference."""
     if comparison is None:
-        return "reference"
+        return Verdict.REFERENCE
     if p_adjusted is None:
-        return "too few seeds"
+        return Verdict.TOO_FEW_SEEDS
     if p_adjusted < alpha and comparison["mean_diff"] != 0:
-        return "better" if comparison["mean_diff"] > 0 else "worse"
-    return "no detectable difference"
+        return Verdict.BETTER if comparison["mean_diff"] > 0 else Verdict.WORSE
+    return Verdict.NO_DIFFERENCE
 
 
 def compare_all(by_variant: Mapping[str, Mapping[int, float]], reference: str, alpha: float = ALPHA) -> dict[str, dict]:
@@ -112,7 +114,14 @@ def compare_all(by_variant: Mapping[str, Mapping[int, float]], reference: str, a
     out = {}
     for v in by_variant:
         if v == reference:
-            out[v] = {"n": len(ref), "mean_diff": None, "test": None, "p": None, "p_holm": None, "verdict": "reference"}
+            out[v] = {
+                "n": len(ref),
+                "mean_diff": None,
+                "test": None,
+                "p": None,
+                "p_holm": None,
+                "verdict": Verdict.REFERENCE,
+            }
         else:
             out[v] = {**comps[v], "p_holm": adjusted[v], "verdict": verdict(comps[v], adjusted[v], alpha)}
     return out

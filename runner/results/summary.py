@@ -1,34 +1,26 @@
-"""A study's summary: trial records aggregated per variant, with the statistics of runner.stats.
+"""A study's summary: its trial records aggregated per variant, with the statistics of runner.results.stats.
 
-``python -m runner.summary RESULTS_DIR|URI`` (re)writes, from what is in the results dir:
-
-- ``summary.csv`` / ``summary.parquet``: a row per trial (results.COLUMNS), pending and failed ones too.
-- ``summary.md``: a row per variant (runner.render): best val accuracy over seeds (n, mean ± 95 % CI,
-  std, min, max), finished trials, median best epoch, the train-val gap (final train accuracy - final
-  val accuracy, mean over seeds, flagged as overfitting above ``OVERFIT_GAP``), and the comparison with
-  the reference over shared seeds (paired test, Holm-corrected p, verdict). Errored trials are left out
-  of every statistic. Variant order and the reference are the plan's, from study.json.
-- ``confusion_by_variant.json``: {variant: {"classes", "matrix", "trials"}}, the confusion matrices (at
-  each trial's best epoch, rows true, columns predicted) summed over the variant's trials; a trial whose
-  classes differ from the variant's first is left out.
+``read(results_dir)`` summarizes a results dir once into a ``StudySummary``: per variant, the study's metric over
+seeds (n, mean ± 95 % CI, std, min, max), finished trials, median best epoch, the train-val gap (final train
+accuracy - final val accuracy, mean over seeds, flagged as overfitting above ``OVERFIT_GAP``), and the comparison
+with the reference over shared seeds (paired test, Holm-corrected p, verdict; or the sequential looks); the
+secondary measures (test accuracy, val overestimate, epochs to 95 %); a search's samples and importance. Errored
+and pruned trials are left out of every statistic. Variant order and the reference are the plan's, from study.json.
+Every writer takes that one summary: runner.results.tables, runner.results.report, the driver's console.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import logging
 import statistics
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runner import cli
-from runner.results import render, sequential, stats, studyfile
-from runner.results.records import COLUMNS, TRAINED, Status, TrialRecord, cell, read_records
-from runner.storage import write_atomic
+from runner.results import sequential, stats, studyfile
+from runner.results.records import TrialRecord, read_records
+from runner.results.status import TRAINED, Status
+from runner.results.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +70,11 @@ class VariantSummary:
 
 
 # What the secondary measures are taken from, and the words of their verdicts ("better" = a larger value).
-MEASURES = {"test_accuracy": {}, "val_overestimate": {}, "epochs_to_95": {"better": "slower", "worse": "faster"}}
+MEASURES = {
+    "test_accuracy": {},
+    "val_overestimate": {},
+    "epochs_to_95": {Verdict.BETTER: "slower", Verdict.WORSE: "faster"},
+}
 
 
 def for_study(records: list[TrialRecord], study: studyfile.StudyFile | None) -> list[VariantSummary]:
@@ -221,109 +217,65 @@ def confusion_by_variant(results_dir: Path, records: list[TrialRecord]) -> dict[
     return out
 
 
-def write(results_dir: Path, partial: bool = False) -> tuple[list[TrialRecord], list[VariantSummary]]:
-    """Write summary.csv, summary.parquet, summary.md and confusion_by_variant.json into ``results_dir``;
-    ``partial`` marks the tables as those of an interrupted study. Returns the records and variant rows."""
+def learning_curves(rows: list, key: str) -> dict[str, dict]:
+    """{variant: {"epoch", "mean", "lo", "hi", "n"}} of ``key`` per epoch over the variant's seeds: the mean and
+    its 95 % confidence band (t-interval; none for one seed).
+
+    A trial that stopped early contributes to the epochs it ran, so ``n`` can shrink with the epoch; an epoch a
+    resumed trial reported twice counts once (its last report).
+    """
+    per_variant: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        if r.status == Status.ERROR:
+            continue
+        mine = {e["epoch"]: e[key] for e in r.epochs if e.get(key) is not None}
+        for epoch, value in mine.items():
+            per_variant.setdefault(r.variant, {}).setdefault(epoch, []).append(value)
+    out = {}
+    for v, by_epoch in per_variant.items():
+        epochs = sorted(by_epoch)
+        per_epoch = [stats.mean_ci(by_epoch[e]) for e in epochs]
+        out[v] = {
+            "epoch": epochs,
+            "mean": [m for m, _ in per_epoch],
+            "lo": [m - (ci or 0.0) for m, ci in per_epoch],
+            "hi": [m + (ci or 0.0) for m, ci in per_epoch],
+            "n": [len(by_epoch[e]) for e in epochs],
+        }
+    return out
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """A results dir summarized once: what every writer (tables, report, console, advice) takes."""
+
+    results_dir: Path
+    study: studyfile.StudyFile | None  # study.json (None for a dir without one)
+    records: list[TrialRecord]  # every trial dir, and the planned trials that never started
+    variants: list[VariantSummary]  # a row per variant, in the plan's order
+    search: tuple | None  # (samples best first, importance) of a search study; None without a search
+
+    @property
+    def planned(self) -> list[TrialRecord]:
+        """The trials the study plans now (a grown study's dropped ones stay on disk, out of the tables)."""
+        return [r for r in self.records if r.planned]
+
+    @property
+    def unfinished(self) -> list[TrialRecord]:
+        """Planned trials that --resume runs (stopped by Ctrl-C, SIGTERM, a fault, or never started)."""
+        return [r for r in self.planned if r.status.unfinished]
+
+
+def read(results_dir: Path) -> StudySummary:
+    """Summarize what ``results_dir`` holds: its records, the variant rows, and a search's samples and importance
+    (which fits a forest: once per study end)."""
+    from runner.results import search_summary
+
     results_dir = Path(results_dir)
     records = read_records(results_dir)
     study = studyfile.read(results_dir)
-    variants = for_study(records, study)
-    keys = list(study.search.get("space", {})) if study and study.search else []
-    rows = [_with_sampled(r.row(), r, study, keys) for r in records if r.planned]
-    columns = [*COLUMNS[:2], *keys, *COLUMNS[2:]]
-    text = io.StringIO(newline="")
-    w = csv.DictWriter(text, fieldnames=columns)
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(results_dir / "summary.csv", text.getvalue())
-    _write_parquet(results_dir / "summary.parquet", rows, columns)
-    found = search_found(records, study)
-    write_atomic(results_dir / "summary.md", render.markdown(results_dir.name, variants, records, partial, found))
     planned = [r for r in records if r.planned]
-    write_atomic(results_dir / "confusion_by_variant.json", json.dumps(confusion_by_variant(results_dir, planned)))
-    return records, variants
-
-
-_found: dict = {}  # search_found's last answer: the tables, the console and the report of one study ask in turn
-
-
-def search_found(records: list[TrialRecord], study: studyfile.StudyFile | None):
-    """(samples best first, importance) of a search study; None for a study without a search. The importance
-    fits a forest (~1.4 s for 34 trials), so the same records and study.json reuse the last answer."""
-    from runner.results import search_summary
-
-    if study is None or not study.search:
-        return None
-    planned = [r for r in records if r.planned]
-    key = (json.dumps([study.search, study.metric, len(study.trials)], sort_keys=True, default=str),
-           tuple((r.variant, r.seed, str(r.status), r.epochs_run, getattr(r, study.metric)) for r in planned))  # fmt: skip
-    if key not in _found:
-        _found.clear()
-        _found[key] = search_summary.samples(planned, study), search_summary.importance(planned, study)
-    return _found[key]
-
-
-def _with_sampled(row: dict, record: TrialRecord, study: studyfile.StudyFile | None, keys: list[str]) -> dict:
-    """A trial's row with the values of the searched keys (dotted columns), from its planned config."""
-    if not keys:
-        return row
-    values = study.values(record.variant, record.seed)
-    return {**row, **{k: cell(values.get(k)) for k in keys}}
-
-
-def _write_parquet(path: Path, rows: list[dict], columns: list[str]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    types = {
-        "variant": pa.string(),
-        "seed": pa.int64(),
-        "status": pa.string(),
-        "best_epoch": pa.int64(),
-        "epochs_run": pa.int64(),
-        "epochs_to_95": pa.int64(),
-        "checkpoint": pa.string(),
-        "trial_dir": pa.string(),
-        "error": pa.string(),
-    }
-    for c in columns[2:]:  # sampled columns: numbers stay numbers
-        if c not in COLUMNS and c not in types:
-            seen = [r[c] for r in rows if r[c] is not None]
-            types[c] = pa.string() if any(isinstance(x, str | bool) for x in seen) else pa.float64()
-    schema = pa.schema([(c, types.get(c, pa.float64())) for c in columns])
-    buf = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buf)
-    write_atomic(path, buf.getvalue().to_pybytes())
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results_dir", help="the study's results dir (STORAGE/NAME, a directory or s3:// / gs:// URI)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Rewrite the tables of a results dir (also on a URI) and print the variant table."""
-    from runner.storage import Results, is_uri
-
-    if not (is_uri(args.results_dir) or Path(args.results_dir).is_dir()):
-        print(f"error: {args.results_dir}: no such results dir; give STORAGE/NAME of a study", file=sys.stderr)
-        return 2
-    results = Results(args.results_dir)
-    try:
-        results.pull()
-        _, variants = write(results.local)
-        results.push()
-        print(render.console_table(variants))
-    except OSError as e:
-        from runner.errors import first_line
-
-        print(f"error: {args.results_dir}: {first_line(e)}", file=sys.stderr)
-        return 2
-    finally:
-        results.close()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m runner.summary", "Write a study's summary tables from its results dir.")
-    add_arguments(p)
-    return run(p.parse_args(argv))
+    search = None
+    if study is not None and study.search:
+        search = search_summary.samples(planned, study), search_summary.importance(planned, study)
+    return StudySummary(results_dir, study, records, for_study(records, study), search)

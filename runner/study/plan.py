@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from runner.config import ConfigError, Study, TrialConfig, apply_overrides, flatten, is_learned
 from runner.study.resources import Cluster, Fit, fit_trial, max_concurrent
 
+# in the param of a trial of a phase rebuilt from its trial dirs (runner.driver.recover), beside the spec's own keys:
+# {"dir": its trial dir, "checkpoint": the checkpoint it carries on from or "", "epoch": that checkpoint's epoch}
+CARRY_ON = "carry_on"
+
 
 @dataclass(frozen=True)
 class TrialSpec:

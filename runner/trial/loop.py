@@ -3,8 +3,8 @@
 
 Every place the loop touches the outside goes through a ``Session``: its rank in the trial's worker
 group, its data shard, the collectives, reporting each epoch with its checkpoint, and the state to
-resume from. ``runner.session.RaySession`` is Ray's (local mode and worker groups alike);
-``MemorySession`` runs a trial in this process, for tests and benchmarks. Rank 0 writes the trial's
+resume from. ``runner.trial.session.RaySession`` is Ray's (local mode and worker groups alike); the tests run a
+trial in their own process behind a fake of the same protocol. Rank 0 writes the trial's
 own files: TensorBoard events and the best epoch's confusion matrix and classification report.
 """
 
@@ -15,7 +15,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 import zlib
 from pathlib import Path
@@ -26,8 +25,8 @@ import torch
 
 from runner import checkpoints, storage
 from runner.data.augment import Augment
-from runner.data.split import NO_IMAGES
-from runner.results.records import Status
+from runner.results import files as trial_files
+from runner.results.status import Status
 from runner.study.plan import TrialSpec
 from runner.trial.async_report import Reporter, snapshot
 from runner.trial.engine import EarlyStopping, build_optimizer, evaluate, train_epoch
@@ -71,46 +70,8 @@ class Session(Protocol):
         ...
 
 
-class MemorySession:
-    """One worker in this process: the data given, reports kept in ``reports``, each checkpoint copied to
-    ``keep/checkpoint_EPOCH`` (as Ray copies it into the trial dir), resumed from ``resume_from``."""
-
-    rank, world, device = 0, 1, torch.device("cpu")
-
-    def __init__(self, data: dict, keep: Path, resume_from: str | None = None):
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        self.data, self.keep, self.resume_from = data, Path(keep), resume_from
-        self.reports: list[dict] = []
-        self.checkpoints: list[str] = []
-
-    def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.get(name, NO_IMAGES)
-
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model
-
-    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
-        self.reports.append(metrics)
-        if checkpoint_dir:
-            kept = self.keep / f"checkpoint_{metrics['epoch']}"
-            shutil.copytree(checkpoint_dir, kept)
-            self.checkpoints.append(str(kept))
-
-    def restored_state(self) -> dict | None:
-        return checkpoints.read_dir(self.resume_from) if self.resume_from else None
-
-    def workers(self) -> str:
-        return f"local:{os.getpid()}"
-
-
 @dataclasses.dataclass
-class Progress:
+class TrainingState:
     """What an epoch carries on to the next, and what a checkpoint saves to resume from."""
 
     stopper: EarlyStopping
@@ -127,7 +88,7 @@ class Progress:
 
 
 @dataclasses.dataclass
-class _Run:
+class _Trial:
     """One trial's working set, built once: what every epoch reads and updates."""
 
     spec: TrialSpec
@@ -139,7 +100,7 @@ class _Run:
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]  # empty without a test split
     seed: int  # this worker's seed (study seed, variant, rank)
-    progress: Progress
+    progress: TrainingState
 
 
 def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None) -> None:
@@ -183,7 +144,7 @@ def _quietly(wait) -> None:
         pass
 
 
-def _setup(spec: TrialSpec, session: Session) -> _Run:
+def _setup(spec: TrialSpec, session: Session) -> _Trial:
     """seed -> data -> model -> optimizer -> the state to resume from."""
     cfg = spec.config
     torch.set_num_threads(max(1, round(cfg.resources.cpus_per_worker)))
@@ -195,14 +156,14 @@ def _setup(spec: TrialSpec, session: Session) -> _Run:
     in_features = int(np.prod(train_x.shape[1:]))
     model = session.prepare(build_model(cfg.model, in_features, len(spec.classes)).to(session.device))
     opt = build_optimizer(cfg.optim, model.parameters())
-    progress = Progress(EarlyStopping(cfg.train.patience))
+    progress = TrainingState(EarlyStopping(cfg.train.patience))
     state = session.restored_state()
     if state is not None:  # a retried worker group or trial: carry on after the last finished epoch
         progress = _restore(state, model, opt, progress.stopper)
-    return _Run(spec, session, model, opt, augment, (train_x, train_y), val, test, seed, progress)
+    return _Trial(spec, session, model, opt, augment, (train_x, train_y), val, test, seed, progress)
 
 
-def _epoch(run: _Run, epoch: int) -> dict:
+def _epoch(run: _Trial, epoch: int) -> dict:
     """Train and validate one epoch; returns its metrics with a status."""
     cfg, session = run.spec.config, run.session
     t0 = time.perf_counter()
@@ -235,7 +196,7 @@ def _epoch(run: _Run, epoch: int) -> dict:
     return metrics
 
 
-def _test(run: _Run) -> dict | None:
+def _test(run: _Trial) -> dict | None:
     """The model, now the best on val, on the test split: loss, accuracy and predictions (None without one)."""
     if not len(run.test[1]):
         return None
@@ -267,7 +228,7 @@ def _bookkeeping(times: dict, workers: str, first_epoch: int) -> dict:
 CHECKPOINT_SHARE = 0.05  # train.checkpoint_every = 0 (auto): checkpoints take at most this share of a trial's time
 
 
-def _report(run: _Run, reporter: Reporter, metrics: dict) -> None:
+def _report(run: _Trial, reporter: Reporter, metrics: dict) -> None:
     """Hand the epoch to the reporter (written and reported while the next epoch trains), with a checkpoint from
     rank 0 when one is due (``_checkpoint_due``). The best epoch's weights are always in a kept checkpoint: its
     own, or, when it had none, every checkpoint after it (``best_model``), so evaluate and predict use the best
@@ -281,7 +242,10 @@ def _report(run: _Run, reporter: Reporter, metrics: dict) -> None:
             if best_now:
                 progress.best_model = None  # this checkpoint is the best epoch's own
             elif progress.best_model is not None:
-                frozen = {"best_model": progress.best_model, "best_epoch": progress.stopper.best_epoch}
+                frozen = {
+                    checkpoints.BEST_MODEL: progress.best_model,
+                    checkpoints.BEST_EPOCH: progress.stopper.best_epoch,
+                }
             # the val accuracy of the model evaluate loads from this checkpoint
             score = progress.stopper.best if best_now or frozen else metrics["val_accuracy"]
             state = checkpoint_state(run.spec, run.model, run.opt, progress, epoch, score)
@@ -292,7 +256,7 @@ def _report(run: _Run, reporter: Reporter, metrics: dict) -> None:
     reporter.submit({**metrics, "status": str(metrics["status"])}, state, frozen)
 
 
-def _checkpoint_due(run: _Run, reporter: Reporter, metrics: dict) -> bool:
+def _checkpoint_due(run: _Trial, reporter: Reporter, metrics: dict) -> bool:
     """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), the first epoch and then once
     the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (74 MiB every 0.6 s epoch
     had cost a fifth of a trial's speed on a busy machine; a kill now redoes at most ~20x that)."""
@@ -307,36 +271,38 @@ def _checkpoint_due(run: _Run, reporter: Reporter, metrics: dict) -> bool:
     return cost is not None and time.monotonic() - progress.checkpointed_at >= cost / CHECKPOINT_SHARE
 
 
-def checkpoint_state(spec: TrialSpec, model, opt, progress: Progress, epoch: int, score: float) -> dict:
+def checkpoint_state(spec: TrialSpec, model, opt, progress: TrainingState, epoch: int, score: float) -> dict:
     """Everything a retried trial needs to carry on, plus what evaluate/predict need to use the model. ``score``:
     the val accuracy of the model evaluate loads from it (``best_model`` when the checkpoint has one)."""
+    c = checkpoints
     return {
-        "model": getattr(model, "module", model).state_dict(),
-        "optimizer": opt.state_dict(),
-        "config": spec.config.to_dict(),
-        "classes": list(spec.classes),
-        "epoch": epoch,
-        checkpoints.SCORE: score,
-        "stopper": dataclasses.asdict(progress.stopper),
-        "history": progress.history,
+        c.MODEL: getattr(model, "module", model).state_dict(),
+        c.OPTIMIZER: opt.state_dict(),
+        c.CONFIG: spec.config.to_dict(),
+        c.CLASSES: list(spec.classes),
+        c.EPOCH: epoch,
+        c.SCORE: score,
+        c.STOPPER: dataclasses.asdict(progress.stopper),
+        c.HISTORY: progress.history,
         # lists, not arrays: numpy objects would stop `torch.load(weights_only=True)` (evaluate, predict)
-        "best_preds": None if progress.best_preds is None else np.asarray(progress.best_preds).tolist(),
-        "best_test": None if progress.best_test is None
+        c.BEST_PREDS: None if progress.best_preds is None else np.asarray(progress.best_preds).tolist(),
+        c.BEST_TEST: None if progress.best_test is None
         else {**progress.best_test, "preds": np.asarray(progress.best_test["preds"]).tolist()},
     }  # fmt: skip
 
 
-def _restore(state: dict, model, opt, stopper: EarlyStopping) -> Progress:
-    getattr(model, "module", model).load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    for k, v in state["stopper"].items():
+def _restore(state: dict, model, opt, stopper: EarlyStopping) -> TrainingState:
+    c = checkpoints
+    getattr(model, "module", model).load_state_dict(state[c.MODEL])
+    opt.load_state_dict(state[c.OPTIMIZER])
+    for k, v in state[c.STOPPER].items():
         setattr(stopper, k, v)
-    preds, test = state["best_preds"], state.get("best_test")
+    preds, test = state[c.BEST_PREDS], state.get(c.BEST_TEST)
     best_preds = None if preds is None else np.asarray(preds, dtype=np.int64)
     if test is not None:
         test = {**test, "preds": np.asarray(test["preds"], dtype=np.int64)}
-    best_model = state.get("best_model")  # None: the best epoch has a checkpoint of its own
-    return Progress(stopper, state["epoch"] + 1, best_preds, state["history"], test, best_model)
+    best_model = state.get(c.BEST_MODEL)  # None: the best epoch has a checkpoint of its own
+    return TrainingState(stopper, state[c.EPOCH] + 1, best_preds, state[c.HISTORY], test, best_model)
 
 
 def _board(files: storage.TrialFiles | None, first_epoch: int):
@@ -346,7 +312,7 @@ def _board(files: storage.TrialFiles | None, first_epoch: int):
     return TrialBoard(str(files.dir), purge_step=first_epoch) if files else None
 
 
-def _write_files(run: _Run, board, files: storage.TrialFiles, metrics: dict, last: bool) -> None:
+def _write_files(run: _Trial, board, files: storage.TrialFiles, metrics: dict, last: bool) -> None:
     """The epoch's events; at the end, every file of the trial (before its final status is reported)."""
     board.epoch(metrics, getattr(run.model, "module", run.model))
     if last:
@@ -357,15 +323,15 @@ def _write_files(run: _Run, board, files: storage.TrialFiles, metrics: dict, las
             report = classification_report(val_y, progress.best_preds, classes)
             board.best(best_epoch, cm, report, val_x, val_y, progress.best_preds, classes)
             cm_json = {"epoch": best_epoch, "classes": classes, "matrix": cm.tolist()}
-            (files.dir / "confusion_matrix.json").write_text(json.dumps(cm_json))
-            (files.dir / "classification_report.txt").write_text(f"best epoch {best_epoch}\n\n{report}")
+            (files.dir / trial_files.CONFUSION).write_text(json.dumps(cm_json))
+            (files.dir / trial_files.CLASS_REPORT).write_text(f"best epoch {best_epoch}\n\n{report}")
         if progress.best_test is not None:
             _write_test_files(files.dir, run, board)
         board.finish(run.spec, progress.stopper, progress.best_test)
     files.sync()  # a URI's copy is as far as the checkpoint that follows
 
 
-def _write_test_files(d: Path, run: _Run, board) -> None:
+def _write_test_files(d: Path, run: _Trial, board) -> None:
     """The best epoch's model on test: confusion matrix and per-class report, as files and in TensorBoard."""
     test, classes, epoch = run.progress.best_test, list(run.spec.classes), run.progress.stopper.best_epoch
     cm = confusion(run.test[1], test["preds"], len(classes))

@@ -14,10 +14,10 @@ import time
 import traceback
 
 from runner import checkpoints, storage
-from runner.driver import recover
-from runner.errors import STORAGE_FAULT, first_line, storage_fault
-from runner.results.records import Status
-from runner.study.plan import TrialSpec
+from runner.errors import first_line, storage_fault
+from runner.results import files
+from runner.results.status import Status
+from runner.study.plan import CARRY_ON, TrialSpec
 from runner.trial.async_report import trim_heap
 
 MAX_WORKER_RESTARTS = 2  # a worker group that loses a process restarts from its last checkpoint this often
@@ -39,7 +39,7 @@ def run_trial(config: dict, datasets: dict) -> None:
     # reused actors do not sync).
     trial_dir = storage.join(config["results_dir"], ray.tune.get_context().get_trial_name())
     try:
-        carry_from = config["spec"].get(recover.KEY, {}).get("checkpoint", "")
+        carry_from = config["spec"].get(CARRY_ON, {}).get("checkpoint", "")
         _trainer(spec, datasets[spec.data_key], trial_dir, entered, carry_from).fit()
         if not spec.in_process:
             _drain_reports_to_tune()
@@ -48,10 +48,10 @@ def run_trial(config: dict, datasets: dict) -> None:
         message = fault or first_line(e, 500)
         try:  # the traceback, then the one line the summary shows; a failed disk may not take it
             text = "".join(traceback.format_exception(e)) + "\n" + message + "\n"
-            storage.write_text(storage.join(trial_dir, "error.txt"), text)
+            storage.write_text(storage.join(trial_dir, files.ERROR), text)
         except OSError:
             pass
-        ray.tune.report({"status": STORAGE_FAULT if fault else str(Status.ERROR), "error": message})
+        ray.tune.report({"status": str(Status.STORAGE_FAULT if fault else Status.ERROR), "error": message})
         if fault:  # every trial would fail the same way: the driver stops the study; this one resumes later
             _wait_to_be_stopped()
             raise
@@ -67,7 +67,7 @@ def _wait_to_be_stopped(timeout_s: float = 60.0) -> None:
 
 def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, carry_from: str = ""):
     """The TorchTrainer: the loop in this process (local mode), or in a worker group that reports to Tune.
-    ``carry_from``: the checkpoint a trial of a rebuilt phase carries on from (runner.rebuild), when Ray has none."""
+    ``carry_from``: the checkpoint a trial of a rebuilt phase carries on from (runner.driver.recover), when Ray has none."""
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -126,7 +126,7 @@ def _drain_reports_to_tune(timeout_s: float = 30.0) -> None:
 def _release_memory() -> None:
     """Hand this trial's freed memory back to the OS before Tune reuses the process for the next trial:
     glibc keeps freed heap pages of the model, optimizer and checkpoint buffers, so a reused trial
-    process would grow with every trial (README, Performance)."""
+    process would grow with every trial (docs/performance.md)."""
     import gc
 
     gc.collect()

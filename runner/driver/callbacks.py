@@ -1,0 +1,141 @@
+"""Every Tune callback of a study's driver, in the order a phase's run lists them (runner.driver.tuner).
+
+Tune pickles a run's callbacks with its state; a restored run gets this run's own instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+from runner.driver.results_dir import identity, release_ballast, remove_remake, reserve_ballast
+from runner.driver.trial_progress import LinePrinter, LivePrinter, isatty
+from runner.errors import GONE, StorageFault, gone_line, storage_fault
+from runner.results import files
+from runner.results.status import Status
+from runner.storage import is_uri
+from runner.study.plan import CARRY_ON
+
+WATCH_EVERY_S = 1.0  # how often the driver checks that the results dir is still there
+
+
+class CarryOver(Callback):
+    """A trial of a phase rebuilt from its trial dirs (runner.driver.recover) goes on in its old dir: before Tune's
+    loggers open its result.json and progress.csv, they get the rows up to the epoch it carries on from."""
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        carry = trial.config["spec"].get(CARRY_ON)
+        if carry and trial.local_path and not is_uri(trial.config["results_dir"]):
+            files.stage_rows(Path(trial.config["results_dir"]) / carry["dir"], carry["epoch"], Path(trial.local_path))
+
+
+class DropRedone(Callback):
+    """Put before Tune's loggers: a trial's result for an epoch it reported before cuts its files back first
+    (runner.results.files.drop_from)."""
+
+    def __init__(self):
+        self.last: dict[str, int] = {}  # trial id -> the last epoch its files hold
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch = result.get("epoch")
+        if epoch is None or not trial.local_path:
+            return
+        trial_dir = Path(trial.local_path)
+        if trial.trial_id not in self.last:
+            self.last[trial.trial_id] = files.last_epoch(trial_dir)
+        if epoch <= self.last[trial.trial_id]:
+            files.drop_from(trial_dir, epoch)
+        self.last[trial.trial_id] = epoch
+
+
+class StorageWatch(Callback):
+    """Stops the study like Ctrl-C when a trial reports that its storage failed or the results dir vanishes
+    (deleted or moved: Ray would quietly make a new one of its own files), and turns a storage failure of
+    Tune's own (writing its state, a trial's error file) into a StorageFault instead of a traceback. The
+    ballast it holds in the results dir while trials run is freed at the fault, so Tune can save its state."""
+
+    def __init__(self, results: str):
+        self.fault: str | None = None
+        self.results = results
+        self.identity = identity(results)  # None for a URI: not watched
+        self.checked = 0.0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("status") == Status.STORAGE_FAULT and self.fault is None:
+            spec = trial.config["spec"]
+            self._stop(f"{result.get('error', 'storage failed')} (in trial {spec['variant']} seed {spec['seed']})")
+
+    def on_step(self, iteration, trials, **info):
+        if self.identity is None or self.fault is not None or time.monotonic() - self.checked < WATCH_EVERY_S:
+            return
+        self.checked = time.monotonic()
+        if identity(self.results) != self.identity:
+            self._stop(gone_line(self.results))
+
+    def _stop(self, line: str) -> None:
+        self.fault = line
+        release_ballast(self.results)
+        os.kill(os.getpid(), signal.SIGINT)  # Tune saves its state and stops every trial, resumable
+
+    def fit(self, tuner):
+        reserve_ballast(self.results)
+        try:
+            grid = tuner.fit()
+        except Exception as e:  # noqa: BLE001 - Tune's driver failed; a storage fault is said as one line
+            fault = self.fault or storage_fault(e, None if self.identity is None else self.results)
+            if fault is None:
+                raise
+            raise StorageFault(self._after(fault)) from None
+        finally:
+            release_ballast(self.results)
+        if self.fault is None and self.identity is not None and identity(self.results) != self.identity:
+            self.fault = gone_line(self.results)  # it vanished as the last trials ended (they fail in Ray's setup)
+        if self.fault:
+            raise StorageFault(self._after(self.fault))
+        return grid
+
+    def _after(self, fault: str) -> str:
+        """The fault's line; a vanished dir that Ray made again, holding only Ray's files, is removed."""
+        if fault.startswith(GONE) and self.identity is not None:
+            remove_remake(self.results)
+        return fault
+
+
+class Preload(Callback):
+    """At the first epoch a trial reports, the driver imports what the study's end needs (report.preload) on a
+    thread, while the trials train (the trial processes' own start-up imports are over by then)."""
+
+    started = False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.started:
+            self.started = True
+            threading.Thread(target=preload, name="runner-preload", daemon=True).start()
+
+
+def preload() -> None:
+    """Import what the study's end needs (report.preload); a failure is said again at the end."""
+    from runner.results.report import preload
+
+    try:
+        preload()
+    except Exception:  # noqa: BLE001, S110 - the end imports them again and says what failed
+        pass
+
+
+class LinePrinterCallback(LinePrinter, Callback):
+    """The console in a log or a file (runner.driver.trial_progress)."""
+
+
+class LivePrinterCallback(LivePrinter, Callback):
+    """The console on a terminal (runner.driver.trial_progress)."""
+
+
+def printer(total: int, out) -> Callback:
+    """The console's callback for a phase of ``total`` trials: live on a terminal, lines otherwise."""
+    return (LivePrinterCallback if isatty(out) else LinePrinterCallback)(total, out)

@@ -1,0 +1,57 @@
+"""Loading a study file (plain Python defining ``study = Study(...)``) and applying ``--set`` to a study.
+
+Standard library only: importing a study file runs no more than the study file itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.study.config import Study
+from runner.study.keys import apply_overrides
+
+
+def load_study(path: str | Path) -> Study:
+    """Import a study file and return its ``study``; every failure is a one-line ConfigError."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a study file inside it, e.g. configs/init_study.py")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (try configs/init_study.py)")
+    if path.suffix != ".py":
+        raise ConfigError(f"{path}: a study config is a Python file that defines `study = Study(...)`")
+    spec = importlib.util.spec_from_file_location(f"runner_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - user code; report where it failed
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == path.resolve()]
+        line = f":{frames[-1].lineno}" if frames else ""
+        raise ConfigError(f"{path}{line}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, "study"):
+        raise ConfigError(
+            f"{path}: defines no `study`; add `study = Study(name=..., base=TrialConfig(...), variants={{...}})`"
+        )
+    return module.study
+
+
+def with_overrides(study: Study, overrides: Mapping[str, Any]) -> Study:
+    """The study with ``overrides`` (from --set) applied to its base and on top of every variant."""
+    if not overrides:
+        return study
+    try:
+        base = apply_overrides(study.base, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"--set: {e}") from None
+    variants = {name: {**changes, **overrides} for name, changes in study.variants.items()}
+    return dataclasses.replace(study, base=base, variants=variants)
