@@ -21,17 +21,11 @@ from runner.study.config import (
     Study,
     TrainConfig,
     TrialConfig,
-)
-from runner.study.keys import (
-    NOT_LEARNED,
     apply_overrides,
-    coerce,
     flatten,
-    is_learned,
     known_keys,
-    parse_set,
-    parse_value,
 )
+from runner.study.keys import NOT_LEARNED, coerce, is_learned, parse_set, parse_value
 from runner.study.load import load_study, with_overrides
 from runner.study.registry import AUGMENTATIONS, CHANNELS, INITS, LEAKAGE, METRICS, OPTIMIZERS, lookup
 from runner.study.space import (

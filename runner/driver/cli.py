@@ -22,6 +22,7 @@ from runner.config import ConfigError
 from runner.driver.console import DEFAULT_STORAGE
 from runner.errors import STORAGE_EXIT, StorageFault
 from runner.study.docs import set_help
+from runner.study.resources import Cluster
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace, exiting: bool = False) -> int:
         t0 = time.time()
         prepared = prepare.prepare(args)
         if args.dry_run:
-            console.dry_run(prepared, args.max_concurrent, address(args)[0])
+            cpus = float(os.cpu_count() or 1)
+            plan = prepared.plan(Cluster(cpus=cpus, gpus=0.0, node_cpus=cpus, node_gpus=0.0), args.max_concurrent)
+            console.dry_run(plan, prepared.study, prepared.storage, prepared.storage_needed(), address(args)[0])
             return 0
         from runner.driver.flow import run_study
 

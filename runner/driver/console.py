@@ -6,10 +6,8 @@ Only the CLI prints; these functions print what they are given (the plan, the st
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
-from typing import TYPE_CHECKING
 
 from runner import storage
 from runner.config import Study
@@ -18,31 +16,26 @@ from runner.results.summary import StudySummary
 from runner.results.verdict import Verdict
 from runner.storage import Results
 from runner.study.plan import Plan
-from runner.study.resources import Cluster
 from runner.study.space import describe
-
-if TYPE_CHECKING:
-    from runner.driver.prepare import Prepared
 
 DEFAULT_STORAGE = "~/ray_results"
 
 
-def dry_run(prepared: Prepared, max_concurrent: int | None, address: str | None) -> None:
-    """The plan on this machine (a cluster given by --address is not contacted); nothing is created."""
-    cpus = float(os.cpu_count() or 1)
-    plan = prepared.plan(Cluster(cpus=cpus, gpus=0.0, node_cpus=cpus, node_gpus=0.0), max_concurrent)
+def dry_run(plan: Plan, study: Study, location: str, disk: int, address: str | None) -> None:
+    """The ``plan`` on this machine (a cluster given by --address is not contacted), the results dir it would make
+    under ``location`` and the ``disk`` bytes it would write; nothing is created."""
     where = "this machine" if not address else f"this machine (the cluster at {address} is not contacted in a dry run)"
-    print(f"{_study_line(plan)}, {plan.concurrent} at a time on {where} ({cpus:g} CPUs)")
-    print(f"output {storage.join(prepared.storage, plan.study)}")
-    search(prepared.study)
-    print(f"disk   about {gib(prepared.storage_needed())} of checkpoints, events and results")
+    print(f"{_study_line(plan)}, {plan.concurrent} at a time on {where} ({plan.cluster.cpus:g} CPUs)")
+    print(f"output {storage.join(location, plan.study)}")
+    search(study)
+    print(f"disk   about {gib(disk)} of checkpoints, events and results")
     print()
     w = max(7, *(len(s.variant) for s in plan.specs))
     print(f"{'variant':<{w}}  seed  epochs  batch  workers  cpus/worker  gpus/worker  changes")
     for s in plan.specs:
         cfg = s.config
         changes = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in prepared.study.variants[s.variant].items()) or "(base)"  # fmt: skip
+                            for k, v in study.variants[s.variant].items()) or "(base)"  # fmt: skip
         print(
             f"{s.variant:<{w}}  {s.seed:>4}  {cfg.train.epochs:>6}  {cfg.train.batch_size:>5}  "
             f"{cfg.resources.workers_per_trial:>7}  {s.fit.cpus_per_worker:>11g}  {cfg.resources.gpus_per_worker:>11g}  {changes}"
@@ -158,7 +151,7 @@ def where(results: Results, report) -> None:
     print(f"summary     {results.join(files.SUMMARY_MD)}")
     if report:
         print(f"report      {results.join(files.REPORT)}")
-    print(f"tensorboard {storage.tensorboardresume_command(results.uri)}")
+    print(f"tensorboard {storage.tensorboard_command(results.uri)}")
 
 
 def _study_line(plan: Plan) -> str:

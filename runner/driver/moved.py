@@ -31,7 +31,7 @@ OLD = {
     "runner.rebuild": {},
     "runner.plan": {"TrialSpec": "runner.study.plan:TrialSpec"},
     "runner.resources": {"Fit": "runner.study.resources:Fit", "Cluster": "runner.study.resources:Cluster"},
-    "runner.study.space": {},
+    "runner.space": {},
 }
 
 

@@ -193,7 +193,7 @@ def search_batches(run: Phases) -> None:
 
 def sequential_seeds(run: Phases) -> None:
     """Look, and run the next seed for the undecided variants and the reference, until none is left."""
-    from runner.results.summary import values_by_seed
+    from runner.results.records import values_by_seed
 
     study = run.prepared.study
     if not study.max_seeds:

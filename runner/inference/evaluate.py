@@ -115,7 +115,7 @@ def _confusion_png(cm: np.ndarray, classes: list[str], title: str, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from runner.trial.board import confusion_figure
+    from runner.results.figures import confusion_figure
 
     fig = confusion_figure(cm, classes, 0)
     fig.axes[0].set_title(title, fontsize=9)

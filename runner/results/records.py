@@ -149,6 +149,29 @@ def read_records(results_dir: Path) -> list[TrialRecord]:
     return sorted(records, key=lambda r: (not r.planned, r.order, r.variant, r.seed))
 
 
+def values_by_seed(records: list[TrialRecord], metric: str, pruned: bool = False) -> dict[str, dict[int, float]]:
+    """{variant: {seed: value of ``metric``}} over the trials that did not fail (nor were pruned, unless
+    ``pruned``: a searcher learns from a pruned trial's value as ASHA left it), in the records' variant order."""
+    keep = [r for r in records if r.status != Status.ERROR] if pruned else comparable(records)
+    return by_seed(keep, list(dict.fromkeys(r.variant for r in records)), metric)
+
+
+def comparable(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Trials whose numbers describe their setting: not errored (they describe nothing) and not pruned (they
+    stopped at an epoch of the scheduler's choosing, so their best is not comparable with a full run's)."""
+    return [r for r in records if r.status not in (Status.ERROR, Status.PRUNED)]
+
+
+def by_seed(records: list[TrialRecord], variants: list[str], field: str) -> dict[str, dict[int, float]]:
+    """{variant: {seed: value}} of a TrialRecord field, where the trial has one."""
+    out: dict[str, dict[int, float]] = {v: {} for v in variants}
+    for r in records:
+        value = getattr(r, field)
+        if value is not None:
+            out[r.variant][r.seed] = value
+    return out
+
+
 def _record(trial_dir: Path) -> TrialRecord:
     try:
         spec = json.loads((trial_dir / files.PARAMS).read_text())["spec"]

@@ -228,7 +228,7 @@ def _confusion_section(cms: dict[str, dict]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    from runner.trial.board import confusion_figure
+    from runner.results.figures import confusion_figure
 
     imgs = []
     for v, cm in cms.items():

@@ -33,7 +33,7 @@ class Sample:
 def scores(records: list[TrialRecord], metric: str) -> dict[str, float | None]:
     """Each variant's mean of ``metric`` over every seed with a value, pruned ones as they stopped (None without
     any): what a learning searcher is told, and the ``score`` column."""
-    from runner.results.summary import values_by_seed
+    from runner.results.records import values_by_seed
 
     return {
         v: statistics.fmean(x.values()) if x else None for v, x in values_by_seed(records, metric, pruned=True).items()

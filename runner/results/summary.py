@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runner.results import sequential, stats, studyfile
-from runner.results.records import TrialRecord, read_records
+from runner.results.records import TrialRecord, comparable, read_records
+from runner.results.records import by_seed as values_of
 from runner.results.status import TRAINED, Status
 from runner.results.verdict import Verdict
 
@@ -95,8 +96,8 @@ def summarize(
     first), by one Holm-corrected test, or with ``seq`` by the sequential looks."""
     variants = list(dict.fromkeys(r.variant for r in records))
     reference = reference or (variants[0] if variants else "")
-    done = _comparable(records)
-    by_seed = _by_seed(done, variants, metric)
+    done = comparable(records)
+    by_seed = values_of(done, variants, metric)
     tests = stats.compare_all(by_seed, reference)
     extra = {name: _measures(done, variants, name, reference, words) for name, words in MEASURES.items()}
     rows = [
@@ -124,33 +125,10 @@ def _sequential_verdicts(rows: list[VariantSummary], by_seed: dict, reference: s
     return out
 
 
-def values_by_seed(records: list[TrialRecord], metric: str, pruned: bool = False) -> dict[str, dict[int, float]]:
-    """{variant: {seed: value of ``metric``}} over the trials that did not fail (nor were pruned, unless
-    ``pruned``: a searcher learns from a pruned trial's value as ASHA left it), in the records' variant order."""
-    keep = [r for r in records if r.status != Status.ERROR] if pruned else _comparable(records)
-    return _by_seed(keep, list(dict.fromkeys(r.variant for r in records)), metric)
-
-
-def _comparable(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Trials whose numbers describe their setting: not errored (they describe nothing) and not pruned (they
-    stopped at an epoch of the scheduler's choosing, so their best is not comparable with a full run's)."""
-    return [r for r in records if r.status not in (Status.ERROR, Status.PRUNED)]
-
-
-def _by_seed(records: list[TrialRecord], variants: list[str], field: str) -> dict[str, dict[int, float]]:
-    """{variant: {seed: value}} of a TrialRecord field, where the trial has one."""
-    out: dict[str, dict[int, float]] = {v: {} for v in variants}
-    for r in records:
-        value = getattr(r, field)
-        if value is not None:
-            out[r.variant][r.seed] = value
-    return out
-
-
 def _measures(
     records: list[TrialRecord], variants: list[str], field: str, reference: str, words: dict
 ) -> dict[str, Measure]:
-    by_seed = _by_seed(records, variants, field)
+    by_seed = values_of(records, variants, field)
     tests = stats.compare_all(by_seed, reference)
     out = {}
     for v in variants:
@@ -162,7 +140,7 @@ def _measures(
 
 def _variant(v: str, records: list[TrialRecord], by_seed: dict[int, float], test: dict, metric: str,
              extra: dict[str, Measure]) -> VariantSummary:  # fmt: skip
-    ok = _comparable(records)
+    ok = comparable(records)
     values = list(by_seed.values())
     mean, ci = stats.mean_ci(values)
     eps = [r.best_epoch for r in ok if r.best_epoch]

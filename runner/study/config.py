@@ -9,10 +9,13 @@ dotted overrides in runner.study.keys, the allowed names in runner.study.registr
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.errors import ConfigError
+from runner.study.keys import coerce, unknown_key
 from runner.study.space import ASHA, Search
 
 # The course's training augmentation. Each entry: an albumentations transform name and its arguments.
@@ -137,8 +140,6 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialConfig:
-        from runner.study.keys import apply_overrides, flatten
-
         return apply_overrides(cls(), flatten(d))
 
 
@@ -174,13 +175,63 @@ class Study:
         return [(v, seed, self.trial_config(v, seed)) for v in self.variants for seed in (seeds or self.seeds)]
 
     def trial_config(self, variant: str, seed: int) -> TrialConfig:
-        from runner.study.keys import apply_overrides
-
         return apply_overrides(self.base, {**self.variants[variant], "train.seed": seed})
 
     @property
     def reference_variant(self) -> str:
         return self.reference or next(iter(self.variants))
+
+
+# --------------------------------------------------------------------------- dotted keys over the dataclasses
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"dropout": 0.1}} -> {"model.dropout": 0.1}; values that are lists stay whole."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and key.count(".") == 0 and key in _SECTIONS:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def section_types() -> dict[str, type]:
+    """Section name -> its dataclass (``{"data": DataConfig, ...}``), in TrialConfig's order."""
+    hints = typing.get_type_hints(TrialConfig)
+    return {name: hints[name] for name in _SECTIONS}
+
+
+def known_keys() -> dict[str, Any]:
+    """Every dotted key a trial config accepts, with its type annotation."""
+    keys = {}
+    for section, cls in section_types().items():
+        for name, tp in typing.get_type_hints(cls).items():
+            keys[f"{section}.{name}"] = tp
+    return keys
+
+
+def apply_overrides(cfg: TrialConfig, overrides: Mapping[str, Any]) -> TrialConfig:
+    """Return ``cfg`` with dotted overrides applied; raises ConfigError naming every bad key/value."""
+    keys = known_keys()
+    problems, by_section = [], {}
+    for key, value in overrides.items():
+        if key not in keys:
+            problems.append(unknown_key(key, keys))
+            continue
+        try:
+            coerced = coerce(value, keys[key])
+        except ValueError as e:
+            problems.append(f"{key}={value!r}: {e}")
+            continue
+        section, name = key.split(".", 1)
+        by_section.setdefault(section, {})[name] = coerced
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()})
 
 
 def _to_plain(x: Any) -> Any:

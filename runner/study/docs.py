@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runner.study import config, space
-from runner.study.keys import section_types
+from runner.study.config import section_types
 from runner.study.registry import AUGMENTATIONS, CHANNELS, INITS, LEAKAGE, METRICS, OPTIMIZERS
 
 COMMAND = "python -m runner.study.docs --write"

@@ -7,7 +7,6 @@ CLI's ``--set`` ones) applied by ``apply_overrides``, which coerces each value t
 from __future__ import annotations
 
 import ast
-import dataclasses
 import difflib
 import math
 import os
@@ -16,9 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.study.config import TrialConfig
-
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
 
 # Settings that do not change what a trial learns: left out of TensorBoard's hparams and of --resume's check that
 # a variant is unchanged (a resumed study may checkpoint more or less often, or run on other resources).
@@ -29,56 +25,9 @@ NOT_LEARNED = (
 )
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"model": {"dropout": 0.1}} -> {"model.dropout": 0.1}; values that are lists stay whole."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and key.count(".") == 0 and key in _SECTIONS:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def is_learned(key: str) -> bool:
     """Whether the dotted config ``key`` changes what a trial learns (NOT_LEARNED)."""
     return not any(key == n or (n.endswith(".") and key.startswith(n)) for n in NOT_LEARNED)
-
-
-def section_types() -> dict[str, type]:
-    """Section name -> its dataclass (``{"data": DataConfig, ...}``), in TrialConfig's order."""
-    hints = typing.get_type_hints(TrialConfig)
-    return {name: hints[name] for name in _SECTIONS}
-
-
-def known_keys() -> dict[str, Any]:
-    """Every dotted key a trial config accepts, with its type annotation."""
-    keys = {}
-    for section, cls in section_types().items():
-        for name, tp in typing.get_type_hints(cls).items():
-            keys[f"{section}.{name}"] = tp
-    return keys
-
-
-def apply_overrides(cfg: TrialConfig, overrides: Mapping[str, Any]) -> TrialConfig:
-    """Return ``cfg`` with dotted overrides applied; raises ConfigError naming every bad key/value."""
-    keys = known_keys()
-    problems, by_section = [], {}
-    for key, value in overrides.items():
-        if key not in keys:
-            problems.append(unknown_key(key, keys))
-            continue
-        try:
-            coerced = coerce(value, keys[key])
-        except ValueError as e:
-            problems.append(f"{key}={value!r}: {e}")
-            continue
-        section, name = key.split(".", 1)
-        by_section.setdefault(section, {})[name] = coerced
-    if problems:
-        raise ConfigError("; ".join(problems))
-    return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()})
 
 
 def unknown_key(key: str, keys: Mapping[str, Any]) -> str:
@@ -87,7 +36,8 @@ def unknown_key(key: str, keys: Mapping[str, Any]) -> str:
     close = [k for k in keys if k.endswith("." + leaf)][:1]  # a right name in the wrong section, e.g. "train.lr"
     if not close:
         close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else f"known sections: {', '.join(_SECTIONS)}"
+    sections = dict.fromkeys(k.split(".")[0] for k in keys)
+    hint = f"did you mean '{close[0]}'?" if close else f"known sections: {', '.join(sections)}"
     return f"unknown key '{key}' ({hint})"
 
 

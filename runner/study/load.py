@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.study.config import Study
-from runner.study.keys import apply_overrides
+from runner.study.config import Study, apply_overrides
 
 
 def load_study(path: str | Path) -> Study:

@@ -21,8 +21,10 @@ from runner.study.config import (
     Study,
     TrainConfig,
     TrialConfig,
+    apply_overrides,
+    known_keys,
+    section_types,
 )
-from runner.study.keys import apply_overrides, known_keys, section_types
 from runner.study.registry import AUGMENTATIONS, CHANNELS, INITS, LEAKAGE, METRICS, OPTIMIZERS
 from runner.study.space import Search, check_scheduler, check_search, sample_names
 
