@@ -4,9 +4,9 @@
 
 For every study file it runs one study holding each variant twice, as written (fp32) and with
 train.amp=true (named VARIANT+bf16), then pairs every (variant, seed) fp32 trial with its bf16 twin
-and tests the best val accuracy differences with runner.stats (paired by seed per variant, and
+and tests the best val accuracy differences with runner.results.stats (paired by seed per variant, and
 pooled over all pairs). Prints a row per variant and the pooled line; needs a CPU with native bf16
-(runner.resources.cpu_bf16) or a GPU, else train.amp is fp32 and the test compares fp32 with itself.
+(runner.study.resources.cpu_bf16) or a GPU, else train.amp is fp32 and the test compares fp32 with itself.
 """
 
 from __future__ import annotations

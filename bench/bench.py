@@ -233,14 +233,18 @@ class TreeSampler(threading.Thread):
 
 # the pieces of a study's fixed time: (label, module, function) wrapped in the child that runs the study
 PIECES = (  # those before TUNE happen before it, those after it after; "- " ones are part of the piece above
-    ("prepare (study file, storage, decode, audit)", "runner.tune", "prepare"),
-    ("- decode, audit", "runner.tune", "_load_data"),
-    ("ray.init", "runner.driver.tuner", "init_ray"),
+    ("prepare (study file, storage, decode, audit)", "runner.driver.prepare", "prepare"),
+    ("- decode, audit", "runner.driver.prepare", "_load_data"),
+    ("ray.init", "runner.driver.cluster", "init_ray"),
     ("Ray Data (datasets on the driver)", "runner.data.ray_data", "to_ray_datasets"),
     ("Tune (all trials)", "runner.driver.tuner", "run_trials"),
-    ("summary tables", "runner.summary", "write"),
-    ("report.html", "runner.tune", "_write_report"),
-    ("ray.shutdown", "ray", "shutdown"),  # not called when the CLI exits: exit_process kills the local Ray instead
+    ("summary tables", "runner.results.tables", "write"),
+    ("report.html", "runner.driver.flow", "_write_report"),
+    (
+        "ray.shutdown",
+        "ray",
+        "shutdown",
+    ),  # not called when a study ran to its end: RayCluster.finish kills the local Ray instead
 )
 TUNE = 4  # PIECES[TUNE] is the Tune run
 

@@ -8,7 +8,7 @@ resources.gpus_per_worker = 1/k (so Tune packs all k on the GPU at once), and pr
 steady-state images/s, the aggregate over the k trials, and that aggregate against k = 1. It also
 runs one trial with train.amp=true (bf16 autocast) and one as a 1-worker DDP group (the nccl path), and
 first, in this process, the limit on the GPU: the course MLP on in-memory tensors with torch's default
-Adam, with the fused Adam runner builds (runner.engine.build_optimizer), and fused + bf16 autocast.
+Adam, with the fused Adam runner builds (runner.trial.engine.build_optimizer), and fused + bf16 autocast.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ def ray_config(config_cls):
 
 def save(state: dict) -> str:
     """Write ``state`` (with "epoch" and SCORE) into a new temporary dir and return it; the caller hands
-    it to Ray, which copies it, then removes it. With torch's per-record CRC32 (12 of the 27 ms it takes for the
-    course MLP's 74 MiB): runner.rebuild checks it to tell a whole checkpoint from a damaged one."""
+    it to Ray, which copies it, then removes it. With torch's per-record CRC32: ``loads`` checks it to tell a whole
+    checkpoint from a damaged one (what that costs: docs/performance.md)."""
     import torch
 
     d = tempfile.mkdtemp(prefix="runner-ckpt-")

@@ -237,8 +237,8 @@ class Results:
 class TrialFiles:
     """Rank 0's directory for the trial's own files: the trial dir itself, or for a URI a staging dir
     on this node whose changed files ``sync`` uploads. The loop syncs before each checkpoint, so a trial
-    resumed from a checkpoint finds its TensorBoard events up to that epoch (an epoch's events are
-    tens of KiB; its checkpoint, which Ray uploads anyway, is up to ~75 MiB)."""
+    resumed from a checkpoint finds its TensorBoard events up to that epoch (an epoch's events are small
+    beside its checkpoint, which Ray uploads anyway)."""
 
     def __init__(self, location: str):
         self.location = str(location)

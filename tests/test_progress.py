@@ -1,4 +1,4 @@
-"""The console while a study runs (runner.progress), driven through Tune's callback methods with fake
+"""The console while a study runs (runner.driver.trial_progress and its callbacks), driven through Tune's callback methods with fake
 trials: the fixed-column lines of a log or a file, and the live display of a terminal. No Ray cluster."""
 
 import io

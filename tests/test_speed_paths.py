@@ -154,18 +154,20 @@ def test_amp_note_only_where_amp_is_asked_for_and_cpu_trials_cannot_have_it(monk
     assert resources.amp_note(True, gpus=False) is None
 
 
-def test_the_driver_loads_no_torch():
-    """The driver checks the study (augmentations included) and hands run_trial to Tune without importing torch
-    (~150 MiB of its memory); only trial processes load it."""
+@pytest.mark.e2e
+def test_the_driver_loads_no_torch(tmp_path):
+    """A whole study's driver (the study checked, augmentations included; run_trial handed to Tune; the trials run;
+    the tables, report and HParams written) never imports torch; only trial processes load it.
+    tests/test_layout.py checks the same statically."""
     import subprocess
     import sys
 
     code = (
-        "import sys, runner.tune as t, runner.trial.trainable, runner.driver.tuner, runner.results.summary\n"
-        "assert t.main(['configs/smoke.py', '--dry-run']) == 0\n"
+        "import sys, runner.tune as t\n"
+        f"assert t.main(['configs/smoke.py', '--set', 'train.epochs=1', '--storage', '{tmp_path}']) == 0\n"
         "print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
 

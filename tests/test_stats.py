@@ -1,4 +1,4 @@
-"""runner.stats against values computed independently: closed forms, exact enumeration, a textbook example."""
+"""runner.results.stats against values computed independently: closed forms, exact enumeration, a textbook example."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The trial loop without Ray (runner.loop with its in-memory session): same seed -> identical metrics; a
+"""The trial loop without Ray (runner.trial.loop with the in-memory session of tests/fakes.py): same seed -> identical metrics; a
 resumed trial ends exactly where an unbroken one does."""
 
 import json

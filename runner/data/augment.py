@@ -81,7 +81,7 @@ def _compose(cfg: AugmentConfig, image_size: int, seed: int):
 
 def _albumentations():
     """albumentations, imported without its optional torch module (ToTensorV2, which runner does not use) unless
-    torch is loaded already: the driver checks the augmentations and never trains, and torch cost it ~150 MiB.
+    torch is loaded already: the driver checks the augmentations and never trains, and torch would cost it memory (docs/performance.md).
     Without its check for a newer release: each import asked pypi.org over HTTPS (up to 2 s, in the driver and in
     every trial process) and warned when it could not."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

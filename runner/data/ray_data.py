@@ -28,7 +28,7 @@ def to_ray_datasets(images: ImageSet) -> dict:
     if images.has_test:  # nothing is picked on it: each trial evaluates its best epoch's model on it
         splits["test"] = (images.test_x, images.test_y)
     # from_blocks works out each block's metadata here; from_arrow ran a Ray task for it, which waited for a
-    # worker process to start and import Ray Data (~1 s of CPU) before any trial could.
+    # worker process to start and import Ray Data (seconds of CPU) before any trial could.
     return {name: ray.data.from_blocks([table(x, y)]) for name, (x, y) in splits.items()}
 
 
@@ -38,7 +38,7 @@ def read_all(dataset) -> tuple[np.ndarray, np.ndarray]:
 
     A Dataset's blocks are taken from the object store as they are (``to_arrow_refs``): iterating it would
     start Ray Data's executor, whose stats and autoscaling actors are two more processes importing Ray Data
-    (~1.1 s of CPU each) just as a study's first trials start."""
+    (seconds of CPU each) just as a study's first trials start."""
     if hasattr(dataset, "to_arrow_refs"):
         import ray
         from ray.data.block import BlockAccessor

@@ -20,7 +20,7 @@ from runner.study.resources import Cluster
 
 log = logging.getLogger(__name__)
 
-# Ray Train settings that cut a worker group's fixed cost (README, Performance); a user's own values win.
+# Ray Train settings that cut a worker group's fixed cost (docs/performance.md); a user's own values win.
 TRAIN_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",
@@ -44,7 +44,7 @@ def reap_orphans() -> int:
 
 def stop_local_cluster() -> int:
     """Kill the local Ray this process started (its processes are marked with this pid), at once: for a driver about
-    to exit with every file written (ray.shutdown() spent ~1.1 s of its ~1.4 s waiting for them to end one process
+    to exit with every file written (ray.shutdown() waits for them to end one process
     type after another). Returns how many were stopped; 0 when this process joined a cluster (--address)."""
     return _kill_marked(lambda driver: driver == os.getpid())
 

@@ -145,7 +145,7 @@ def resume_dir(location: str, name: str, given: str) -> str:
 
 
 BALLAST = ".runner-ballast"
-BALLAST_BYTES = 8 << 20  # room freed when the storage fails, so Tune can still save its state (~0.1-1 MiB)
+BALLAST_BYTES = 8 << 20  # room freed when the storage fails, so Tune can still save its state (several times its size)
 
 
 def reserve_ballast(location: str, size: int = BALLAST_BYTES) -> None:

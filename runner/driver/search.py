@@ -4,7 +4,7 @@
   generator seeded from ``Search.seed``.
 - ``sobol``: Optuna's QMCSampler (a scrambled Sobol sequence seeded from ``Search.seed``).
 - ``optuna``: Ray Tune's OptunaSearch with Optuna's TPE sampler. It learns, so samples come in batches:
-  each batch runs over the study's seeds as a phase (runner.phases), and the searcher is told each
+  each batch runs over the study's seeds as a phase (runner.driver.phases), and the searcher is told each
   sample's mean over its seeds (Ray's Repeater semantics) before it suggests the next batch.
 
 Every algorithm is a function of (Search, the results told so far): the same study file gives the same

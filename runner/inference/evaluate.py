@@ -10,7 +10,7 @@ size and channels. A FOLDER with test/ is evaluated on test/, else one with val/
 unknown ones. Writes metrics.json, confusion_matrix.json/.png and classification_report.txt into
 ``--out`` (default RESULTS_DIR/eval_FOLDERNAME). Bad input: one line on stderr, exit 2.
 
-The checkpoint is picked and loaded by runner.checkpoint; ``probabilities`` is shared with runner.predict.
+The checkpoint is picked and loaded by runner.inference.pick; ``probabilities`` is shared with runner.inference.predict.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):
     import matplotlib.pyplot as plt
 
     n = len(classes)
-    # Margins in inches, set once: tight_layout drew the figure an extra time (~0.1 s of a trial's end each)
+    # Margins in inches, set once: tight_layout would draw the figure an extra time
     cell, left, right, bottom, top = 0.6, 1.3, 0.15, 1.05, 0.35
     width, height = left + right + cell * max(n, 3), bottom + top + cell * max(n, 3)
     fig, ax = plt.subplots(figsize=(width, height), dpi=90)
@@ -31,7 +31,7 @@ def confusion_figure(cm: np.ndarray, classes: list[str], epoch: int):
 
 def image_grid_figure(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], n: int = 16):
     """Up to ``n`` val images spread over the classes, 4 a row, each under its predicted and true class (green when
-    right). One axes showing one tiled image: a subplot per image had cost ~0.3 s of every trial's end."""
+    right). One axes showing one tiled image, not a subplot per image: drawing is a trial's end's largest cost."""
     import matplotlib.pyplot as plt
 
     pick = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).astype(int))  # spread over classes

@@ -38,7 +38,7 @@ img { max-width: 100%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
 
 
 def preload() -> None:
-    """Import what the tables and this report need (scipy.stats, pyarrow.parquet, matplotlib on Agg): ~1.2 s that a
+    """Import what the tables and this report need (scipy.stats, pyarrow.parquet, matplotlib on Agg): seconds that a
     study's driver spends while its trials train (runner.driver.callbacks) instead of at its end."""
     import matplotlib
     import pyarrow.parquet  # noqa: F401

@@ -10,7 +10,7 @@ rejected) holds the family-wise error at that look's level; the looks are combin
 (Bonferroni) bound, so P(any false verdict) <= sum of the levels = alpha(1) = ALPHA whatever the
 correlation between looks: valid, and conservative against exact group-sequential boundaries. Each look
 is a paired t-test of the variant against the reference over the first n seeds (all differences equal:
-the exact sign test, as in runner.stats). tests/test_sequential.py checks the error rate by simulation.
+the exact sign test, as in runner.results.stats). tests/test_sequential.py checks the error rate by simulation.
 
 Pure functions: the runner replays the looks from the per-seed values, so the summary of a study run in
 pieces, killed and resumed, gives the same verdicts.

@@ -112,7 +112,7 @@ def summarize(
 
 
 def _sequential_verdicts(rows: list[VariantSummary], by_seed: dict, reference: str, seq: sequential.Schedule) -> list:
-    """The verdicts of the looks (runner.sequential), not of one test at the final seeds."""
+    """The verdicts of the looks (runner.results.sequential), not of one test at the final seeds."""
     decided = seq.decide(by_seed, reference)
     out = []
     for r in rows:

@@ -155,7 +155,9 @@ def _changed_message(changes: dict[str, list[str]], where: str) -> str:
             "variant a new name, or start a new study without --resume")  # fmt: skip
 
 
-EVENTS_PER_EPOCH = 128 * 1024  # bytes of events and results a trial writes per epoch (init_study measured ~90 KiB)
+EVENTS_PER_EPOCH = (
+    128 * 1024
+)  # bytes of events and results a trial writes per epoch, with room to spare (docs/performance.md)
 STATE_COPIES = {"adam": 3, "adamw": 3, "sgd": 2}  # weights + optimizer state a checkpoint holds, in weight copies
 
 

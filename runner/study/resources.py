@@ -2,7 +2,7 @@
 
 Pure logic (no Ray): the orchestrator passes in what the cluster has.
 
-Deadlocks this avoids (seen, see README "Ray facts"): a Tune function trial holding a whole CPU while its
+Deadlocks this avoids (seen; docs/performance.md): a Tune function trial holding a whole CPU while its
 Train workers wait for one; a worker asking for more CPUs than any node has. A trial that runs its
 loop in-process (workers_per_trial = 0) reserves the worker's CPUs/GPUs itself; a trial with a
 worker group reserves a token 0.01 CPU and its workers reserve the rest.

@@ -1,7 +1,7 @@
 """Search spaces and schedulers as plain data: what a study file writes, checked before Ray starts.
 
 Standard library only (runner.config re-exports these, and a study file loads in milliseconds). Ray Tune
-does the sampling and the scheduling (runner.search); this module only names what to ask it for.
+does the sampling and the scheduling (runner.driver.search); this module only names what to ask it for.
 
     Search(space={"optim.lr": loguniform(1e-5, 1e-1), "model.dropout": uniform(0.0, 0.5)}, samples=16)
     ASHA(grace_epochs=2, reduction_factor=3)

@@ -5,7 +5,7 @@ The loop hands over the epoch's metrics and its checkpoint state; the reporter c
 (so the next steps cannot change them) and one thread writes the checkpoint, reports, and removes the
 temporary dir, one epoch at a time and in order. At most one epoch is in flight: ``submit`` first waits
 for the one before, so a trial holds one extra copy of its weights and optimizer state, reused while
-checkpoints come epoch after epoch (a fresh 74 MiB copy every epoch cost more in page faults than the
+checkpoints come epoch after epoch (a fresh copy every epoch cost more in page faults than the
 copying itself) and let go at the first epoch without one. An exception in the
 thread (a full disk, Tune stopping the trial, a test's simulated crash) is raised in the loop at its next
 ``submit`` or ``wait``; the trial then resumes from the last checkpoint that was reported, as before.

@@ -16,7 +16,7 @@ import numpy as np
 from runner.results.figures import confusion_figure, image_grid_figure
 from runner.results.hparams import EPOCH_TAGS, hparams, session
 
-HISTOGRAM_SAMPLE = 65_536  # weights drawn per layer for its histogram (bench/ and README: the cost of all of them)
+HISTOGRAM_SAMPLE = 65_536  # weights drawn per layer for its histogram (docs/performance.md: the cost of all of them)
 
 
 class TrialBoard:

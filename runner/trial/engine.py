@@ -21,7 +21,7 @@ EVAL_BATCH = 256  # images per forward pass when evaluating; memory only, result
 
 
 # config.OPTIMIZERS name -> builder from the optim section and the kernel choice (``kernel(params)``):
-# fused (one kernel over every tensor) where torch has one for the device, else foreach (README, Performance).
+# fused (one kernel over every tensor) where torch has one for the device, else foreach (docs/performance.md).
 BUILDERS = {
     "adam": lambda cfg, params, k: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **k),
     "adamw": lambda cfg, params, k: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **k),

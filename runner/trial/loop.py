@@ -258,8 +258,8 @@ def _report(run: _Trial, reporter: Reporter, metrics: dict) -> None:
 
 def _checkpoint_due(run: _Trial, reporter: Reporter, metrics: dict) -> bool:
     """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), the first epoch and then once
-    the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (74 MiB every 0.6 s epoch
-    had cost a fifth of a trial's speed on a busy machine; a kill now redoes at most ~20x that)."""
+    the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (a kill redoes at most
+    1/CHECKPOINT_SHARE times that)."""
     every, progress = run.spec.config.train.checkpoint_every, run.progress
     if metrics["status"] != Status.RUNNING:
         return True

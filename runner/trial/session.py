@@ -1,6 +1,6 @@
 """The loop's door to Ray in a trial process: ``worker`` (what each Ray Train worker runs) and ``RaySession``.
 
-Every Ray call the loop (runner.loop) makes goes through ``RaySession``: rank, data shards, DDP collectives,
+Every Ray call the loop (runner.trial.loop) makes goes through ``RaySession``: rank, data shards, DDP collectives,
 reporting to Tune (local mode) or Ray Train (worker groups), the checkpoint to resume from.
 """
 

@@ -1,10 +1,10 @@
-"""A trial on Ray: the Tune function that builds a TorchTrainer running ``runner.session.worker``.
+"""A trial on Ray: the Tune function that builds a TorchTrainer running ``runner.trial.session.worker``.
 
-``resources.workers_per_trial = 0`` runs the loop (runner.loop) inside the Tune trial's own process
+``resources.workers_per_trial = 0`` runs the loop (runner.trial.loop) inside the Tune trial's own process
 (Ray Train's local mode: no extra processes, the fastest choice for small trials on one node); N >= 1
 starts a worker group of N DDP processes (gloo on CPU, nccl on GPU), each fed its shard of the train
 set. Importing this module imports no torch: the driver hands ``run_trial`` to Tune, and only trial
-processes load torch (it had added ~150 MiB to the driver).
+processes load torch.
 """
 
 from __future__ import annotations
