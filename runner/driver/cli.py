@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None, exiting: bool = False) -> int:
     """``exiting``: the process ends right after (``exit_process``), so a study that ran to its end kills its local
     Ray at once instead of shutting it down."""
     p = cli.parser("python -m runner.tune", "Run a study: every variant x seed as a Ray Tune trial.")
-    p.epilog = "keys for --set (docs/configuration.md):\n" + set_help()
+    p.epilog = set_help()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     add_arguments(p)
     return run(p.parse_args(argv), exiting)
