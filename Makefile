@@ -22,6 +22,7 @@ run: install
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy --config-file tests/mypy.ini --cache-dir $(VENV)/.mypy_cache --no-error-summary tests/typecheck_sessions.py
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:

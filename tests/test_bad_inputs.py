@@ -76,6 +76,7 @@ CONFIG_FILES = [
 
 
 @pytest.mark.parametrize("body, fragment", CONFIG_FILES)
+@pytest.mark.e2e
 def test_bad_config_file(tmp_path, body, fragment):
     config = tmp_path / "bad.py"
     config.write_text(STUDY_HEAD + body)
@@ -92,6 +93,7 @@ def test_bad_config_file(tmp_path, body, fragment):
         pytest.param("README.md", "README.md: a study config is a Python file", id="config-not-python"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_config_path(tmp_path, config, fragment):
     assert fragment in _cli_error(tmp_path, config)
 
@@ -120,15 +122,18 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize("args, fragment", BAD_FLAGS)
+@pytest.mark.e2e
 def test_bad_flag(tmp_path, args, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", *args)
 
 
+@pytest.mark.e2e
 def test_unknown_augmentation(tmp_path):
     err = _cli_error(tmp_path, "configs/smoke.py", "--set", 'augment.train=[{"name": "Flipp"}]')
     assert "augment.train[0]: unknown transform 'Flipp'; choose from" in err and "HorizontalFlip" in err
 
 
+@pytest.mark.e2e
 def test_unwritable_storage(tmp_path):
     (tmp_path / "a_file").write_text("x")
     proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "a_file" / "runs"), timeout=120)
@@ -191,6 +196,7 @@ def _train_without_val(root: Path) -> None:
     save_image(root / "test" / "cat" / "0.png", random_image(777))
 
 
+@pytest.mark.e2e
 def test_train_and_test_without_val_holds_out_part_of_train(tmp_path):
     """The common train/ + test/ layout: val is held out of train/ (data.val_fraction); test/ is the test split."""
     root = tmp_path / "imgs"
@@ -248,6 +254,7 @@ def _leaky(root: Path) -> None:
         ),
     ],
 )
+@pytest.mark.e2e
 def test_bad_folder(tmp_path, build, extra, fragment):
     root = tmp_path / "imgs"
     root.mkdir()
@@ -269,6 +276,7 @@ def test_bad_folder(tmp_path, build, extra, fragment):
         ),
     ],
 )
+@pytest.mark.e2e
 def test_bad_data_path(tmp_path, path, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", "--set", f"data.path={path}")
 
@@ -384,6 +392,7 @@ def test_partly_corrupt_folder_keeps_its_good_images(tmp_path):
     assert any("could not be read" in w for w in s.audit["warnings"])
 
 
+@pytest.mark.e2e
 def test_partly_corrupt_folder_through_the_cli(tmp_path):
     root = _good_folder(tmp_path / "imgs", n_train=5, n_val=2)
     for make, _, _ in BAD_FILES.values():
@@ -397,6 +406,7 @@ def test_partly_corrupt_folder_through_the_cli(tmp_path):
     assert "dry run: nothing started" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_dry_run_prints_the_audit(tmp_path):
     root = _good_folder(tmp_path / "imgs")
     (root / "train" / "cat" / "zero.jpg").write_bytes(b"")

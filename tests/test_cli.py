@@ -34,6 +34,7 @@ def test_bad_subcommand_or_flags_are_one_line(argv, message, capsys):
     assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.e2e
 def test_console_script_is_installed():
     """pyproject's [project.scripts] entry, as a user runs it from the venv."""
     r = subprocess.run([str(Path(sys.executable).parent / "runner"), "--help"], capture_output=True, text=True)

@@ -314,6 +314,7 @@ def test_evaluate_bad_input_one_line_exit_2(study, tmp_path, capsys, case):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.e2e
 def test_evaluate_cli_no_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "runner.evaluate", str(tmp_path / "gone"), "--data", str(tmp_path)],

@@ -165,6 +165,7 @@ def _dry(tmp_path: Path, *args: str) -> str:
     return proc.stderr
 
 
+@pytest.mark.e2e
 def test_test_folder_with_a_class_train_lacks(tmp_path):
     root = _folder(tmp_path / "f")
     save_image(root / "test" / "bird" / "0.png", random_image(5))
@@ -180,10 +181,12 @@ def test_test_folder_with_a_class_train_lacks(tmp_path):
         ("data.test_fraction=-0.1", "data.test_fraction=-0.1 (variant 'base'): must be a fraction in [0, 1)"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_data_settings(tmp_path, setting, message):
     assert message in _dry(tmp_path, "--set", setting)
 
 
+@pytest.mark.e2e
 def test_metric_test_accuracy_without_a_test_split(tmp_path):
     study = write_study(tmp_path / "s.py", """
         study = Study(name="m", base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8)),
@@ -196,6 +199,7 @@ def test_metric_test_accuracy_without_a_test_split(tmp_path):
     assert " test images" in ok.stdout
 
 
+@pytest.mark.e2e
 def test_unknown_metric(tmp_path):
     study = write_study(tmp_path / "s.py", 'study = Study(name="m", metric="accuracy")\n')
     proc = run_cli(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
@@ -238,6 +242,7 @@ def test_grayscale_study_on_a_train_val_test_folder_ranked_by_test_accuracy(tmp_
     assert "8 images of test/" in ev.stdout
 
 
+@pytest.mark.e2e
 def test_max_seeds_below_the_seeds(tmp_path):
     study = write_study(
         tmp_path / "s.py", 'study = Study(name="m", variants={"a": {}, "b": {}}, seeds=(0, 1, 2), max_seeds=2)\n'

@@ -85,6 +85,7 @@ def test_report_without_any_epoch(tmp_path):
     assert ">v<" in page and "No epoch has finished yet" in page and "no study.json" in page
 
 
+@pytest.mark.e2e
 def test_report_cli(study, tmp_path):
     r = subprocess.run([sys.executable, "-m", "runner.report", str(study)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

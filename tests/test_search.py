@@ -218,6 +218,7 @@ def test_more_samples_only_add_samples(algorithm):
         ('{"model.hidden": choice([])}', "choice() has no options"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_search_on_the_command_line_is_one_line_and_exit_2(tmp_path, space, words):
     from conftest import run_cli, write_study
 

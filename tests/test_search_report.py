@@ -93,6 +93,7 @@ def test_search_tables(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+@pytest.mark.e2e
 def test_search_report_in_a_real_browser(tmp_path):
     from PIL import Image
 

@@ -172,6 +172,7 @@ def test_the_driver_loads_no_torch(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.e2e
 def test_albumentations_is_imported_without_asking_pypi_for_a_newer_release():
     """Its update check made an HTTPS request at every import (driver and each trial process, up to 2 s)."""
     import os
@@ -193,6 +194,7 @@ def test_albumentations_is_imported_without_asking_pypi_for_a_newer_release():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr[-2000:]
 
 
+@pytest.mark.e2e
 def test_a_trial_reads_its_datasets_without_starting_ray_datas_executor():
     """read_all takes a materialized Dataset's blocks as they are, in order and whole (an empty split too), and
     starts none of Ray Data's actors: they were two more processes importing Ray Data as the first trials began."""

@@ -204,6 +204,7 @@ def test_an_endpoint_that_never_answers_times_out():
 # --------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.e2e
 def test_cli_bad_storage_uris_are_one_line_errors(tmp_path):
     for uri, words in [("foo://bucket/x", "not a storage URI"), ("s3://", "no bucket")]:
         proc = run_cli("configs/smoke.py", "--storage", uri, "--dry-run", timeout=120)
@@ -212,6 +213,7 @@ def test_cli_bad_storage_uris_are_one_line_errors(tmp_path):
         assert len(lines) == 1 and words in lines[0], proc.stderr
 
 
+@pytest.mark.e2e
 def test_cli_dry_run_names_the_uri_without_contacting_it():
     proc = run_cli(
         "configs/smoke.py",

@@ -32,6 +32,7 @@ def _trial(root: Path, variant: str, seed: int, params: str | None, result: str 
     return d
 
 
+@pytest.mark.e2e
 def test_empty_or_cut_short_trial_files_give_a_damaged_row(tmp_path, caplog):
     root = tmp_path / "study"
     good = {"spec": {"variant": "a b", "seed": 0, "order": 0}}
@@ -82,6 +83,7 @@ def test_one_writer_per_results_dir(tmp_path):
         assert (d / results_dir.Lock.NAME).read_text() == str(os.getpid())
 
 
+@pytest.mark.e2e
 def test_the_lock_of_a_killed_runner_is_taken_over(tmp_path):
     """A runner killed with kill -9 whose parent has not reaped it yet (a zombie) holds no lock."""
     import signal
@@ -131,6 +133,7 @@ def disk(tmp_path):
     subprocess.run(["umount", "-l", str(tmp_path / "disk")])
 
 
+@pytest.mark.e2e
 def test_a_study_that_cannot_fit_is_refused_before_anything_starts(small_disk):
     proc = run_cli("configs/init_study.py", "--storage", str(small_disk), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -309,6 +312,7 @@ def _read_only(mount: Path, ro: bool = True) -> None:
     subprocess.run(["mount", "-o", f"remount,bind,{mode}", str(mount)], check=True)
 
 
+@pytest.mark.e2e
 def test_read_only_storage_is_refused_before_anything_runs(bound):
     _read_only(bound)
     proc = run_cli("configs/smoke.py", "--storage", str(bound / "runs"), timeout=120)

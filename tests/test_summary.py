@@ -285,6 +285,7 @@ def test_console_table(results):
     assert "0.750" in lines[2]
 
 
+@pytest.mark.e2e
 def test_cli(results):
     import subprocess
     import sys

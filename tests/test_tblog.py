@@ -153,6 +153,7 @@ def _poll(proc, url: str, body: dict, ready) -> dict:
     pytest.fail(f"tensorboard never answered {url} as expected; last: {last}")
 
 
+@pytest.mark.e2e
 def test_tensorboard_serves_the_experiment_config(board_server):
     url, domains, proc = board_server
     exp = _poll(proc, f"{url}/experiment", {"experimentName": "", "hparamsLimit": 1000}, lambda e: e.get("hparamInfos"))
@@ -169,6 +170,7 @@ def test_tensorboard_serves_the_experiment_config(board_server):
     assert {"best/test_accuracy", "val/accuracy", "train/loss"} <= set(metrics)
 
 
+@pytest.mark.e2e
 def test_tensorboard_groups_a_variants_seeds(board_server):
     url, domains, proc = board_server
     cols = [{"hparam": name, "includeInResult": True} for name in domains]
