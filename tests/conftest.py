@@ -84,6 +84,28 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     )
 
 
+def run_main(*args: str, timeout: float | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m runner.tune ARGS` in this process, for inputs refused before Ray starts and dry runs: its exit code
+    and what it printed (an exception escaping it fails the test, as a traceback would). ``timeout`` is run_cli's."""
+    import io
+    import logging
+    from unittest import mock
+
+    from runner.driver import cli
+
+    out, err, log = io.StringIO(), io.StringIO(), logging.getLogger("runner")
+    handlers = list(log.handlers)
+    with contextlib.chdir(ROOT), mock.patch.dict(os.environ, env or {}):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # argparse's own exit, for a bad flag
+                code = e.code
+            finally:
+                log.handlers[:] = handlers
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     """`python -m runner.tune ARGS` started in the background (to be signalled or killed)."""
     return subprocess.Popen(

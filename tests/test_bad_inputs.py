@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, random_image, run_cli, save_image, train_val_folder
+from conftest import ROOT, random_image, run_cli, run_main, save_image, train_val_folder
 from PIL import Image
 
 from runner.config import ConfigError, DataConfig
@@ -33,7 +33,7 @@ def _good_folder(root: Path, **kw) -> Path:
 
 def _cli_error(tmp_path: Path, *args: str) -> str:
     """Run the CLI with --dry-run; assert exit 2 with one line on stderr and no traceback; return that line."""
-    proc = run_cli(*args, "--dry-run", "--storage", str(tmp_path / "results"), timeout=120)
+    proc = run_main(*args, "--dry-run", "--storage", str(tmp_path / "results"), timeout=120)
     err = proc.stderr.strip()
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -76,7 +76,6 @@ CONFIG_FILES = [
 
 
 @pytest.mark.parametrize("body, fragment", CONFIG_FILES)
-@pytest.mark.e2e
 def test_bad_config_file(tmp_path, body, fragment):
     config = tmp_path / "bad.py"
     config.write_text(STUDY_HEAD + body)
@@ -93,7 +92,6 @@ def test_bad_config_file(tmp_path, body, fragment):
         pytest.param("README.md", "README.md: a study config is a Python file", id="config-not-python"),
     ],
 )
-@pytest.mark.e2e
 def test_bad_config_path(tmp_path, config, fragment):
     assert fragment in _cli_error(tmp_path, config)
 
@@ -122,21 +120,18 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize("args, fragment", BAD_FLAGS)
-@pytest.mark.e2e
 def test_bad_flag(tmp_path, args, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", *args)
 
 
-@pytest.mark.e2e
 def test_unknown_augmentation(tmp_path):
     err = _cli_error(tmp_path, "configs/smoke.py", "--set", 'augment.train=[{"name": "Flipp"}]')
     assert "augment.train[0]: unknown transform 'Flipp'; choose from" in err and "HorizontalFlip" in err
 
 
-@pytest.mark.e2e
 def test_unwritable_storage(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "a_file" / "runs"), timeout=120)
+    proc = run_main("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "a_file" / "runs"), timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
         f"error: --storage {tmp_path / 'a_file' / 'runs'}: cannot write there (Not a directory); "
@@ -196,12 +191,11 @@ def _train_without_val(root: Path) -> None:
     save_image(root / "test" / "cat" / "0.png", random_image(777))
 
 
-@pytest.mark.e2e
 def test_train_and_test_without_val_holds_out_part_of_train(tmp_path):
     """The common train/ + test/ layout: val is held out of train/ (data.val_fraction); test/ is the test split."""
     root = tmp_path / "imgs"
     _train_without_val(root)
-    proc = run_cli(
+    proc = run_main(
         "configs/smoke.py",
         "--dry-run",
         "--storage",
@@ -254,7 +248,6 @@ def _leaky(root: Path) -> None:
         ),
     ],
 )
-@pytest.mark.e2e
 def test_bad_folder(tmp_path, build, extra, fragment):
     root = tmp_path / "imgs"
     root.mkdir()
@@ -276,7 +269,6 @@ def test_bad_folder(tmp_path, build, extra, fragment):
         ),
     ],
 )
-@pytest.mark.e2e
 def test_bad_data_path(tmp_path, path, fragment):
     assert fragment in _cli_error(tmp_path, "configs/smoke.py", "--set", f"data.path={path}")
 
@@ -392,12 +384,11 @@ def test_partly_corrupt_folder_keeps_its_good_images(tmp_path):
     assert any("could not be read" in w for w in s.audit["warnings"])
 
 
-@pytest.mark.e2e
 def test_partly_corrupt_folder_through_the_cli(tmp_path):
     root = _good_folder(tmp_path / "imgs", n_train=5, n_val=2)
     for make, _, _ in BAD_FILES.values():
         make(root / "train" / "cat")
-    proc = run_cli(
+    proc = run_main(
         "configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}", timeout=120
     )
     assert proc.returncode == 0, proc.stderr
@@ -406,11 +397,10 @@ def test_partly_corrupt_folder_through_the_cli(tmp_path):
     assert "dry run: nothing started" in proc.stdout
 
 
-@pytest.mark.e2e
 def test_dry_run_prints_the_audit(tmp_path):
     root = _good_folder(tmp_path / "imgs")
     (root / "train" / "cat" / "zero.jpg").write_bytes(b"")
-    proc = run_cli(
+    proc = run_main(
         "configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), "--set", f"data.path={root}", timeout=120
     )
     assert proc.returncode == 0, proc.stderr

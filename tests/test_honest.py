@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, random_image, run_cli, save_image, write_study
+from conftest import ROOT, random_image, run_cli, run_main, save_image, write_study
 from PIL import Image
 
 from runner.config import ConfigError, DataConfig
@@ -159,13 +159,12 @@ def test_the_metric_ranks_and_decides():
 
 
 def _dry(tmp_path: Path, *args: str) -> str:
-    proc = run_cli("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), *args, timeout=120)
+    proc = run_main("configs/smoke.py", "--dry-run", "--storage", str(tmp_path / "out"), *args, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     return proc.stderr
 
 
-@pytest.mark.e2e
 def test_test_folder_with_a_class_train_lacks(tmp_path):
     root = _folder(tmp_path / "f")
     save_image(root / "test" / "bird" / "0.png", random_image(5))
@@ -181,28 +180,25 @@ def test_test_folder_with_a_class_train_lacks(tmp_path):
         ("data.test_fraction=-0.1", "data.test_fraction=-0.1 (variant 'base'): must be a fraction in [0, 1)"),
     ],
 )
-@pytest.mark.e2e
 def test_bad_data_settings(tmp_path, setting, message):
     assert message in _dry(tmp_path, "--set", setting)
 
 
-@pytest.mark.e2e
 def test_metric_test_accuracy_without_a_test_split(tmp_path):
     study = write_study(tmp_path / "s.py", """
         study = Study(name="m", base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8)),
                       metric="test_accuracy")
     """)  # fmt: skip
-    proc = run_cli(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
+    proc = run_main(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
     assert proc.returncode == 2 and "metric='test_accuracy': builtin:digits has no test split" in proc.stderr
-    ok = run_cli(str(study), "--dry-run", "--storage", str(tmp_path / "out"), "--set", "data.test_fraction=0.2")
+    ok = run_main(str(study), "--dry-run", "--storage", str(tmp_path / "out"), "--set", "data.test_fraction=0.2")
     assert ok.returncode == 0, ok.stderr
     assert " test images" in ok.stdout
 
 
-@pytest.mark.e2e
 def test_unknown_metric(tmp_path):
     study = write_study(tmp_path / "s.py", 'study = Study(name="m", metric="accuracy")\n')
-    proc = run_cli(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
+    proc = run_main(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
     assert proc.returncode == 2
     assert "metric='accuracy': choose one of best_val_accuracy, test_accuracy, final_val_accuracy" in proc.stderr
 
@@ -242,12 +238,11 @@ def test_grayscale_study_on_a_train_val_test_folder_ranked_by_test_accuracy(tmp_
     assert "8 images of test/" in ev.stdout
 
 
-@pytest.mark.e2e
 def test_max_seeds_below_the_seeds(tmp_path):
     study = write_study(
         tmp_path / "s.py", 'study = Study(name="m", variants={"a": {}, "b": {}}, seeds=(0, 1, 2), max_seeds=2)\n'
     )
-    proc = run_cli(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
+    proc = run_main(str(study), "--dry-run", "--storage", str(tmp_path / "out"), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert (
         "max_seeds=2 with seeds=(0, 1, 2): sequential seeds need 2 <= len(seeds) <= max_seeds; raise max_seeds"

@@ -218,11 +218,10 @@ def test_more_samples_only_add_samples(algorithm):
         ('{"model.hidden": choice([])}', "choice() has no options"),
     ],
 )
-@pytest.mark.e2e
 def test_bad_search_on_the_command_line_is_one_line_and_exit_2(tmp_path, space, words):
-    from conftest import run_cli, write_study
+    from conftest import run_main, write_study
 
     study = write_study(tmp_path / "s.py", f'study = Study(name="s", search=Search(space={space}, samples=2))\n')
-    r = run_cli(str(study), "--storage", str(tmp_path / "out"), timeout=120)
+    r = run_main(str(study), "--storage", str(tmp_path / "out"), timeout=120)
     assert r.returncode == 2 and words in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

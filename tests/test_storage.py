@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, start_cli, write_study
+from conftest import ROOT, run_cli, run_main, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runner import storage
@@ -204,18 +204,16 @@ def test_an_endpoint_that_never_answers_times_out():
 # --------------------------------------------------------------------------- the CLI
 
 
-@pytest.mark.e2e
 def test_cli_bad_storage_uris_are_one_line_errors(tmp_path):
     for uri, words in [("foo://bucket/x", "not a storage URI"), ("s3://", "no bucket")]:
-        proc = run_cli("configs/smoke.py", "--storage", uri, "--dry-run", timeout=120)
+        proc = run_main("configs/smoke.py", "--storage", uri, "--dry-run", timeout=120)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], proc.stderr
 
 
-@pytest.mark.e2e
 def test_cli_dry_run_names_the_uri_without_contacting_it():
-    proc = run_cli(
+    proc = run_main(
         "configs/smoke.py",
         "--storage",
         "s3://b/runs?endpoint_override=127.0.0.1:1&scheme=http",
