@@ -29,6 +29,15 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return OneLineParser(prog=prog, description=description)
 
 
+def command(name: str, argv: list[str] | None = None) -> int:
+    """``python -m runner.NAME ARGS``: one subcommand on its own (evaluate, predict, summary, report)."""
+    module, help_text = COMMANDS[name]
+    p = parser(f"python -m runner.{name}", help_text)
+    mod = importlib.import_module(module)
+    mod.add_arguments(p)
+    return mod.run(p.parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     top = parser("runner", "Run many small image-classification experiments on Ray and trust the conclusions.")

@@ -29,6 +29,11 @@ def first_line(error: BaseException | str, limit: int = 300) -> str:
     return "error" if isinstance(error, str) else type(error).__name__
 
 
+def no_results_dir(where: str) -> ConfigError:
+    """The one wording of a results dir that is not there, for every command that reads one."""
+    return ConfigError(f"{where}: no such results dir; give STORAGE/NAME of a study run with python -m runner.tune")
+
+
 # A results disk that fills up, turns read-only, refuses writes or is deleted: not the trial's fault, and
 # it would fail again for every trial, so the study stops (like Ctrl-C) and says what to fix.
 _STORAGE = re.compile(

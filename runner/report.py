@@ -2,7 +2,7 @@
 
 import sys
 
-from runner.results.report import main
+from runner.cli import command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command("report"))

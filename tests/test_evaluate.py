@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runner import checkpoints
+from runner import checkpoints, cli
 from runner.config import ConfigError, ModelConfig, TrialConfig, apply_overrides
 from runner.data.augment import normalize
 from runner.inference import evaluate, pick, predict
@@ -264,7 +264,7 @@ def test_a_checkpoint_holding_a_numpy_array_still_loads(tmp_path):
 def test_evaluate_class_folder(study, tmp_path, capsys):
     data = write_pngs(tmp_path / "pics")
     (data / "red" / "broken.png").write_bytes(b"not an image")
-    assert evaluate.main([str(study), "--data", str(data)]) == 0
+    assert cli.command("evaluate", [str(study), "--data", str(data)]) == 0
     out = study / "eval_pics"
     m = json.loads((out / "metrics.json").read_text())
     assert m["accuracy"] == 1.0 and m["images"] == 9 and m["split"] == "all"
@@ -292,7 +292,7 @@ def test_evaluate_unknown_class_is_an_error(study, tmp_path, capsys):
     data = write_pngs(tmp_path / "pics", classes=["blue", "red"])
     (data / "purple").mkdir()
     Image.new("RGB", (8, 8), (128, 0, 128)).save(data / "purple" / "p.png")
-    assert evaluate.main([str(study), "--data", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert cli.command("evaluate", [str(study), "--data", str(data), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "['purple']" in err and len(err.strip().splitlines()) == 1
 
@@ -309,7 +309,7 @@ def test_evaluate_bad_input_one_line_exit_2(study, tmp_path, capsys, case):
         "missing data": (study, tmp_path / "nothing"),
         "no images": (study, empty),
     }[case]
-    assert evaluate.main([str(results), "--data", str(folder)]) == 2
+    assert cli.command("evaluate", [str(results), "--data", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
 
@@ -335,7 +335,7 @@ def test_predict_any_layout(study, tmp_path, capsys):
     (data / "broken.png").write_bytes(b"not an image")
     (data / "notes.txt").write_text("ignored")
     out = tmp_path / "preds.csv"
-    assert predict.main([str(study), "--data", str(data), "--out", str(out)]) == 0
+    assert cli.command("predict", [str(study), "--data", str(data), "--out", str(out)]) == 0
     with open(out, newline="") as f:
         reader = csv.DictReader(f)
         assert reader.fieldnames == predict.COLUMNS
@@ -355,7 +355,7 @@ def test_predict_any_layout(study, tmp_path, capsys):
 def test_predict_variant_and_default_out(study, tmp_path, monkeypatch):
     data = write_pngs(tmp_path / "pics", per_class=1)
     monkeypatch.chdir(tmp_path)
-    assert predict.main([str(study), "--data", str(data), "--variant", "same"]) == 0
+    assert cli.command("predict", [str(study), "--data", str(data), "--variant", "same"]) == 0
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 4
 
 
@@ -368,7 +368,7 @@ def test_predict_bad_input_one_line_exit_2(study, tmp_path, capsys, case):
         "no images": (study, tmp_path / "empty"),
         "no results": (tmp_path / "empty", tmp_path / "empty"),
     }[case]
-    assert predict.main([str(results), "--data", str(folder), "--out", str(tmp_path / "p.csv")]) == 2
+    assert cli.command("predict", [str(results), "--data", str(folder), "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "p.csv").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_evaluate import BEST, crash, make_study
 
+from runner import cli
 from runner.results import report, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,9 +91,9 @@ def test_report_cli(study, tmp_path):
     r = subprocess.run([sys.executable, "-m", "runner.report", str(study)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(study / "report.html") and (study / "report.html").exists()
-    assert report.main([str(tmp_path / "gone")]) == 2
+    assert cli.command("report", [str(tmp_path / "gone")]) == 2
     (tmp_path / "empty").mkdir()
-    assert report.main([str(tmp_path / "empty")]) == 2
+    assert cli.command("report", [str(tmp_path / "empty")]) == 2
     with pytest.raises(SystemExit) as e:
-        report.main([])  # argparse: one line on stderr
+        cli.command("report", [])  # argparse: one line on stderr
     assert e.value.code == 2

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner import checkpoints, cli, storage
+from runner import checkpoints, storage
 from runner.config import ConfigError, TrialConfig
 from runner.data import folder
 from runner.data.augment import normalize
@@ -164,9 +164,3 @@ def run(args: argparse.Namespace) -> int:
     print(m["report"])
     print(f"written     {out}: metrics.json, confusion_matrix.json, confusion_matrix.png, classification_report.txt")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m runner.evaluate", "Evaluate a study's best checkpoint on an image folder.")
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner import checkpoints, storage
 from runner.config import TrialConfig
-from runner.errors import ConfigError, first_line
+from runner.errors import ConfigError, first_line, no_results_dir
 from runner.results.records import TrialRecord, read_records
 from runner.results.status import Status
 from runner.results.summary import summarize
@@ -49,7 +49,7 @@ def pick(results_dir: Path | str, variant: str | None = None, seed: int | None =
 def _pick_record(results_dir: Path, variant: str | None, seed: int | None):
 
     if not results_dir.is_dir():
-        raise ConfigError(f"{results_dir}: no such results dir")
+        raise no_results_dir(str(results_dir))
     records = [r for r in read_records(results_dir) if r.planned]  # what the study plans now
     if not records:
         raise ConfigError(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import cli
 from runner.config import ConfigError
 from runner.data import folder
 from runner.inference import pick
@@ -104,9 +103,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"checkpoint  {ckpt}")
     print(f"predicted   {n} images -> {args.out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m runner.predict", "Label every image under a folder.")
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import cli
+from runner.errors import no_results_dir
 from runner.results import files, render, studyfile, summary
 from runner.results.summary import StudySummary, learning_curves
 from runner.storage import write_atomic
@@ -325,7 +325,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     results_dir = args.results_dir
     if not results_dir.is_dir():
-        print(f"error: {results_dir}: no such results dir", file=sys.stderr)
+        print(f"error: {no_results_dir(str(results_dir))}", file=sys.stderr)
         return 2
     if not any(results_dir.glob(f"*/{files.PARAMS}")) and studyfile.read(results_dir) is None:
         print(
@@ -335,9 +335,3 @@ def run(args) -> int:
         return 2
     print(write_report(summary.read(results_dir)))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m runner.report", "Write a study's report.html from its results dir.")
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from runner import cli
+from runner.errors import no_results_dir
 from runner.results import files, render, studyfile, summary
 from runner.results.records import COLUMNS, TrialRecord, cell
 from runner.results.summary import StudySummary
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from runner.storage import Results, is_uri
 
     if not (is_uri(args.results_dir) or Path(args.results_dir).is_dir()):
-        print(f"error: {args.results_dir}: no such results dir; give STORAGE/NAME of a study", file=sys.stderr)
+        print(f"error: {no_results_dir(args.results_dir)}", file=sys.stderr)
         return 2
     results = Results(args.results_dir)
     try:
@@ -101,9 +101,3 @@ def run(args: argparse.Namespace) -> int:
     finally:
         results.close()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m runner.summary", "Write a study's summary tables from its results dir.")
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -12,19 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.study.config import (
-    AugmentConfig,
-    DataConfig,
-    ModelConfig,
-    OptimConfig,
-    ResourcesConfig,
-    Study,
-    TrainConfig,
-    TrialConfig,
-    apply_overrides,
-    known_keys,
-    section_types,
-)
+from runner.study import config
+from runner.study.config import Study, TrialConfig
 from runner.study.registry import AUGMENTATIONS, CHANNELS, INITS, LEAKAGE, METRICS, OPTIMIZERS
 from runner.study.space import Search, check_scheduler, check_search, sample_names
 
@@ -50,7 +39,7 @@ def validate(cfg: TrialConfig, where: str = "") -> list[str]:
     return list(p)
 
 
-def _check_data(d: DataConfig, a: AugmentConfig, p: _Problems) -> None:
+def _check_data(d: config.DataConfig, a: config.AugmentConfig, p: _Problems) -> None:
     p.need(bool(d.path.strip()), "data.path", d.path, "give an image folder or builtin:lesions / builtin:digits")
     p.need(8 <= d.image_size <= 512, "data.image_size", d.image_size, "must be between 8 and 512 pixels")
     p.need(0 < d.val_fraction < 1, "data.val_fraction", d.val_fraction, "must be a fraction in (0, 1)")
@@ -63,7 +52,7 @@ def _check_data(d: DataConfig, a: AugmentConfig, p: _Problems) -> None:
     _check_augment(a, d.channels, p)
 
 
-def _check_augment(a: AugmentConfig, channels: int, p: _Problems) -> None:
+def _check_augment(a: config.AugmentConfig, channels: int, p: _Problems) -> None:
     stats_ok = len(a.mean) == len(a.std) and len(a.mean) in {3, channels}
     need = "need 3 values each (R, G, B)" + (", or 1 each for grayscale" if channels == 1 else "")
     p.need(stats_ok, "augment.mean/std", (a.mean, a.std), need)
@@ -77,7 +66,7 @@ def _check_augment(a: AugmentConfig, channels: int, p: _Problems) -> None:
             p.append(f"augment.train[{i}]: unknown transform {name!r}; choose from {known}{p.at}")
 
 
-def _check_model(m: ModelConfig, o: OptimConfig, p: _Problems) -> None:
+def _check_model(m: config.ModelConfig, o: config.OptimConfig, p: _Problems) -> None:
     widths_ok = len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden)
     p.need(widths_ok, "model.hidden", m.hidden, "need one or more positive widths, e.g. [512, 128]")
     p.need(0 <= m.dropout < 1, "model.dropout", m.dropout, "must be in [0, 1)")
@@ -88,7 +77,7 @@ def _check_model(m: ModelConfig, o: OptimConfig, p: _Problems) -> None:
     p.need(0 <= o.momentum < 1, "optim.momentum", o.momentum, "must be in [0, 1)")
 
 
-def _check_train(t: TrainConfig, m: ModelConfig, r: ResourcesConfig, p: _Problems) -> None:
+def _check_train(t: config.TrainConfig, m: config.ModelConfig, r: config.ResourcesConfig, p: _Problems) -> None:
     p.need(t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
     p.need(t.batch_size >= 1, "train.batch_size", t.batch_size, "must be >= 1")
     workers = max(1, r.workers_per_trial)
@@ -116,7 +105,7 @@ def check_study(study: Any, where: str = "study") -> list[tuple[str, int, TrialC
             problems.append(f"{where}: variant {variant!r} must be a dict of dotted overrides")
             continue
         try:
-            cfg = apply_overrides(study.base, changes)
+            cfg = config.apply_overrides(study.base, changes)
         except ConfigError as e:
             problems.append(f"variant {variant!r}: {e}")
             continue
@@ -144,7 +133,7 @@ def _check_structure(study: Study, where: str) -> list[str]:
     if study.metric not in METRICS:
         problems.append(f"{where}: metric={study.metric!r}: choose one of {', '.join(METRICS)}")
     problems += _check_max_seeds(study, where)
-    problems += check_search(study.search, known_keys(), where) + check_scheduler(study.scheduler, where)
+    problems += check_search(study.search, config.known_keys(), where) + check_scheduler(study.scheduler, where)
     return problems + _check_sample_names(study, where)
 
 
@@ -191,8 +180,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def _typed(cfg: TrialConfig, where: str) -> TrialConfig:
     """``cfg`` with every value coerced to its field's type; a study file can put anything in a field
-    (``ModelConfig(dropout="0.1")``, ``hidden=[64]``), which would otherwise fail later with a traceback."""
-    sections = section_types()
+    (``config.ModelConfig(dropout="0.1")``, ``hidden=[64]``), which would otherwise fail later with a traceback."""
+    sections = config.section_types()
     problems = [
         f"{where}: base.{s} must be a {cls.__name__}(...), got {type(getattr(cfg, s)).__name__}"
         for s, cls in sections.items()
@@ -204,6 +193,6 @@ def _typed(cfg: TrialConfig, where: str) -> TrialConfig:
         f"{s}.{f.name}": getattr(getattr(cfg, s), f.name) for s in sections for f in dataclasses.fields(getattr(cfg, s))
     }
     try:
-        return apply_overrides(TrialConfig(), values)
+        return config.apply_overrides(TrialConfig(), values)
     except ConfigError as e:
         raise ConfigError(f"{where}: base: {e}") from None
