@@ -192,3 +192,23 @@ def test_tensorboard_groups_a_variants_seeds(board_server):
     assert values["best/val_accuracy"] == pytest.approx(0.4)
     assert values["val/accuracy"] == pytest.approx(0.35)
     assert values["best/test_accuracy"] == pytest.approx(0.3)
+
+
+def test_a_pruned_trials_session_is_written_without_torch(tmp_path):
+    """The driver marks a trial ASHA stopped with its HParams session and best scalars, through tensorboard's own
+    writer (the driver loads no torch): TensorBoard reads the scalars and a session whose status is UNKNOWN."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    hparams.pruned_session(tmp_path, "xavier", STUDY.trial_config("xavier", 0), 0.61, 3)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    assert [(e.step, round(e.value, 4)) for e in acc.Scalars("best/val_accuracy")] == [(0, 0.61)]
+    assert [e.value for e in acc.Scalars("best/epoch")] == [3.0]
+    content = acc.SummaryMetadata(metadata.SESSION_END_INFO_TAG).plugin_data.content
+    end = plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info
+    assert end.status == api_pb2.STATUS_UNKNOWN
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
+    ).session_start_info
+    assert start.group_name == "xavier" and start.hparams["model.init"].string_value == "xavier_uniform"
