@@ -17,8 +17,3 @@ class Verdict(StrEnum):
     def short(self) -> str:
         """The verdict in a fixed-width console column."""
         return "no diff" if self is Verdict.NO_DIFFERENCE else str(self)
-
-    @property
-    def open(self) -> bool:
-        """More seeds could still decide it."""
-        return self in (Verdict.NO_DIFFERENCE, Verdict.TOO_FEW_SEEDS, Verdict.UNDECIDED)
