@@ -93,12 +93,13 @@ def end(args: argparse.Namespace, results: Results, s: StudySummary, report, sec
             file=sys.stderr,
         )
         return 1
-    advise(args, results, s.variants)
+    advise(args, results, s)
     return 0
 
 
-def advise(args: argparse.Namespace, results: Results, variants: list) -> None:
+def advise(args: argparse.Namespace, results: Results, s: StudySummary) -> None:
     """When variants are undecided with a fixed number of seeds: the command that adds seeds, and how many."""
+    variants = s.variants
     undecided = [
         v
         for v in variants
@@ -106,7 +107,7 @@ def advise(args: argparse.Namespace, results: Results, variants: list) -> None:
     ]  # fmt: skip - a sample ASHA pruned is decided enough
     if not undecided or any(v.decided_at is not None for v in variants):
         return  # all decided, or sequential seeds already went as far as max_seeds
-    seeds = _seeds_run(results)
+    seeds = _seeds_run(s.study)
     needed = [v.effect.get("seeds_needed") for v in undecided if v.effect.get("seeds_needed")]
     target = max(len(seeds) + 1, min(max(needed, default=2 * len(seeds)), max(2 * len(seeds), 10)))
     more = sequential.extend(seeds, target)
@@ -129,8 +130,8 @@ def resume_command(args, results, seeds: str | None = None) -> str:
     return f"python -m runner.tune {shlex.join(words)} --resume {shlex.quote(results.uri)}"
 
 
-def _seeds_run(results: Results) -> list[int]:
-    found = studyfile.read(results.local)
+def _seeds_run(found: studyfile.StudyFile) -> list[int]:
+    """The study's seeds, from the study.json its summary read."""
     return list(found.seeds) if found and found.seeds else sorted({p["seed"] for p in found.trials})
 
 
