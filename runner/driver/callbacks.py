@@ -25,13 +25,16 @@ WATCH_EVERY_S = 1.0  # how often the driver checks that the results dir is still
 
 
 class CarryOver(Callback):
-    """A trial of a phase rebuilt from its trial dirs (runner.driver.recover) goes on in its old dir: before Tune's
-    loggers open its result.json and progress.csv, they get the rows up to the epoch it carries on from."""
+    """A trial of a phase rebuilt from its trial dirs (runner.driver.recover), or a pruned sample confirmed
+    (runner.driver.confirm), goes on in its old dir: before Tune's loggers open its result.json and progress.csv,
+    they get the rows up to the epoch it carries on from."""
 
     def on_trial_start(self, iteration, trials, trial, **info):
         carry = trial.config["spec"].get(CARRY_ON)
         if carry and trial.local_path and not is_uri(trial.config["results_dir"]):
-            files.stage_rows(Path(trial.config["results_dir"]) / carry["dir"], carry["epoch"], Path(trial.local_path))
+            old = Path(trial.config["results_dir"]) / carry["dir"]
+            files.unmark_pruned(old)  # a pruned sample confirmed (runner.driver.confirm) runs on to its last epoch
+            files.stage_rows(old, carry["epoch"], Path(trial.local_path))
 
 
 class DropRedone(Callback):

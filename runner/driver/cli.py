@@ -1,5 +1,5 @@
 """CLI: ``python -m runner.tune CONFIG [--set KEY=VALUE ...] [--storage DIR|URI] [--name NAME] [--address ADDR]
-[--seeds SEEDS] [--max-concurrent N] [--dry-run] [--resume [DIR]] [--verbose]`` (also ``runner tune ...``).
+[--seeds SEEDS] [--confirm K] [--max-concurrent N] [--dry-run] [--resume [DIR]] [--verbose]`` (also ``runner tune ...``).
 
 Two steps: ``prepare`` (runner.driver.prepare) (the study file, --set, validation, the data decoded and audited, the storage
 checked) and ``run_study`` (runner.driver.flow: Ray started, the plan fitted to the cluster, the trials run, the tables
@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="results dir name under --storage (default: the study's name, numbered if taken)")
     p.add_argument("--seeds", metavar="SEEDS", help="the study's seeds instead of the file's, e.g. 0-5 or 0,1,2,7; "
                    "with --resume, runs only the trials the results dir lacks")  # fmt: skip
+    p.add_argument("--confirm", type=int, metavar="K", help="a search's K best samples run every epoch over every seed "
+                   "and get verdicts (the file's Search(confirm=K) otherwise); with --resume, confirms a finished "
+                   "search")  # fmt: skip
     p.add_argument("--address", help="join a running Ray cluster (e.g. auto, or HEAD_IP:6379) instead of starting one "
                    "(default: $RAY_ADDRESS when set, as for ray.init and `ray job submit`)")  # fmt: skip
     p.add_argument(

@@ -11,7 +11,7 @@ import sys
 
 from runner import storage
 from runner.config import Study
-from runner.results import files, render, sequential, studyfile
+from runner.results import answer, files, render, sequential, studyfile
 from runner.results.summary import StudySummary
 from runner.results.verdict import Verdict
 from runner.storage import Results
@@ -94,6 +94,8 @@ def end(args: argparse.Namespace, results: Results, s: StudySummary, report, sec
         )
         return 1
     advise(args, results, s)
+    if lines := answer.lines(answer.of(s)):  # a search's answer: the last lines
+        print("\n".join(["", *lines]))
     return 0
 
 

@@ -21,9 +21,10 @@ from runner.driver import recover, tuner
 from runner.driver.prepare import Prepared
 from runner.results import sequential, studyfile
 from runner.results.records import read_records
+from runner.results.status import Status
 from runner.results.verdict import Verdict
 from runner.storage import Results
-from runner.study.plan import Plan, TrialSpec, grow
+from runner.study.plan import CARRY_ON, Plan, TrialSpec, grow
 
 
 @dataclass
@@ -39,7 +40,10 @@ class Phases:
 
     def phase(self, specs: Iterable[TrialSpec], record: bool = True) -> None:
         """Run ``specs`` as a new phase in the results dir, recorded in study.json first."""
-        params = [s.to_param() for s in specs]
+        self.phase_params([s.to_param() for s in specs], record)
+
+    def phase_params(self, params: list[dict], record: bool = True) -> None:
+        """Run the trials ``params`` (TrialSpec params, maybe carrying on in a dir) as a new phase."""
         if record:
             self._record(params)
         self._run(params, resume=False)
@@ -62,7 +66,13 @@ class Phases:
             if key not in self.datasets:
                 self.datasets[key] = to_ray_datasets(data.images[key])
         tuner.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri, resume=resume,
-                               asha=self.prepared.study.scheduler, reference=self.plan.reference)  # fmt: skip
+                         asha=self.prepared.study.scheduler, samples=self._prunable())  # fmt: skip
+
+    def _prunable(self) -> frozenset[str]:
+        """The variants ASHA may stop: the search's samples, less those confirmed (the reference and fixed variants
+        always run every epoch)."""
+        found = studyfile.read(self.results.local)
+        return frozenset(found.samples) - set(found.confirmed) if found else frozenset()
 
     def _record(self, params: list[dict]) -> None:
         found = studyfile.read(self.results.local)
@@ -86,11 +96,8 @@ def resume(run: Phases, where: str) -> None:
         raise ConfigError(f"{where}: written by an older runner, whose trials this one cannot carry on; finish it with "
                           "that version, or start a new study (runner summary still reads it)")  # fmt: skip
     records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
-    if not any(getattr(records.get((p["variant"], p["seed"])), "trial_dir", "") for p in latest):
-        run.say(f"phase  the newest phase ({len(latest)} trials) never started (the study stopped as it began); "
-                "running it now")  # fmt: skip
-        _drop_empty_dirs(run)
-        run.rebuild(latest)  # Tune's newest state is the phase before's: restoring it would run nothing
+    if latest and not recover.started(run.results.local, latest):
+        _start(run, latest, records)  # Tune's newest state is the phase before's: restoring it would run nothing
     elif any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
         _carry_on(run, latest)
     if growth.new or growth.removed:
@@ -100,6 +107,23 @@ def resume(run: Phases, where: str) -> None:
         variants = ", ".join(dict.fromkeys(s.variant for s in growth.new))
         run.say(f"grow   {len(growth.new)} new trials ({variants}); the {len(records)} trials already there are kept")
         run.phase(growth.new)
+
+
+def _start(run: Phases, latest: list[dict], records: dict) -> None:
+    """Run the newest phase, which Tune never saved a state of (the study stopped as it began): what it lacks, a
+    trial with a dir carrying on there (a confirmed sample's pruned trial: from where it was pruned)."""
+    left = [p for p in latest if not _finished(records.get((p["variant"], p["seed"])))
+            or (CARRY_ON in p and records[(p["variant"], p["seed"])].status == Status.PRUNED)]  # fmt: skip
+    if not left:
+        return
+    run.say(f"phase  the newest phase ({len(latest)} trials) never started (the study stopped as it began); "
+            f"running its {len(left)} trials now")  # fmt: skip
+    _drop_empty_dirs(run)
+    if run.results.remote:
+        run.rebuild(left)
+        return
+    fresh = recover.plan(run.results.local, [p for p in left if CARRY_ON not in p])
+    run.rebuild([*(p for p in left if CARRY_ON in p), *fresh.params])
 
 
 def _recorded_samples(run: Phases, found: studyfile.StudyFile) -> None:
@@ -150,9 +174,11 @@ def _update_study(run: Phases, kept: list[dict]) -> None:
     from runner.driver import search
 
     study = run.prepared.study
-    searched = (
-        {"search": search.record(study)} if study.search is not None and study.search.algorithm != "optuna" else {}
-    )
+    searched = {}
+    if study.search is not None and study.search.algorithm != "optuna":
+        confirmed = studyfile.read(run.results.local).confirmed  # a confirmation stays confirmed
+        record = search.record(study)
+        searched = {"search": {**record, "confirm": max(record["confirm"], len(confirmed)), "confirmed": confirmed}}
     studyfile.update(run.results.local, seeds=list(study.seeds), max_seeds=study.max_seeds, reference=run.plan.reference,
                      variants={v: dict(c) for v, c in study.variants.items()}, metric=study.metric, trials=kept,
                      **searched)  # fmt: skip
@@ -204,7 +230,9 @@ def sequential_seeds(run: Phases) -> None:
         records = [r for r in read_records(run.results.local) if r.planned]
         if any(not r.status.finished for r in records):
             return  # interrupted or failed: the summary says so, and --resume carries on
-        decisions = schedule.decide(values_by_seed(records, study.metric), run.plan.reference)
+        compared = studyfile.read(run.results.local).compared()  # with Search(confirm=k): not the unconfirmed
+        looked = [r for r in records if compared is None or r.variant in compared]
+        decisions = schedule.decide(values_by_seed(looked, study.metric), run.plan.reference)
         seed = schedule.next_seed(decisions)
         if seed is None:
             return

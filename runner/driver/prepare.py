@@ -57,6 +57,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
         study = dataclasses.replace(study, name=args.name)
     if args.seeds:
         study = dataclasses.replace(study, seeds=parse_seeds(args.seeds))
+    if getattr(args, "confirm", None) is not None:
+        study = _with_confirm(study, args.confirm, args.config)
     trials = check_study(study, where=args.config)
     if study.search is not None:
         study, trials = _first_samples(study, args.config)
@@ -68,6 +70,14 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.resume is None and not args.dry_run:
         _check_space(prepared.storage, prepared)
     return prepared
+
+
+def _with_confirm(study: Study, k: int, where: str) -> Study:
+    """--confirm K: the study's Search with confirm=K (checked with the rest of the study)."""
+    if study.search is None:
+        raise ConfigError(f"--confirm {k}: {where} has no search to confirm (confirm runs a Search's best samples "
+                          "over every seed); add search=Search(...) to the study, or drop --confirm")  # fmt: skip
+    return dataclasses.replace(study, search=dataclasses.replace(study.search, confirm=k))
 
 
 def _first_samples(study: Study, where: str) -> tuple[Study, list]:

@@ -68,6 +68,22 @@ def problem(results_dir: Path, phase: list[dict], weights: bool = True) -> str |
     return _behind(Path(results_dir), trials, phase, newest.name, weights)
 
 
+def started(results_dir: Path, phase: list[dict]) -> bool:
+    """Whether Tune's newest saved state in ``results_dir`` is of the phase ``phase`` (its trials' params): it holds
+    one of its trials. A trial that carries on in an earlier trial's dir (a confirmed sample) is this phase's only
+    when the state's trial carries on too: the earlier phase's state holds the same variant and seed."""
+    states = sorted(Path(results_dir).glob("experiment_state-*.json"))
+    if not states:
+        return False
+    try:
+        specs = [json.loads(t)["config"]["spec"] for t, _ in json.loads(states[-1].read_text())["trial_data"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unreadable: ``problem`` says so, and the phase is rebuilt
+    in_state = {(s["variant"], s["seed"]): CARRY_ON in s for s in specs}
+    return any((p["variant"], p["seed"]) in in_state and (CARRY_ON not in p or in_state[(p["variant"], p["seed"])])
+               for p in phase)  # fmt: skip
+
+
 def _check_pickle(path: Path) -> None:
     """A pickle ends with its STOP opcode; one cut short does not."""
     data = path.read_bytes()
@@ -118,11 +134,11 @@ def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
             out.fresh.append(name)
             out.params.append(p)
             continue
-        out.params.append({**p, CARRY_ON: _carry(Path(results_dir), r, name, out)})
+        out.params.append({**p, CARRY_ON: carry(Path(results_dir), r, name, out)})
     return out
 
 
-def _carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
+def carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
     """Where trial ``r`` goes on: its last good checkpoint (set aside from the new run's), else epoch 1."""
     reached = max((row["epoch"] for row in read_results(results_dir / r.trial_dir / files.RESULT)), default=0)
     good = [(e, d) for e, d in checkpoints.kept(results_dir / r.trial_dir) if e <= reached and checkpoints.loads(d)]

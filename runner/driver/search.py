@@ -179,6 +179,7 @@ def record(study) -> dict | None:
         "algorithm": s.algorithm,
         "seed": s.seed,
         "scheduler": asdict(study.scheduler) if study.scheduler else None,
+        "confirm": s.confirm,
         "batches": [[v for v in sample_names(s.samples) if v in study.variants]],
     }
 

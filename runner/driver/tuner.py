@@ -29,7 +29,7 @@ MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) r
 
 
 def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, resume: bool = False,
-               asha=None, reference: str | None = None):  # fmt: skip
+               asha=None, samples: frozenset[str] = frozenset()):  # fmt: skip
     """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
     ``results`` (STORAGE/NAME, a directory or URI), ``concurrent`` at once; returns Tune's ResultGrid.
     ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets. A study that grows runs each new
@@ -37,9 +37,9 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
     With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
     ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
-    last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops trials that fall behind on
-    val accuracy (never the ``reference`` variant's); each gets a pruned.json in its dir (runner.results reads it as
-    status ``pruned``).
+    last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops the trials of ``samples`` (the
+    search's samples not confirmed) that fall behind the other samples on val accuracy; each gets a pruned.json in
+    its dir (runner.results reads it as status ``pruned``).
     """
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -60,7 +60,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
             tuner._local_tuner.get_run_config().callbacks = own
             return watch.fit(tuner)
     tune_config = tune.TuneConfig(
-        scheduler=_scheduler(asha, params, reference, results),
+        scheduler=_scheduler(asha, params, samples, results),
         max_concurrent_trials=concurrent,
         # a trial ASHA stopped leaves its actor unusable (Tune's reset fails while the stopped function's thread
         # winds down, and the next trial on it errors): with a scheduler every trial gets a fresh actor
@@ -79,31 +79,46 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
 
 
-def _scheduler(asha, params: list[dict], reference: str | None, results: str) -> Pruning | None:
+def _scheduler(asha, params: list[dict], samples: frozenset[str], results: str) -> Pruning | None:
     """Tune's ASHA on each epoch's val accuracy, up to the phase's longest trial; None without ``asha``."""
     if asha is None:
         return None
     max_t = max(p["trial"]["train"]["epochs"] for p in params)
-    return Pruning(results, reference, time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
+    return Pruning(results, samples, time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
                    grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
 
 
 class Pruning(ASHAScheduler):
-    """ASHA that never stops the ``reference`` variant's trials (every comparison keeps its pairs; they set the bar
-    at each rung), and marks a trial it stops as pruned in its dir as it decides (not when the trial ends, which a
+    """ASHA that cuts samples against samples: only the trials of ``samples`` (a search's samples, less the
+    confirmed ones) are stopped, and only their results set a rung's cut-off. The reference and the fixed variants
+    run every epoch (every comparison keeps its pairs) without setting the bar, so a strong reference cannot stop
+    every sample: the first sample at each rung goes on, and about 1/reduction_factor of the samples pass each rung,
+    as ASHA promises. A trial it stops is marked pruned in its dir as it decides (not when the trial ends, which a
     Ctrl-C also does)."""
 
-    def __init__(self, results: str, reference: str | None, **asha):
+    def __init__(self, results: str, samples: frozenset[str], **asha):
         super().__init__(**asha)
-        self.results, self.reference = results, reference
+        self.results, self.samples = results, frozenset(samples)
+
+    def prunable(self, trial) -> bool:
+        variant = trial.config["spec"]["variant"]
+        if "samples" not in self.__dict__:  # pickled by runner before samples were cut against samples only
+            return variant != self.__dict__.get("reference")
+        return variant in self.samples
 
     def on_trial_result(self, tune_controller, trial, result):
-        action = super().on_trial_result(tune_controller, trial, result)
-        if trial.config["spec"]["variant"] == self.reference:
+        if not self.prunable(trial):
             return TrialScheduler.CONTINUE
+        action = super().on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP and result.get("status") == Status.RUNNING:  # not at its last epoch
             mark_pruned(self.results, trial, result)
         return action
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        if self.prunable(trial):
+            super().on_trial_complete(tune_controller, trial, result)
+        else:
+            self._trial_info.pop(trial.trial_id, None)
 
 
 def mark_pruned(results: str, trial, result: dict) -> None:

@@ -33,6 +33,7 @@ PARAMS = "params.json"  # Tune's: {"spec": TrialSpec.to_param(), "results_dir": 
 RESULT, PROGRESS = "result.json", "progress.csv"  # Tune's loggers: a row per epoch
 ERROR = "error.txt"  # the traceback of a trial whose code failed, then its one line
 PRUNED = "pruned.json"  # the scheduler stopped the trial: {"epoch", "val_accuracy"} (runner.driver.tuner)
+PRUNED_EVENTS = ".pruned"  # the suffix of the events file with a pruned trial's HParams session (results.hparams)
 CONFUSION, CLASS_REPORT = "confusion_matrix.json", "classification_report.txt"  # at the best epoch
 
 
@@ -188,3 +189,12 @@ def _row_epoch(line: str) -> int:
     """A result.json row's epoch; rows without one (a fault report) or cut short count as beyond any."""
     epoch = json_epoch(line)
     return 1 << 30 if epoch is None else epoch
+
+
+def unmark_pruned(trial_dir: Path) -> bool:
+    """A pruned trial that carries on (a search's confirmation) is pruned no more: its pruned.json and its pruned
+    HParams session go (it writes its own at its end). True when it was marked."""
+    marked = (trial_dir / PRUNED).exists()
+    for f in [trial_dir / PRUNED, *trial_dir.glob(f"events.out.tfevents.*{PRUNED_EVENTS}")]:
+        f.unlink(missing_ok=True)
+    return marked

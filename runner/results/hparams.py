@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import flatten, is_learned
+from runner.results import files
 
 # result field -> TensorBoard tag, written every epoch
 EPOCH_TAGS = {
@@ -158,7 +159,7 @@ def pruned_session(trial_dir: str | Path, variant: str, cfg, best: float, best_e
     from tensorboard.plugins.hparams import api_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter  # not torch's: the driver loads no torch
 
-    writer = EventFileWriter(str(trial_dir), filename_suffix=".pruned")
+    writer = EventFileWriter(str(trial_dir), filename_suffix=files.PRUNED_EVENTS)
     now = time.time()
     scalars = {"best/val_accuracy": best, "best/epoch": best_epoch}
     values = [Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]

@@ -153,10 +153,12 @@ def method_note(variants=()) -> str:
     )
 
 
-def markdown(name: str, variants, records, partial: bool = False, search=None) -> str:
+def markdown(name: str, variants, records, partial: bool = False, search=None, answer: list[str] = ()) -> str:
+    """summary.md; ``answer``: a search's answer section (runner.results.answer.markdown)."""
     lines = [f"# {name}", ""]
     if partial:
         lines += ["**Partial results: the study was interrupted; resume it to finish.**", ""]
+    lines += answer
     metric = variants[0].metric if variants else "best_val_accuracy"
     lines += [
         f"{METRIC_WORDS[metric]} per variant over seeds (fractions 0..1; `{metric}` ranks the variants and decides "
@@ -191,7 +193,11 @@ TOP_SAMPLES = 10  # samples listed in summary.md and on the console (report.html
 def sample_cells(s) -> list[str]:
     """A search sample's row: name, its values, seeds run to the end, mean ± CI, pruned seeds."""
     values = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in s.values.values()]
-    return [s.name, *values, str(s.n), fmt(s.mean), fmt(s.ci), str(s.pruned), fmt(s.score)]
+    return [s.name + CONFIRMED_MARK * s.confirmed, *values, str(s.n), fmt(s.mean), fmt(s.ci), str(s.pruned),
+            fmt(s.score)]  # fmt: skip
+
+
+CONFIRMED_MARK = "*"  # after a confirmed sample's name
 
 
 def sample_header(samples) -> list[str]:
@@ -202,6 +208,10 @@ SAMPLES_NOTE = (
     "Samples best first by the mean over seeds that ran every epoch (n), with the half-width of its 95 % CI; "
     "pruned: seeds ASHA stopped early (out of the mean); score: the mean over every seed, pruned ones at the "
     "epoch they stopped (what the searcher learns from)."
+)
+CONFIRMED_NOTE = (
+    f"{CONFIRMED_MARK} confirmed: after the search, run every epoch over every seed (pruned trials carried on from "
+    "their checkpoints), and compared with the reference in the variant table above like a fixed variant."
 )
 IMPORTANCE_NOTE = (
     "Importance: how much a random forest's fit of each trial's value from the sampled values drops when that "
@@ -214,7 +224,10 @@ def search_markdown(samples, importance) -> list[str]:
     head = sample_header(samples)
     lines = ["", "## Search", "", SAMPLES_NOTE, "", "| " + " | ".join(head) + " |",
              "|---|" + "|".join("---:" for _ in head[1:]) + "|"]  # fmt: skip
-    lines += ["| " + " | ".join(sample_cells(s)) + " |" for s in samples[:TOP_SAMPLES]]
+    lines += ["| " + " | ".join(sample_cells(s)).replace(CONFIRMED_MARK, "\\" + CONFIRMED_MARK, 1) + " |"
+              for s in samples[:TOP_SAMPLES]]  # fmt: skip
+    if any(s.confirmed for s in samples):
+        lines += ["", CONFIRMED_NOTE]
     if len(samples) > TOP_SAMPLES:
         lines += ["", f"{len(samples) - TOP_SAMPLES} more samples in summary.csv and report.html."]
     if importance:
@@ -230,7 +243,8 @@ def search_console(samples, importance) -> list[str]:
     head, rows = sample_header(samples), [sample_cells(s) for s in samples[: TOP_SAMPLES // 2]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    out = ["top samples (n: seeds run to the end; pruned: stopped by ASHA)", line(head), *map(line, rows)]
+    mark = f"; {CONFIRMED_MARK} confirmed" if any(s.confirmed for s in samples) else ""
+    out = [f"top samples (n: seeds run to the end; pruned: stopped by ASHA{mark})", line(head), *map(line, rows)]
     if importance:
         out.append("importance: " + ", ".join(f"{k} {v:.3f}" for k, v in importance.items()))
     return out

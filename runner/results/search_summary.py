@@ -28,6 +28,7 @@ class Sample:
     ci: float | None
     pruned: int  # seeds ASHA stopped
     score: float | None  # mean over every seed with a value, pruned ones as they stopped (what the searcher saw)
+    confirmed: bool = False  # run every epoch over every seed after the search (Search(confirm=k))
 
 
 def scores(records: list[TrialRecord], metric: str) -> dict[str, float | None]:
@@ -45,7 +46,7 @@ def samples(records: list[TrialRecord], study) -> list[Sample]:
     if study is None or not study.search:
         return []
     keys = list(study.search["space"])
-    names = [v for batch in study.search.get("batches", []) for v in batch]
+    names, confirmed = study.samples, set(study.confirmed)
     metric = study.metric
     score = scores([r for r in records if r.planned], metric)
     out = []
@@ -56,8 +57,19 @@ def samples(records: list[TrialRecord], study) -> list[Sample]:
         mean, ci = stats.mean_ci(full)
         values = study.values(name, mine[0].seed) if mine else {}
         pruned = sum(r.status == Status.PRUNED for r in mine)
-        out.append(Sample(name, {k: cell(values.get(k)) for k in keys}, len(full), mean, ci, pruned, score.get(name)))
-    return sorted(out, key=lambda s: (s.mean is None, -(s.mean or 0.0), -(s.score or 0.0)))
+        out.append(Sample(name, {k: cell(values.get(k)) for k in keys}, len(full), mean, ci, pruned, score.get(name),
+                          name in confirmed))  # fmt: skip
+    return sorted(out, key=lambda s: (not s.confirmed, s.mean is None, -(s.mean or 0.0), -(s.score or 0.0)))
+
+
+def top(records: list[TrialRecord], study, k: int, chosen: list[str] = ()) -> list[str]:
+    """The ``k`` samples to confirm: ``chosen`` (confirmed before) first, then the best by the searcher's score
+    (the mean over every seed with a value, pruned ones as they stopped), samples without one last."""
+    score = scores([r for r in records if r.planned], study.metric)
+    rest = sorted(
+        (v for v in study.samples if v not in chosen), key=lambda v: (score.get(v) is None, -(score.get(v) or 0.0))
+    )
+    return [*chosen, *rest][: max(k, len(chosen))]
 
 
 def importance(records: list[TrialRecord], study, seed: int = 0) -> dict[str, float]:
@@ -71,7 +83,7 @@ def importance(records: list[TrialRecord], study, seed: int = 0) -> dict[str, fl
         return {}
     keys = list(study.search["space"])
     log = set(study.search.get("log", []))
-    names = {v for batch in study.search.get("batches", []) for v in batch}
+    names = set(study.samples)
     rows, y = [], []
     for r in records:
         value = getattr(r, study.metric)

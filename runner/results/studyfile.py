@@ -92,6 +92,24 @@ class StudyFile:
     phases: tuple[tuple[dict, ...], ...] = ()  # the trials of each Tune run into the dir, oldest first
     search: dict | None = None  # Study.search as written: space (key -> distribution), samples, algorithm, seed
 
+    @property
+    def samples(self) -> list[str]:
+        """The search's samples (variants s000, ...), in sample order; [] without a search."""
+        return [v for batch in (self.search or {}).get("batches", []) for v in batch]
+
+    @property
+    def confirmed(self) -> list[str]:
+        """The samples the search confirmed (Search(confirm=k)): run every epoch over every seed."""
+        return list((self.search or {}).get("confirmed", []))
+
+    def compared(self) -> list[str] | None:
+        """The variants that get verdicts against the reference: with Search(confirm=k), the fixed variants and the
+        confirmed samples (the others are a ranking); None otherwise (every variant, as before confirm)."""
+        if not (self.search or {}).get("confirm"):
+            return None
+        samples, confirmed = set(self.samples), set(self.confirmed)
+        return [v for v in self.variants if v not in samples or v in confirmed]
+
     def values(self, variant: str, seed: int) -> dict:
         """The planned trial's config as dotted key -> value ({} when it is not planned)."""
         from runner.config import flatten

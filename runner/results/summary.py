@@ -83,7 +83,9 @@ def for_study(records: list[TrialRecord], study: studyfile.StudyFile | None) -> 
     if study is None:
         return summarize(records)
     seq = sequential.Schedule.of(study.seeds, study.max_seeds) if study.max_seeds and study.seeds else None
-    return summarize([r for r in records if r.planned], study.reference, study.metric, seq)
+    compared = study.compared()  # with Search(confirm=k): fixed variants and confirmed samples; the rest is a ranking
+    kept = [r for r in records if r.planned and (compared is None or r.variant in compared)]
+    return summarize(kept, study.reference, study.metric, seq)
 
 
 def summarize(

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from runner.errors import no_results_dir
-from runner.results import files, render, studyfile, summary
+from runner.results import answer, files, render, studyfile, summary
 from runner.results.records import COLUMNS, TrialRecord, cell
 from runner.results.summary import StudySummary
 from runner.storage import write_atomic
@@ -37,7 +37,8 @@ def write(s: StudySummary, partial: bool = False) -> None:
     w.writerows(rows)
     write_atomic(out / files.SUMMARY_CSV, text.getvalue())
     _write_parquet(out / files.SUMMARY_PARQUET, rows, columns)
-    write_atomic(out / files.SUMMARY_MD, render.markdown(out.name, s.variants, s.records, partial, s.search))
+    md = render.markdown(out.name, s.variants, s.records, partial, s.search, answer.markdown(answer.of(s)))
+    write_atomic(out / files.SUMMARY_MD, md)
     confusion = summary.confusion_by_variant(out, s.planned)
     write_atomic(out / files.CONFUSION_BY_VARIANT, json.dumps(confusion))
 

@@ -42,6 +42,9 @@ SEARCH_FIELDS = {
     "samples": "How many configs to draw (>= 1); each is a variant (s000, s001, ...) run over the study's seeds.",
     "algorithm": "random (Tune's seeded sampling) | sobol (Optuna's QMC sampler) | optuna (Optuna's TPE, learns).",
     "seed": "Seeds the sampler: the same study file draws the same samples.",
+    "confirm": "After the search, the k best samples by score run every epoch over every seed (pruned trials carry "
+    "on from their checkpoints) and get verdicts vs the reference, Holm over the fixed variants and them (0: none; "
+    "at most samples; also ``--confirm K``, with ``--resume`` for a finished search).",
 }
 ASHA_FIELDS = {
     "grace_epochs": "Epochs (>= 1) before the first rung: trials are compared at grace_epochs, x reduction_factor, ...",

@@ -80,12 +80,15 @@ def choice(options) -> Choice:
 @dataclass(frozen=True)
 class Search:
     """``samples`` configs drawn from ``space`` (dotted key -> distribution) by ``algorithm``, reproducibly
-    from ``seed``. Each is a variant (s000, s001, ...) run over the study's seeds, beside its fixed variants."""
+    from ``seed``. Each is a variant (s000, s001, ...) run over the study's seeds, beside its fixed variants.
+    ``confirm=k``: after the search, the k best samples by the searcher's score run every epoch over every seed
+    (pruned trials carry on from their checkpoints) and get verdicts against the reference like fixed variants."""
 
     space: Mapping[str, Distribution] = field(default_factory=dict)
     samples: int = 8
     algorithm: str = "random"
     seed: int = 0
+    confirm: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,11 +119,23 @@ def check_search(search: Any, keys: Mapping[str, Any], where: str) -> list[str]:
         problems.append(f"{where}: search.algorithm={search.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
     if not isinstance(search.seed, int) or isinstance(search.seed, bool):
         problems.append(f"{where}: search.seed={search.seed!r} must be a whole number")
+    problems += check_confirm(search, where)
     if not isinstance(search.space, Mapping) or not search.space:
         return [*problems, f"{where}: search.space must be a non-empty dict of dotted key -> distribution"]
     for key, dist in search.space.items():
         problems += [f"{where}: search.space[{key!r}]: {p}" for p in _check_key(key, keys) + _check_dist(dist)]
     return problems
+
+
+def check_confirm(search: Search, where: str) -> list[str]:
+    """``confirm``: a whole number from 0 (no confirmation) to the number of samples."""
+    k, n = search.confirm, search.samples
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        return [f"{where}: search.confirm={k!r} must be a whole number >= 0 (0: no confirmation)"]
+    if isinstance(n, int) and k > n:
+        return [f"{where}: search.confirm={k} is more than search.samples={n}; confirm at most {n} samples, "
+                "or raise samples"]  # fmt: skip
+    return []
 
 
 def _check_key(key: Any, keys: Mapping[str, Any]) -> list[str]:
