@@ -48,6 +48,7 @@ def test_report_sections(study):
     assert "runner/tune.py configs/x.py" in page  # the command, as typed
     assert "Data audit" not in page  # no audit.json: no section
     assert "Partial results" not in page
+    assert "<h2>Answer</h2>" not in page and "Best sample" not in page  # no search: no answer
 
 
 def test_report_renders_audit_json_generically(study):

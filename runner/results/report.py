@@ -1,8 +1,9 @@
 """One self-contained HTML page per study: ``python -m runner.report RESULTS_DIR`` -> RESULTS_DIR/report.html.
 
-Sections: the summary table with its statistics (runner.results.summary), learning curves per variant
-(train and val accuracy per epoch: mean over seeds, band 95 % CI), the test split and convergence, the confusion matrix per
-variant (summed over its trials), every trial's status, the data (study.json) and the data audit
+Sections: a search's answer (runner.results.answer: its verdict and its config to paste), the summary table with its
+statistics (runner.results.summary), a search's samples (confirmed ones marked) on parallel coordinates
+(runner.results.figures), learning curves per variant (train and val accuracy per epoch: mean over seeds, band
+95 % CI within 0..1), the test split and convergence, the confusion matrix per variant (summed over its trials), every trial's status, the data (study.json) and the data audit
 (audit.json, when present), and where the results came from (command, git commit, versions,
 machine). Figures are PNGs embedded as base64 and the CSS is inline: the page needs nothing but
 itself, so it opens from file:// and can be mailed. Reads only the results dir, so it works on
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import no_results_dir
-from runner.results import files, render, studyfile, summary
+from runner.results import answer, files, render, studyfile, summary
 from runner.results.summary import StudySummary, learning_curves
 from runner.storage import write_atomic
 
@@ -34,7 +35,14 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; vertical-a
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 td.text { text-align: left; } .note { color: #555; } .warn { color: #a40; font-weight: bold; }
 img { max-width: 100%; } .grid { display: flex; flex-wrap: wrap; gap: 1em; }
+pre { background: #f6f6f6; border: 1px solid #ddd; padding: 0.5em 0.8em; overflow-x: auto; white-space: pre-wrap; }
+.answer { font-size: 15px; }
 """
+CONFIRMED = "\u2713"  # after a confirmed sample's name in the samples table
+CONFIRMED_NOTE = (
+    f"{CONFIRMED} confirmed: after the search, run every epoch over every seed, and compared with the reference in "
+    "the summary table like a fixed variant."
+)
 
 
 def preload() -> None:
@@ -61,9 +69,16 @@ def write_report(s: StudySummary) -> Path:
         parts.append(
             f"<p class='warn'>Partial results: {len(unfinished)} trials did not finish; resume the study to finish.</p>"
         )
+    best = answer.of(s)
+    if best is not None:
+        parts += ["<h2>Answer</h2>" if best.confirmed else "<h2>Best sample (not confirmed)</h2>",
+                  _answer_section(best, s)]  # fmt: skip
     parts += ["<h2>Summary</h2>", _summary_section(variants)]
     if s.search:
-        parts += ["<h2>Search</h2>", _search_section(*s.search, log=set(found.search.get("log", [])))]
+        parts += [
+            "<h2>Search</h2>",
+            _search_section(*s.search, log=set(found.search.get("log", [])), metric=found.metric),
+        ]
     if rows:
         parts += ["<h2>Learning curves</h2>", _curves_section(rows, [v.variant for v in variants])]
     parts += ["<h2>Confusion matrices</h2>", _confusion_section(summary.confusion_by_variant(results_dir, rows))]
@@ -124,102 +139,58 @@ def _curves_section(rows: list, order: list[str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from runner.results import figures
 
     # All variants' val accuracy on one plot, then one panel per variant with train and val.
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=90)
-    for v in names:
-        c = val[v]
-        (line,) = ax.plot(c["epoch"], c["mean"], marker=".", label=v)
-        ax.fill_between(c["epoch"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy: mean over seeds, band 95 % CI")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    overview = _png(fig)
-    cols = min(3, len(names))
-    rows_n = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), dpi=80, sharey=True, squeeze=False)
-    for ax, v in zip(axes.ravel(), names):
-        for c, label, style in ((train.get(v), "train", "--"), (val[v], "val", "-")):
-            if c:
-                (line,) = ax.plot(c["epoch"], c["mean"], style, marker=".", label=label)
-                ax.fill_between(c["epoch"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
-        ax.set_title(f"{v} ({max(val[v]['n'])} seeds)", fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(names) :]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("accuracy")
-    fig.tight_layout()
-    return _img(overview, "val accuracy per variant") + _img(_png(fig), "train and val accuracy per variant")
+    overview = _png(figures.val_figure(val, names))
+    panels = _png(figures.curve_panels_figure(train, val, names))
+    return _img(overview, "val accuracy per variant") + _img(panels, "train and val accuracy per variant")
 
 
-def _search_section(samples: list, importance: dict, log: set) -> str:
-    """Every sample with its CI, the samples on parallel coordinates, and each hyper-parameter's importance."""
-    table = _table(render.sample_header(samples), [render.sample_cells(s) for s in samples], text_cols={0})
-    parts = [f"<p class='note'>{_e(render.SAMPLES_NOTE)}</p>", table]
-    if samples and samples[0].values:
-        parts.append(
-            _img(_png(_parallel_figure(samples, log)), "sampled values against the score, one line per sample")
-        )
+def _search_section(samples: list, importance: dict, log: set, metric: str) -> str:
+    """Every sample with its CI (confirmed ones marked), the samples on parallel coordinates, and each
+    hyper-parameter's importance."""
+    cells = [[s.name + (f" {CONFIRMED}" if s.confirmed else ""), *render.sample_cells(s)[1:]] for s in samples]
+    parts = [f"<p class='note'>{_e(render.SAMPLES_NOTE)}</p>", _table(render.sample_header(samples), cells, {0})]
+    if any(s.confirmed for s in samples):
+        parts.append(f"<p class='note'>{_e(CONFIRMED_NOTE)}</p>")
+    if samples and samples[0].values and any(s.score is not None for s in samples):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from runner.results.figures import parallel_figure
+
+        fig = parallel_figure(samples, log, metric)
+        parts.append(_img(_png(fig), "sampled values against the score, one line per sample"))
     if importance:
         parts += [f"<p class='note'>{_e(render.IMPORTANCE_NOTE)}</p>",
                   _table(["hyper-parameter", "importance"], [[k, f"{v:.3f}"] for k, v in importance.items()])]  # fmt: skip
     return "".join(parts)
 
 
-def _parallel_figure(samples: list, log: set):
-    """One vertical axis per sampled key (scaled to its range; log10 for a log-scale key) and one for
-    the score; a line per sample, coloured by its score."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = list(samples[0].values)
-    scored = [s for s in samples if s.score is not None]
-    columns, labels = [], []
-    for k in keys:
-        col, ticks = _axis([s.values[k] for s in scored], k in log)
-        columns.append(col)
-        labels.append(f"{k}\n{ticks}")
-    scores = np.array([s.mean if s.mean is not None else s.score for s in scored], dtype=float)
-    columns.append((scores - scores.min()) / (np.ptp(scores) or 1.0) if len(scores) else scores)
-    labels.append(f"score\n{scores.min():.3f} .. {scores.max():.3f}" if len(scores) else "score")
-    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(columns)), 4), dpi=90)
-    cmap = plt.get_cmap("viridis")
-    for i, s in enumerate(scored):
-        ys = [c[i] for c in columns]
-        ax.plot(
-            range(len(columns)), ys, color=cmap(columns[-1][i]), alpha=0.8, ls="-" if s.n else ":", marker="o", ms=3
+def _answer_section(a, s: StudySummary) -> str:
+    """What the search answers (runner.results.answer): the confirmed best with its verdict, the caveat and its
+    config to paste; or the search's best by score, not confirmed, and how to confirm it."""
+    if not a.confirmed:
+        x = next(x for x in s.search[0] if x.name == a.sample)
+        return (
+            f"<p class='answer'><b>{_e(a.sample)}</b> is the search's best of {a.rank_of} samples ("
+            + (f"mean {render.fmt(x.mean)} over the {x.n} seeds it ran to the end; " if x.n else "every seed pruned; ")
+            + f"score {render.fmt(x.score)}), <b>not confirmed</b>: picked as the best on these seeds, so its numbers "
+            "are optimistic, and ASHA may have cut some of its seeds short.</p>"
+            f"<p>As options:</p><pre><code>{_e(a.set_line())}</code></pre>"
+            "<p class='note'>To confirm: <code>Search(confirm=k)</code> in the study file, or for this finished "
+            f"search <code>python -m runner.tune STUDY_FILE --resume {_e(s.results_dir)} --confirm K</code>: the K "
+            "best samples by score run every epoch over every seed and get verdicts like a fixed variant.</p>"
         )
-    ax.set_xticks(range(len(columns)), labels, fontsize=7)
-    ax.set_yticks([])
-    for x in range(len(columns)):
-        ax.axvline(x, color="#999", lw=0.6)
-    ax.set_title(
-        "samples: sampled values (scaled to each axis's range) and score; dotted: every seed pruned", fontsize=9
+    honest = "; the test accuracy, which no choice saw, is not" if a.row is not None and a.row.test_accuracy.n else ""
+    return (
+        f"<p class='answer'><b>{_e(a.verdict_line())}</b></p>"
+        f"<p class='note'>{_e(a.sample)} is the best of {a.rank_of} confirmed samples (run every epoch over every "
+        f"seed after the search). It was {_e(answer.OPTIMISTIC)}{_e(honest)}.</p>"
+        f"<p>As options:</p><pre><code>{_e(a.set_line())}</code></pre>"
+        f"<p>As a variant (into the study file's <code>variants</code>):</p><pre><code>{_e(a.variant())}</code></pre>"
     )
-    fig.tight_layout()
-    return fig
-
-
-def _axis(values: list, log: bool) -> tuple[np.ndarray, str]:
-    """Values scaled to 0..1 for one axis, and what its ends mean (a choice's options in order)."""
-    if not values:
-        return np.array([]), ""
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        x = np.array(values, dtype=float)
-        log = log and x.min() > 0
-        x = np.log10(x) if log else x
-        lo, hi = min(values), max(values)
-        return (x - x.min()) / (np.ptp(x) or 1.0), f"{lo:.3g} .. {hi:.3g}{' (log)' if log else ''}"
-    options = sorted({str(v) for v in values})
-    return np.array([options.index(str(v)) / max(len(options) - 1, 1) for v in values]), " | ".join(options)
 
 
 def _confusion_section(cms: dict[str, dict]) -> str:
