@@ -50,6 +50,16 @@ CONFIG_FILES = [
     pytest.param("study = Study(name='x',,)\n", "bad.py:2: syntax error", id="syntax-error"),
     pytest.param("x = 1\n", "bad.py: defines no `study`; add `study = Study(", id="no-study"),
     pytest.param(
+        "study = Study(name='x', confirm=2)\n",
+        "bad.py:2: Study() has no field 'confirm'; confirm belongs to Search(...)",
+        id="field-of-another-class",
+    ),
+    pytest.param(
+        "study = Study(name='x', base=TrialConfig(model=ModelConfig(hiden=(64,))))\n",
+        "bad.py:2: ModelConfig() has no field 'hiden'; did you mean hidden=?",
+        id="misspelt-field",
+    ),
+    pytest.param(
         "study = Study(name='x', variants={'a': {}, 'b': {'model.dropot': 0.1}})\n",
         "variant 'b': unknown key 'model.dropot' (did you mean 'model.dropout'?)",
         id="variant-unknown-key",
