@@ -143,3 +143,68 @@ def test_a_killed_tpe_search_resumes_with_the_same_samples(tmp_path):
     rows = _rows(results)
     assert len(rows) == 22 and all(row["status"] == "completed" for row in rows)
     assert len(list(results.glob("*_seed*_*"))) == 22  # no trial ran twice in a dir of its own
+
+
+def _result_rows(results: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in results.glob("*_seed*_*/result.json"))
+
+
+def test_a_search_with_a_strong_reference_confirms_its_best_and_answers_after_kill_9(tmp_path):
+    """The issue's study: a reference that beats every sample early. ASHA cuts samples against samples, so some
+    sample runs every epoch on its own; the 3 best are confirmed over every seed (pruned trials carry on, the run is
+    killed with -9 in the middle of it and resumed), get verdicts, and the console ends with the config to paste."""
+    body = STUDY.replace('variants={"base": {}}', 'variants={"base": {"optim.lr": 3e-3}}').replace(
+        "seed=0)", "seed=1, confirm=3)"
+    )
+    space = '{"optim.lr": loguniform(1e-6, 1e-1), "model.dropout": uniform(0.0, 0.3)}'
+    study = write_study(tmp_path / "s.py", body.replace("NAME", "strong").replace("SAMPLES", "6")
+                        .replace("ALGORITHM", "random").replace("EPOCHS", "4").replace("SPACE", space)
+                        .replace("SCHEDULER", "ASHA(grace_epochs=1, reduction_factor=2)"))  # fmt: skip
+    out, results = tmp_path / "out", tmp_path / "out" / "strong"
+    proc = start_cli(str(study), "--storage", str(out))
+    try:
+        deadline, started = time.time() + 400, None
+        while time.time() < deadline and proc.poll() is None:  # kill -9 once the confirmation has made progress
+            try:
+                phases = json.loads((results / "study.json").read_text())["phases"]
+            except (OSError, ValueError, KeyError):
+                phases = []
+            if len(phases) == 2 and started is None:
+                started = _result_rows(results)
+            if started is not None and _result_rows(results) > started:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    killed = json.loads((results / "study.json").read_text())
+    confirmed = killed["search"]["confirmed"]
+    assert len(confirmed) == 3 and killed["search"]["confirm"] == 3
+    confirming = {(p["variant"], p["seed"]) for p in killed["phases"][1]}
+    assert confirming and {v for v, _ in confirming} <= set(confirmed)
+
+    r = run_cli(str(study), "--storage", str(out), "--resume", str(results))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = _rows(results)
+    by = {(row["variant"], int(row["seed"])): row for row in rows}
+    assert len(rows) == 14  # no trial twice: carried trials went on in their own dirs
+    # ASHA alone ran at least one sample's trial to the last epoch in the search (not carried on afterwards)
+    alone = [k for k, row in by.items() if k[0] != "base" and k not in confirming and row["status"] == "completed"]
+    assert alone and all(by[k]["epochs_run"] == "4" for k in alone)
+    for v in confirmed:  # every epoch over every seed, with a verdict against the reference
+        assert [(by[(v, s)]["status"], by[(v, s)]["epochs_run"]) for s in (0, 1)] == [("completed", "4")] * 2
+    md = (results / "summary.md").read_text()
+    table = md.split("| variant | trials |")[1].split("\n\n")[0].splitlines()[2:]
+    verdicts = {cells[1].strip(): cells[-2].strip() for cells in (line.split("|") for line in table)}
+    assert set(verdicts) == {"base", *confirmed}  # the summary compares the reference and the confirmed samples
+    assert all(verdicts[v] not in ("", "-", "reference") for v in confirmed), verdicts
+    last = r.stdout.strip().splitlines()[-6:]
+    assert any(line.startswith("answer ") and " vs base: " in line for line in last), r.stdout[-3000:]
+    variant_line = next(line for line in last if line.strip().startswith("as variant:"))
+    pasted = eval(variant_line.split("as variant:")[1])  # noqa: S307 - what the user pastes into a study file
+    best = next(v for v in confirmed if json.loads((results / "study.json").read_text())["variants"][v] == pasted)
+    assert f"answer {best} vs base" in r.stdout
+    assert "## Answer" in md
+    assert "<h2>Answer</h2>" in (results / "report.html").read_text()

@@ -124,6 +124,11 @@ def test_search_report_answers_with_the_confirmed_best(tmp_path):
     assert "✓ confirmed: after the search" in page
     # the summary compares the fixed variant and the confirmed samples only; the curves draw those
     assert [v.variant for v in s.variants] == ["base", "s004", "s005"]
+    caveat = "Confirmed samples (s004, s005): picked as the search's best on these seeds' val scores"
+    assert html.escape(caveat) in page and "optimistic (the winner&#x27;s curse)" in page
+    tables.write(s)
+    md = (s.results_dir / "summary.md").read_text()
+    assert md.index(caveat) < md.index("## Effect sizes")  # under the variant table, in summary.md too
     images = _pngs(page)
     assert len(images) == 3  # parallel coordinates, val overview, panels (no confusion matrices here)
     assert images[0].size[0] >= 900  # the parallel coordinates: 10 inches at 90 dpi

@@ -65,10 +65,14 @@ def search(study: Study) -> None:
         space = ", ".join(f"{k} ~ {describe(d)}" for k, d in s.space.items())
         later = f" ({batches(s)[0]} now, the rest as results come in)" if len(batches(s)) > 1 else ""
         print(f"search {s.samples} {s.algorithm} samples{later}, seed {s.seed}: {space}")
+        if s.confirm:
+            print(f"       then the {s.confirm} best samples by score are confirmed: run every epoch over every seed, "
+                  "compared with the reference")  # fmt: skip
     if study.scheduler is not None:
         a = study.scheduler
-        print(f"asha   trials behind on val accuracy stop at epoch {a.grace_epochs}, {a.grace_epochs * a.reduction_factor:g}"
-              f", ... (keeping the top 1/{a.reduction_factor:g}); they count as pruned; the reference runs every epoch")  # fmt: skip
+        print(f"asha   samples behind the other samples on val accuracy stop at epoch {a.grace_epochs}, "
+              f"{a.grace_epochs * a.reduction_factor:g}, ... (keeping the top 1/{a.reduction_factor:g}); they count as "
+              "pruned; the reference and fixed variants run every epoch")  # fmt: skip
 
 
 def end(args: argparse.Namespace, results: Results, s: StudySummary, report, seconds: float, fit_seconds: float) -> int:

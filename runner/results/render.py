@@ -171,6 +171,7 @@ def markdown(name: str, variants, records, partial: bool = False, search=None, a
         "|" + "|".join("---" if h in ("variant", "test", "verdict") else "---:" for h in VARIANT_HEADER) + "|",
     ]
     lines += ["| " + " | ".join(variant_cells(v)) + " |" for v in variants]
+    lines += ["", optimism_note(search)] if optimism_note(search) else []
     lines += _effects_markdown(variants)
     lines += _second_markdown(variants)
     lines += search_markdown(*search) if search else []
@@ -213,6 +214,18 @@ CONFIRMED_NOTE = (
     f"{CONFIRMED_MARK} confirmed: after the search, run every epoch over every seed (pruned trials carried on from "
     "their checkpoints), and compared with the reference in the variant table above like a fixed variant."
 )
+
+
+def optimism_note(search) -> str:
+    """What the variant table must say of confirmed samples: they were picked on the seeds they are compared on."""
+    confirmed = [s.name for s in search[0] if s.confirmed] if search else []
+    if not confirmed:
+        return ""
+    return (f"Confirmed samples ({', '.join(confirmed)}): picked as the search's best on these seeds' val scores, so "
+            "their Δ and verdicts on these seeds are optimistic (the winner's curse); the test split, which no pick "
+            "saw, and fresh seeds (max_seeds, --seeds) are not.")  # fmt: skip
+
+
 IMPORTANCE_NOTE = (
     "Importance: how much a random forest's fit of each trial's value from the sampled values drops when that "
     "hyper-parameter's values are shuffled (scikit-learn permutation importance; log-scale keys as log10), as a "

@@ -73,7 +73,7 @@ def write_report(s: StudySummary) -> Path:
     if best is not None:
         parts += ["<h2>Answer</h2>" if best.confirmed else "<h2>Best sample (not confirmed)</h2>",
                   _answer_section(best, s)]  # fmt: skip
-    parts += ["<h2>Summary</h2>", _summary_section(variants)]
+    parts += ["<h2>Summary</h2>", _summary_section(variants, render.optimism_note(s.search))]
     if s.search:
         parts += [
             "<h2>Search</h2>",
@@ -103,7 +103,7 @@ def write_report(s: StudySummary) -> Path:
     return out
 
 
-def _summary_section(variants: list) -> str:
+def _summary_section(variants: list, caveat: str = "") -> str:
     metric = variants[0].metric if variants else "best_val_accuracy"
     note = (
         f"<p class='note'>{_e(render.METRIC_WORDS[metric])} over seeds (fractions 0..1; <code>{metric}</code> ranks "
@@ -112,6 +112,7 @@ def _summary_section(variants: list) -> str:
         f"Gap = final train - final val accuracy, <i>overfits</i> above {summary.OVERFIT_GAP:.2f}.</p>"
     )
     main = _table(render.VARIANT_HEADER, [render.variant_cells(v) for v in variants], text_cols={0, 11, 13})
+    main += f"<p class='warn'>{_e(caveat)}</p>" if caveat else ""
     if len(variants) > 1:
         main += (
             "<h3>Effect sizes</h3><p class='note'>Δ: mean paired difference from the reference with its 95 % CI. "
