@@ -444,6 +444,24 @@ def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):
     assert again.over == ["a seed 1 (no checkpoint that loads, of its 2 epochs)"]
 
 
+def test_a_rebuilt_confirmation_carries_on_a_confirmed_samples_pruned_trial(tmp_path):
+    """A confirmation killed before one of its trials started: that trial's dir still says pruned, but its sample is
+    confirmed, so the rebuilt phase carries it on from its checkpoint; a pruned trial of a sample not confirmed stays
+    as it is."""
+    from runner.driver import recover
+
+    phase = [{"variant": v, "seed": 0, "order": 0} for v in ("s000", "s001")]
+    search = {"samples": 2, "confirm": 1, "confirmed": ["s000"], "batches": [["s000", "s001"]]}
+    (tmp_path / "study.json").write_text(json.dumps({"trials": phase, "phases": [phase], "search": search}))
+    for p in phase:
+        d = _trial(tmp_path, p["variant"], 0, json.dumps({"spec": p}), _epochs(1))
+        _ckpt(d, 0, 1)
+        (d / files.PRUNED).write_text(json.dumps({"epoch": 1, "val_accuracy": 0.1}))
+    rebuilt = recover.plan(tmp_path, phase)
+    assert rebuilt.kept == 1 and [p["variant"] for p in rebuilt.params] == ["s000"]
+    assert rebuilt.params[0][CARRY_ON]["epoch"] == 1 and rebuilt.carried == ["s000 seed 0 from epoch 1"]
+
+
 def test_a_missing_file_is_a_storage_fault_only_when_the_results_dir_is_gone(tmp_path):
     from runner.errors import storage_fault
 

@@ -52,8 +52,10 @@ def confirm(run: Phases) -> None:
     if not params:
         return
     run.say(f"confirm the {len(chosen)} best samples by score ({', '.join(chosen)}) run every epoch over "
-            f"{len(study.seeds)} seeds: {len(carried)} pruned trials carry on from their checkpoints"
-            + (f" ({', '.join(carried)})" if carried else "") + f", {len(new)} new trials")  # fmt: skip
+            f"{len(study.seeds)} seeds: "
+            + _n(carried, "pruned trial carries on from its checkpoint", "pruned trials carry on from their checkpoints")
+            + (f" ({', '.join(carried)})" if carried else "")
+            + f", {_n(new, 'new trial', 'new trials')}")  # fmt: skip
     run.phase_params(params)
 
 
@@ -75,3 +77,7 @@ def _lacking(run: Phases, found: studyfile.StudyFile, chosen: list[str], records
                 new.append((v, seed, study.trial_config(v, seed)))
     specs = run.prepared.plan(run.plan.cluster, run.user_limit, new).specs if new else []
     return [*carry, *(s.to_param() for s in specs)], carried, [f"{v} seed {s}" for v, s, _ in new]
+
+
+def _n(items: list, one: str, many: str) -> str:
+    return f"{len(items)} {one if len(items) == 1 else many}"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runner import checkpoints
 from runner.errors import ConfigError, first_line
-from runner.results import files
+from runner.results import files, studyfile
 from runner.results.files import read_results
 from runner.results.records import TrialRecord, read_records
 from runner.results.status import Status, TuneState
@@ -122,12 +122,15 @@ def _epoch(metadata: dict) -> int:
 
 
 def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
-    """The phase's trials rebuilt from their dirs (local results dirs only: checkpoints are read and renamed)."""
+    """The phase's trials rebuilt from their dirs (local results dirs only: checkpoints are read and renamed). A
+    confirmed sample's trial still marked pruned has yet to carry on (its confirmation stopped before it started)."""
     records = {(r.variant, r.seed): r for r in read_records(results_dir) if r.trial_dir}
+    found = studyfile.read(results_dir)
+    confirmed = set(found.confirmed) if found else set()
     out = Rebuilt()
     for p in phase:
         r, name = records.get((p["variant"], p["seed"])), f"{p['variant']} seed {p['seed']}"
-        if r is not None and r.status.finished:
+        if r is not None and r.status.finished and not (r.status == Status.PRUNED and r.variant in confirmed):
             out.kept += 1
             continue
         if r is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from runner.results.render import fmt, pvalue, signed
 
 OPTIMISTIC = (
-    "picked as one of the best on these seeds' val scores, so its lead over the reference on them is optimistic "
+    "picked as one of the best on these seeds' val scores, so its Δ vs the reference on them is optimistic "
     "(the winner's curse)"
 )
 
