@@ -1,9 +1,10 @@
 """Learning-rate search on the built-in lesions: 16 random samples of lr (log scale) x dropout x weight
-decay, 2 seeds each, beside the course's baseline; ASHA stops the samples that fall behind.
+decay, 2 seeds each, beside the course's baseline; ASHA stops the samples that fall behind the other samples.
 
-The baseline ("base", the course's Adam 1e-3, no dropout) is the reference every sample is compared
-with; the summary ranks the samples, and report.html shows them on parallel coordinates with the
-importance of each hyper-parameter.
+Then the 3 best samples by score are confirmed: run every epoch over both seeds (a pruned trial carries on from its
+checkpoint) and compared with the baseline ("base", the course's Adam 1e-3, no dropout), the reference, with
+verdicts. The console ends with the answer: the best confirmed sample, its verdict, and its config to paste.
+report.html shows every sample on parallel coordinates with the importance of each hyper-parameter.
 """
 
 from runner.config import ASHA, ModelConfig, Search, Study, TrialConfig, loguniform, uniform
@@ -21,6 +22,7 @@ study = Study(
         samples=16,
         algorithm="random",
         seed=0,
+        confirm=3,  # the 3 best samples by score run every epoch over every seed and get verdicts
     ),
     scheduler=ASHA(grace_epochs=2, reduction_factor=3),
     seeds=(0, 1),
