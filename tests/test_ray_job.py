@@ -50,11 +50,26 @@ def head():
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
         assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
+        _wait_for_job_agent(f"http://127.0.0.1:{dashboard}", client)
         yield f"http://127.0.0.1:{dashboard}", client
     finally:
         left = stop_marked(marker)
         shutil.rmtree(tmp, ignore_errors=True)
         assert not left, f"processes outlived the test: {left}"
+
+
+def _wait_for_job_agent(address: str, client: dict, timeout_s: float = 180) -> None:
+    """`ray start` returns before the node's job agent serves (on a loaded 2-core machine, for tens of seconds):
+    submit a no-op job until one is accepted, as a user would retry "No available agent to submit job"."""
+    deadline = time.time() + timeout_s
+    while True:
+        r = _ray(client, "job", "submit", "--address", address, "--", "true", timeout=120)
+        if r.returncode == 0:
+            return
+        assert "No available agent" in r.stdout + r.stderr and time.time() < deadline, (
+            r.stdout[-2000:] + r.stderr[-2000:]
+        )
+        time.sleep(2)
 
 
 def _ray(client: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
