@@ -171,7 +171,8 @@ def markdown(name: str, variants, records, partial: bool = False, search=None, a
         "|" + "|".join("---" if h in ("variant", "test", "verdict") else "---:" for h in VARIANT_HEADER) + "|",
     ]
     lines += ["| " + " | ".join(variant_cells(v)) + " |" for v in variants]
-    lines += ["", optimism_note(search)] if optimism_note(search) else []
+    caveat = optimism_note(search)
+    lines += ["", caveat] if caveat else []
     lines += _effects_markdown(variants)
     lines += _second_markdown(variants)
     lines += search_markdown(*search) if search else []

@@ -39,10 +39,7 @@ pre { background: #f6f6f6; border: 1px solid #ddd; padding: 0.5em 0.8em; overflo
 .answer { font-size: 15px; }
 """
 CONFIRMED = "\u2713"  # after a confirmed sample's name in the samples table
-CONFIRMED_NOTE = (
-    f"{CONFIRMED} confirmed: after the search, run every epoch over every seed, and compared with the reference in "
-    "the summary table like a fixed variant."
-)
+CONFIRMED_NOTE = render.CONFIRMED_NOTE.replace(render.CONFIRMED_MARK, CONFIRMED, 1)
 
 
 def preload() -> None:
