@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, start_cli, write_study
+from conftest import WATCHED, run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runner.results.files import read_results
@@ -84,21 +84,35 @@ study = Study(
 """
 
 
+def _kill_last_rank(trial_dir: Path) -> int | None:
+    """kill -9 the last rank that reported the trial's latest epoch, once that is epoch 2 or later; its pid. None
+    while the trial is not that far, or when that process is already gone (a row can come in late, from a group
+    Ray Train has since replaced): the caller asks again."""
+    rows = _results(trial_dir)
+    if not rows or rows[-1]["epoch"] < 2:
+        return None
+    assert rows[-1]["status"] != "completed", "the trial finished before a worker could be killed: make it slower"
+    pid = int(rows[-1]["workers"].split(",")[-1].rsplit(":", 1)[1])
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
 @pytest.mark.parametrize("workers", [2, 0], ids=["ddp_worker", "trial_process"])
 def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
     """kill -9 rank 1 of a DDP worker group (Ray Train restarts the group), or the process of an
     in-process trial (Tune restarts the trial): either way the trial finishes from its checkpoint."""
-    epochs = 8
+    epochs = 10
     cfg = _study(tmp_path, SLOW_TRIAL.replace("EPOCHS", str(epochs)).replace("WORKERS", str(workers)))
     out = tmp_path / "out"
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f")
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f", env=WATCHED)
     try:
         trial_dir = _wait_for(
             lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir"
         )
-        first = _wait_for(lambda: [r for r in _results(trial_dir) if r["epoch"] >= 2], 180, "epoch 2")[-1]
-        victim = int(first["workers"].split(",")[-1].rsplit(":", 1)[1])
-        os.kill(victim, signal.SIGKILL)
+        victim = _wait_for(lambda: _kill_last_rank(trial_dir), 180, "a running trial past epoch 2 to kill")
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -113,7 +127,7 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
     epochs = 10
     cfg = _two_variants(tmp_path, "resume", seeds="(0, 1)")
     out = tmp_path / "out"
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1", env=WATCHED)
     try:
 
         def one_done_one_running():

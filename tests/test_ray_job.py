@@ -46,11 +46,12 @@ def head():
         start = subprocess.run(
             [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
              "--num-cpus=2", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-             f"--ray-client-server-port={free_port()}", "--disable-usage-stats"],
+             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+             "--disable-usage-stats"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
         assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
-        _wait_for_job_agent(f"http://127.0.0.1:{dashboard}", client)
+        _wait_for_job_agent(f"http://127.0.0.1:{dashboard}", client, Path(tmp))
         yield f"http://127.0.0.1:{dashboard}", client
     finally:
         left = stop_marked(marker)
@@ -58,18 +59,25 @@ def head():
         assert not left, f"processes outlived the test: {left}"
 
 
-def _wait_for_job_agent(address: str, client: dict, timeout_s: float = 180) -> None:
+def _wait_for_job_agent(address: str, client: dict, ray_tmp: Path, timeout_s: float = 180) -> None:
     """`ray start` returns before the node's job agent serves (on a loaded 2-core machine, for tens of seconds):
-    submit a no-op job until one is accepted, as a user would retry "No available agent to submit job"."""
+    submit a no-op job until one is accepted, as a user would retry "No available agent to submit job". The agent's
+    HTTP port is a free one: on Ray's default, 52365, any other Ray on this machine (another test's, a user's) would
+    leave the agent without its HTTP server, and the job API would answer "No available agent" for ever."""
     deadline = time.time() + timeout_s
     while True:
         r = _ray(client, "job", "submit", "--address", address, "--", "true", timeout=120)
         if r.returncode == 0:
             return
         assert "No available agent" in r.stdout + r.stderr and time.time() < deadline, (
-            r.stdout[-2000:] + r.stderr[-2000:]
+            r.stdout[-2000:] + r.stderr[-2000:] + _agent_log(ray_tmp)
         )
         time.sleep(2)
+
+
+def _agent_log(ray_tmp: Path) -> str:
+    logs = sorted(ray_tmp.glob("**/logs/dashboard_agent*.log"))
+    return "".join(f"\n--- {p}\n" + p.read_text(errors="replace")[-3000:] for p in logs)
 
 
 def _ray(client: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

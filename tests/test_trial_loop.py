@@ -2,12 +2,14 @@
 resumed trial ends exactly where an unbroken one does."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fakes import MemorySession
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runner import checkpoints
 from runner.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
@@ -16,6 +18,7 @@ from runner.data.source import load_images
 from runner.inference import pick
 from runner.study.plan import TrialSpec
 from runner.study.resources import Fit
+from runner.trial import loop
 from runner.trial.loop import train
 
 
@@ -194,3 +197,49 @@ def test_no_test_split_reports_no_test_accuracy(tmp_path, data):
     _run(tmp_path / "a", s, _spec(classes, epochs=2))
     assert "test_accuracy" not in s.reports[-1]
     assert not (tmp_path / "a" / "tb" / "test_classification_report.txt").exists()
+
+
+class StoppedSession(MemorySession):
+    """Tune stops the trial (ASHA) as it reports ``stop_at``: its report raises SystemExit, as Tune's does."""
+
+    def __init__(self, data, keep: Path, stop_at: int):
+        super().__init__(data, keep)
+        self.stop_at = stop_at
+
+    def report(self, metrics, checkpoint_dir):
+        super().report(metrics, checkpoint_dir)
+        if metrics["epoch"] == self.stop_at:
+            raise SystemExit(0)
+
+
+def test_a_trial_tune_stops_ends_at_its_next_batch_and_writes_no_cut_short_epoch(tmp_path, data, monkeypatch):
+    """So Tune can reuse the process for the next trial at once: the epoch being trained when the stop arrives ends
+    at its next batch (the third at the latest: it waits until the stop has arrived), and nothing of it is reported
+    or written."""
+    (d, classes) = data
+    images = []
+
+    def spy(*args, stop=None, **kwargs):
+        def held_stop():
+            if len(calls) == 2 and len(images) == 1:  # epoch 2's third batch waits for epoch 1's stop
+                deadline = time.time() + 10
+                while not stop() and time.time() < deadline:
+                    time.sleep(0.01)
+            calls.append(1)
+            return stop()
+
+        calls: list = []
+        sums = real(*args, stop=held_stop if stop else None, **kwargs)
+        images.append(int(sums[2].item()))
+        return sums
+
+    real = loop.train_epoch
+    monkeypatch.setattr(loop, "train_epoch", spy)
+    session = StoppedSession(d, tmp_path / "ckpt", stop_at=1)
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "t", session, _spec(classes, epochs=4))
+    assert images[0] == 400 and images[1] <= 64  # epoch 2 stopped by its third batch of 32 (of 13)
+    assert [r["epoch"] for r in session.reports] == [1]
+    events = EventAccumulator(str(tmp_path / "t" / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/accuracy")] == [1]

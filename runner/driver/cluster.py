@@ -29,6 +29,9 @@ TRAIN_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
     "RAY_DEDUP_LOGS": "1",
+    # Tune reuses a trial's process for the next trial once the last one's thread has ended, and fails the next trial
+    # when that takes longer than this (2 s by default; a stopped trial ends at its next batch, a loaded machine is slow)
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
 }
 
 

@@ -28,6 +28,24 @@ log = logging.getLogger(__name__)
 MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
 
 
+def snapshot_on_a_clock() -> None:
+    """Tune saves its experiment state (every trial's status: a file that grows with the trials) on a clock
+    (``TUNE_GLOBAL_CHECKPOINT_S``; by default every 10 s or more, about 5 % of the time), and also whenever one trial
+    has checkpointed ``CheckpointConfig(num_to_keep)`` times since the last save: with runner's num_to_keep=1, at
+    every checkpoint, so a study's saving work grew with the square of its trials (docs/performance.md). Tune does
+    it so that its state never names a checkpoint it has since deleted; runner does not need that: a state behind
+    the trial dirs is rebuilt from them on --resume (runner.driver.recover), each trial carrying on from its last
+    good checkpoint. This turns the per-checkpoint save off (the driver only; leaves Tune as it is when its
+    internals have moved)."""
+    from ray.tune.execution import experiment_state
+
+    manager = getattr(experiment_state, "_ExperimentCheckpointManager", None)
+    if manager is None or not hasattr(manager, "on_trial_checkpoint"):
+        log.debug("Tune's _ExperimentCheckpointManager has moved: its state is saved at every checkpoint")
+        return
+    manager.on_trial_checkpoint = lambda self, trial: None
+
+
 def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, resume: bool = False,
                asha=None, samples: frozenset[str] = frozenset()):  # fmt: skip
     """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
@@ -45,6 +63,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
     from runner.trial.trainable import run_trial
 
+    snapshot_on_a_clock()
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
     param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
     watch = callbacks.StorageWatch(results)
@@ -62,9 +81,9 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     tune_config = tune.TuneConfig(
         scheduler=_scheduler(asha, params, samples, results),
         max_concurrent_trials=concurrent,
-        # a trial ASHA stopped leaves its actor unusable (Tune's reset fails while the stopped function's thread
-        # winds down, and the next trial on it errors): with a scheduler every trial gets a fresh actor
-        reuse_actors=asha is None,
+        # the next trial runs in a finished or stopped trial's process: a trial ASHA stops ends at its next batch
+        # (runner.trial.loop), well inside the time Tune gives it (TUNE_FUNCTION_THREAD_TIMEOUT_S, runner.driver.cluster)
+        reuse_actors=True,
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_name,
     )

@@ -7,8 +7,9 @@ temporary dir, one epoch at a time and in order. At most one epoch is in flight:
 for the one before, so a trial holds one extra copy of its weights and optimizer state, reused while
 checkpoints come epoch after epoch (a fresh copy every epoch cost more in page faults than the
 copying itself) and let go at the first epoch without one. An exception in the
-thread (a full disk, Tune stopping the trial, a test's simulated crash) is raised in the loop at its next
-``submit`` or ``wait``; the trial then resumes from the last checkpoint that was reported, as before.
+thread (a full disk, Tune stopping the trial, a test's simulated crash) is raised in the loop at its next batch
+(an in-process trial; ``failed``) or its next ``submit`` or ``wait``; the trial then resumes from the last
+checkpoint that was reported, as before.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class Reporter:
             trim_heap()
         self._thread = threading.Thread(target=self._run, args=(metrics, state), name="runner-report", daemon=True)
         self._thread.start()
+
+    def failed(self) -> bool:
+        """Whether reporting has raised (Tune stopping the trial, a full disk): the loop stops at the next batch
+        and ``wait`` raises it, so a stopped trial's process is free for the next trial at once."""
+        return self._error is not None
 
     def wait(self) -> None:
         """Block until every submitted epoch is reported; raise what reporting raised."""

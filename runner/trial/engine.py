@@ -6,6 +6,7 @@ after an all-reduce when there are several workers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,10 @@ def train_epoch(
     rng: np.random.Generator,
     device: torch.device,
     amp: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Train on (x uint8, y) in shuffled batches; returns [loss sum, correct, images] as a float64 tensor.
+    ``stop``: asked before every batch; once true, the epoch ends there (the caller then stops the trial).
 
     ``amp``: bf16 autocast for the forward pass (no loss scaling needed for bf16) on CUDA and on a CPU with
     native bf16 (``cpu_bf16``); fp32 elsewhere.
@@ -75,6 +78,8 @@ def train_epoch(
         perm = perm[:-1]  # a last batch of one image breaks BatchNorm; drop it (reshuffled every epoch)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for i in range(0, len(perm), batch_size):
+        if stop is not None and stop():
+            break
         idx = np.sort(perm[i : i + batch_size])  # sorted gather is faster; order within a batch does not matter
         xb = normalize(torch.from_numpy(augment(x[idx])).to(device, non_blocking=True), norm)
         yb = torch.from_numpy(y[idx]).to(device, non_blocking=True)

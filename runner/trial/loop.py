@@ -118,7 +118,7 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
     reporter = Reporter(session.report)
     try:
         for epoch in range(run.progress.first_epoch, spec.config.train.epochs + 1):
-            metrics = _epoch(run, epoch)
+            metrics = _epoch(run, epoch, reporter)
             metrics.update(_bookkeeping(times, workers, run.progress.first_epoch))
             last = metrics["status"] != Status.RUNNING
             # Files before the checkpoint: a crash in between redoes this epoch, and purge_step hides the first copy.
@@ -163,14 +163,19 @@ def _setup(spec: TrialSpec, session: Session) -> _Trial:
     return _Trial(spec, session, model, opt, augment, (train_x, train_y), val, test, seed, progress)
 
 
-def _epoch(run: _Trial, epoch: int) -> dict:
-    """Train and validate one epoch; returns its metrics with a status."""
+def _epoch(run: _Trial, epoch: int, reporter: Reporter) -> dict:
+    """Train and validate one epoch; returns its metrics with a status. An in-process trial that Tune stops (ASHA)
+    stops at the next batch, so Tune can reuse its process at once (a worker group's processes are stopped by Ray
+    Train: one rank alone must not leave DDP's collective calls)."""
     cfg, session = run.spec.config, run.session
     t0 = time.perf_counter()
     rng = _seed_epoch(run.seed, epoch, run.augment)  # per-epoch seeds: a resumed trial draws what an unbroken one would
     batch = max(1, cfg.train.batch_size // session.world)  # train.batch_size is global
+    alone = run.spec.in_process
     sums = train_epoch(run.model, run.opt, *run.train, batch, run.augment, cfg.augment, rng, session.device,
-                       amp=cfg.train.amp)  # fmt: skip
+                       amp=cfg.train.amp, stop=reporter.failed if alone else None)  # fmt: skip
+    if alone and reporter.failed():
+        reporter.wait()  # raises what stopped reporting, before this cut-short epoch is validated or written
     tr = session.all_reduce(sums)
     train_seconds = time.perf_counter() - t0
     va, preds = evaluate(run.model, *run.val, cfg.augment, session.device)
