@@ -10,6 +10,7 @@ the other on this machine, each as a user would (`python -m runner.tune STUDY`),
   in trials    the trials' own time, summed (each trial's trial_seconds: entered -> last report)
   outside      per trial-slot: (trials wall x concurrent trials - in trials) / trials
   peak RSS     the driver process's peak resident memory
+  trial RSS    the largest resident memory of a trial process (Tune reuses them from trial to trial), sampled
   results      `python -m runner.summary DIR` then `python -m runner.report DIR` (tables, report.html and
                the HParams of every variant), each a fresh process as a user runs them
 and the ratios against the targets: large wall <= 4.4x small wall; outside <= 0.25 s per trial-slot at both sizes;
@@ -25,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,12 +43,33 @@ study = Study(
 """
 
 
+class TrialMemory(threading.Thread):
+    """The peak RSS of Ray's trial processes (``ray::ImplicitFunc``), sampled every 0.5 s."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak_kib, self.done = 0, threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    if not (proc / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
+                        continue
+                    rss = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("VmRSS"))
+                    self.peak_kib = max(self.peak_kib, int(rss.split()[1]))
+                except (OSError, StopIteration, ValueError):
+                    continue
+
+
 def run(trials: int, root: Path) -> dict:
     study = root / f"scale{trials}.py"
     study.write_text(STUDY.format(seeds=trials // 2))
     out = root / f"out{trials}"
-    t0 = time.perf_counter()
     log = root / f"console{trials}.txt"
+    memory = TrialMemory()
+    memory.start()
+    t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner.tune", str(study), "--storage", str(out), "--name", "s"],
@@ -54,6 +77,7 @@ def run(trials: int, root: Path) -> dict:
         )  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)  # the driver's own peak RSS (Ray's processes are not its children)
     wall = time.perf_counter() - t0
+    memory.done.set()
     console = log.read_text()
     if status != 0:
         sys.exit(f"the {trials}-trial study failed ({status}):\n{console[-3000:]}")
@@ -80,6 +104,7 @@ def run(trials: int, root: Path) -> dict:
         "concurrent": slots,
         "outside": (trials_wall * slots - in_trials) / trials,
         "peak RSS GiB": rss_gib,
+        "trial RSS GiB": memory.peak_kib / 2**20,
         "results": results_s,
         "snapshot warnings": (out / "s" / "runner.log").read_text().count("snapshotting has been triggered")
         if (out / "s" / "runner.log").exists()

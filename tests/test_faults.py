@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import WATCHED, run_cli, start_cli, write_study
+from conftest import run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runner.results.files import read_results
@@ -107,7 +107,7 @@ def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
     epochs = 10
     cfg = _study(tmp_path, SLOW_TRIAL.replace("EPOCHS", str(epochs)).replace("WORKERS", str(workers)))
     out = tmp_path / "out"
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f", env=WATCHED)
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f")
     try:
         trial_dir = _wait_for(
             lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir"
@@ -127,7 +127,7 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
     epochs = 10
     cfg = _two_variants(tmp_path, "resume", seeds="(0, 1)")
     out = tmp_path / "out"
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1", env=WATCHED)
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
     try:
 
         def one_done_one_running():

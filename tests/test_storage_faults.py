@@ -222,10 +222,10 @@ def _rows(results: Path) -> dict[str, list[dict]]:
 
 def _start_mid_study(tmp_path: Path, storage_dir: Path):
     """The study started; returns (process, results dir) once one trial finished and the next one runs."""
-    from conftest import WATCHED, start_cli, write_study
+    from conftest import start_cli, write_study
 
     study = write_study(tmp_path / "s.py", ONE_AT_A_TIME)
-    proc = start_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1", env=WATCHED)
+    proc = start_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1")
     results = storage_dir / "slow"
     end = time.time() + 240
     while time.time() < end and proc.poll() is None:
@@ -411,22 +411,6 @@ def test_tunes_state_is_restored_only_when_whole_and_as_far_as_the_trial_dirs(tm
     assert recover.problem(tmp_path, phase).startswith(
         f"Tune's saved state ({state.name} or a file beside it) is unreadable"
     )
-
-
-def test_a_trials_checkpoint_does_not_make_tune_save_its_state():
-    """Tune would save its whole state at every checkpoint (runner keeps one per trial): the saving work of a study
-    would grow with the square of its trials. Only its clock saves it; a state behind the trial dirs is rebuilt
-    from them (the test above)."""
-    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
-
-    from runner.driver.tuner import snapshot_on_a_clock
-
-    snapshot_on_a_clock()
-    manager = _ExperimentCheckpointManager(storage=None, checkpoint_period="auto", sync_every_n_trial_checkpoints=1)
-    for _ in range(3):
-        manager.on_trial_checkpoint(object())
-    assert not manager._should_force_sync_up
-    assert manager.auto_checkpoint_enabled  # what does save it: every 10 s or more, ~5 % of the time
 
 
 def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):

@@ -61,7 +61,7 @@ def problem(results_dir: Path, phase: list[dict], weights: bool = True) -> str |
         state = json.loads(newest.read_text())
         trials = [(json.loads(t), json.loads(m)) for t, m in state["trial_data"]]
         _check_pickle(Path(results_dir) / "tuner.pkl")
-        for searcher in Path(results_dir).glob(f"*-state-{newest.stem.removeprefix('experiment_state-')}.json"):
+        for searcher in Path(results_dir).glob(f"*-state-{newest.stem.removeprefix('experiment_state-')}.*"):
             _check_pickle(searcher)  # the searcher's state: a pickle, whatever its name says
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"Tune's saved state ({newest.name} or a file beside it) is unreadable ({first_line(e, 120)})"

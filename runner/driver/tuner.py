@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import sys
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
 
 from runner import checkpoints, storage
 from runner.driver import callbacks, moved
@@ -26,24 +28,6 @@ from runner.study.resources import TRIAL_DRIVER_CPU
 log = logging.getLogger(__name__)
 
 MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) restarts from its last checkpoint
-
-
-def snapshot_on_a_clock() -> None:
-    """Tune saves its experiment state (every trial's status: a file that grows with the trials) on a clock
-    (``TUNE_GLOBAL_CHECKPOINT_S``; by default every 10 s or more, about 5 % of the time), and also whenever one trial
-    has checkpointed ``CheckpointConfig(num_to_keep)`` times since the last save: with runner's num_to_keep=1, at
-    every checkpoint, so a study's saving work grew with the square of its trials (docs/performance.md). Tune does
-    it so that its state never names a checkpoint it has since deleted; runner does not need that: a state behind
-    the trial dirs is rebuilt from them on --resume (runner.driver.recover), each trial carrying on from its last
-    good checkpoint. This turns the per-checkpoint save off (the driver only; leaves Tune as it is when its
-    internals have moved)."""
-    from ray.tune.execution import experiment_state
-
-    manager = getattr(experiment_state, "_ExperimentCheckpointManager", None)
-    if manager is None or not hasattr(manager, "on_trial_checkpoint"):
-        log.debug("Tune's _ExperimentCheckpointManager has moved: its state is saved at every checkpoint")
-        return
-    manager.on_trial_checkpoint = lambda self, trial: None
 
 
 def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, resume: bool = False,
@@ -63,22 +47,21 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
     from runner.trial.trainable import run_trial
 
-    snapshot_on_a_clock()
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
-    param_space = {"spec": tune.grid_search(list(params)), "results_dir": results}
+    param_space = {"results_dir": results}
     watch = callbacks.StorageWatch(results)
     own = [callbacks.CarryOver(), callbacks.DropRedone(), CSVLoggerCallback(), JsonLoggerCallback(),
            callbacks.printer(len(params), sys.stdout), watch,
            callbacks.Preload()]  # fmt: skip
     if resume:
         with moved.old_names():  # a phase Tune saved before runner's modules moved
-            tuner = tune.Tuner.restore(
-                results, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
-            )
+            tuner = _restore(results, trainable, params, param_space)
             # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
             tuner._local_tuner.get_run_config().callbacks = own
             return watch.fit(tuner)
     tune_config = tune.TuneConfig(
+        search_alg=Queue(params),
+        num_samples=len(params),
         scheduler=_scheduler(asha, params, samples, results),
         max_concurrent_trials=concurrent,
         # the next trial runs in a finished or stopped trial's process: a trial ASHA stops ends at its next batch
@@ -96,6 +79,45 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         checkpoint_config=checkpoints.ray_config(tune.CheckpointConfig),
     )
     return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
+
+
+class Queue(Searcher):
+    """A phase's trials for Tune, one per param, in order. (Tune's grid_search over the params copied the whole list
+    for every trial it made: a phase's start grew with the square of its trials, 36 s for 1,000.)"""
+
+    def __init__(self, params: list[dict]):
+        super().__init__()
+        self.params, self.taken = list(params), 0
+
+    def suggest(self, trial_id: str) -> dict | str:
+        if self.taken >= len(self.params):
+            return Searcher.FINISHED
+        self.taken += 1
+        return {"spec": self.params[self.taken - 1]}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+def _restore(results: str, trainable, params: list[dict], param_space: dict):
+    """Tune's run of the newest phase in ``results``, restored: unfinished and errored trials carry on. Tune wants the
+    param space the phase started with: a phase saved before runner queued its trials (``Queue``) had them in a grid."""
+    try:
+        return tune.Tuner.restore(results, trainable, resume_unfinished=True, resume_errored=True,
+                                  param_space=param_space)  # fmt: skip
+    except ValueError as e:
+        if "param_space" not in str(e):
+            raise
+    grid = {"spec": tune.grid_search(list(params)), **param_space}
+    return tune.Tuner.restore(results, trainable, resume_unfinished=True, resume_errored=True, param_space=grid)
 
 
 def _scheduler(asha, params: list[dict], samples: frozenset[str], results: str) -> Pruning | None:

@@ -47,8 +47,8 @@ def safe(variant: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)
 
 
-# a trial dir: VARIANT_seedN_TRIALID, Tune trial ids like 71ef6_00000
-_TRIAL_DIR = re.compile(r"^(?P<variant>.+)_seed(?P<seed>-?\d+)_(?P<trial_id>[0-9a-f]+_\d+)$")
+# a trial dir: VARIANT_seedN_TRIALID, Tune trial ids like 3f2a91c0 (71ef6_00000 before runner queued its trials)
+_TRIAL_DIR = re.compile(r"^(?P<variant>.+)_seed(?P<seed>-?\d+)_(?P<trial_id>[0-9a-f]+(?:_\d+)?)$")
 
 
 def parse_trial_dir(name: str) -> tuple[str, int] | None:
