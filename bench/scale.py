@@ -20,7 +20,6 @@ results <= 10 s at the large size.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -31,6 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.results import files  # noqa: E402
 
 STUDY = """
 from runner.config import DataConfig, Study, TrainConfig, TrialConfig
@@ -91,9 +93,8 @@ def run(trials: int, root: Path) -> dict:
             sys.exit(f"{tool} failed on the {trials}-trial study:\n{again.stderr[-3000:]}")
     results_s = time.perf_counter() - t1
     in_trials = 0.0
-    for rj in (out / "s").glob("*/result.json"):
-        rows = [json.loads(line) for line in rj.read_text().splitlines() if line.strip()]
-        in_trials += max((r.get("time_total_s") or 0.0) for r in rows) if rows else 0.0
+    for rj in (out / "s").glob(f"*/{files.RESULT}"):
+        in_trials += max((r.get("time_total_s") or 0.0 for r in files.read_results(rj)), default=0.0)
     slots = int(concurrent.group(1)) if concurrent else os.cpu_count()
     trials_wall = float(running.group(1)) if running else float("nan")
     return {

@@ -23,16 +23,17 @@ from runner.trial.loop import train
 
 
 class DyingSession(MemorySession):
-    """The process "dies" right after reporting epoch ``stop_after``."""
+    """The process "dies" right after reporting epoch ``stop_after``; with ``raises=SystemExit``, Tune stops the trial
+    there (ASHA), as Tune's report does."""
 
-    def __init__(self, data, keep: Path, stop_after: int):
+    def __init__(self, data, keep: Path, stop_after: int, raises: type[BaseException] = KeyboardInterrupt):
         super().__init__(data, keep)
-        self.stop_after = stop_after
+        self.stop_after, self.raises = stop_after, raises
 
     def report(self, metrics, checkpoint_dir):
         super().report(metrics, checkpoint_dir)
         if metrics["epoch"] == self.stop_after:
-            raise KeyboardInterrupt
+            raise self.raises
 
 
 @pytest.fixture(scope="module")
@@ -199,19 +200,6 @@ def test_no_test_split_reports_no_test_accuracy(tmp_path, data):
     assert not (tmp_path / "a" / "tb" / "test_classification_report.txt").exists()
 
 
-class StoppedSession(MemorySession):
-    """Tune stops the trial (ASHA) as it reports ``stop_at``: its report raises SystemExit, as Tune's does."""
-
-    def __init__(self, data, keep: Path, stop_at: int):
-        super().__init__(data, keep)
-        self.stop_at = stop_at
-
-    def report(self, metrics, checkpoint_dir):
-        super().report(metrics, checkpoint_dir)
-        if metrics["epoch"] == self.stop_at:
-            raise SystemExit(0)
-
-
 def test_a_trial_tune_stops_ends_at_its_next_batch_and_writes_no_cut_short_epoch(tmp_path, data, monkeypatch):
     """So Tune can reuse the process for the next trial at once: the epoch being trained when the stop arrives ends
     at its next batch (the third at the latest: it waits until the stop has arrived), and nothing of it is reported
@@ -235,7 +223,7 @@ def test_a_trial_tune_stops_ends_at_its_next_batch_and_writes_no_cut_short_epoch
 
     real = loop.train_epoch
     monkeypatch.setattr(loop, "train_epoch", spy)
-    session = StoppedSession(d, tmp_path / "ckpt", stop_at=1)
+    session = DyingSession(d, tmp_path / "ckpt", stop_after=1, raises=SystemExit)
     with pytest.raises(SystemExit):
         _run(tmp_path / "t", session, _spec(classes, epochs=4))
     assert images[0] == 400 and images[1] <= 64  # epoch 2 stopped by its third batch of 32 (of 13)

@@ -99,12 +99,13 @@ class Queue(Searcher):
         pass
 
     def save(self, checkpoint_path: str) -> None:
+        """How far the queue is: Tune saves this with its state, often; the params are in tuner.pkl once."""
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            pickle.dump({"taken": self.taken}, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.taken = pickle.load(f)["taken"]
 
 
 def _restore(results: str, trainable, params: list[dict], param_space: dict):
