@@ -107,7 +107,9 @@ def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
     epochs = 10
     cfg = _study(tmp_path, SLOW_TRIAL.replace("EPOCHS", str(epochs)).replace("WORKERS", str(workers)))
     out = tmp_path / "out"
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f")
+    # A worker group's checkpoints are Ray Train's, so its rows reach the results dir only with Tune's state saves, on
+    # Tune's clock (10 s or more): saved every second here, the rows show the epoch to strike at while it runs.
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f", env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})
     try:
         trial_dir = _wait_for(
             lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir"
