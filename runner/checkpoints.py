@@ -6,13 +6,17 @@ A checkpoint is a directory (Ray copies it into the trial dir as ``checkpoint_NN
 the epoch history, the best epoch's predictions, and ``best_model``: the best epoch's weights when that
 epoch is an earlier one) and ``meta.json`` ({epoch, val_accuracy}), so the best kept checkpoint is found
 without loading any weights. ``SCORE`` is the val accuracy of the model a checkpoint gives evaluate and
-predict (``best_model`` when it has one); Ray keeps the checkpoint with the best, and the latest.
+predict (``best_model`` when it has one). A trial keeps the checkpoint with the best, and the latest: Ray deletes the
+others in a worker group and for a results dir at a URI, ``prune`` (runner.driver.callbacks.Retention) in a results
+dir on disk, once Tune's saved state no longer names them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -35,10 +39,30 @@ def weights_for_use(state: dict) -> dict:
     return state.get(BEST_MODEL) or state[MODEL]
 
 
-def ray_config(config_cls):
+NAME = re.compile(r"checkpoint_(\d{6})")  # Ray's name for a trial's Nth checkpoint dir
+
+
+def ray_config(config_cls, keep_all: bool = False):
     """Ray's CheckpointConfig (Tune's or Train's): keep the checkpoint whose model for use scores best, and the
-    latest (Ray always does)."""
-    return config_cls(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max")
+    latest (Ray always does). With ``keep_all``, Ray deletes none (``prune`` does, later)."""
+    keep = None if keep_all else 1
+    return config_cls(num_to_keep=keep, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order="max")
+
+
+def index(checkpoint_dir: str) -> int | None:
+    """N of a ``checkpoint_NNNNNN`` dir; None for another name (a checkpoint set aside by runner.driver.recover)."""
+    found = NAME.fullmatch(os.path.basename(os.path.normpath(checkpoint_dir)))
+    return int(found.group(1)) if found else None
+
+
+def prune(trial_dir: Path, below: int) -> None:
+    """Delete the trial's checkpoints numbered below ``below``, except its best (``best``); those set aside, and
+    those a worker group keeps in dirs of its own, stay."""
+    keep = best(trial_dir)
+    for d in trial_dir.iterdir():
+        n = index(d.name)
+        if n is not None and n < below and str(d.relative_to(trial_dir.parent)) != keep:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def save(state: dict) -> str:

@@ -106,6 +106,11 @@ def run_main(*args: str, timeout: float | None = None, env: dict | None = None) 
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
+# Tune copies each trial's result.json into the results dir when it saves its state, on a clock (every 10 s or more):
+# a test that watches a trial's rows mid-run, to strike at the right epoch, has it saved every second.
+WATCHED = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
+
+
 def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
     """`python -m runner.tune ARGS` started in the background (to be signalled or killed)."""
     return subprocess.Popen(

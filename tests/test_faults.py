@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, start_cli, write_study
+from conftest import WATCHED, run_cli, start_cli, write_study
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from runner.results.files import read_results
@@ -109,7 +109,7 @@ def test_killed_worker_continues_from_its_last_checkpoint(tmp_path, workers):
     out = tmp_path / "out"
     # A worker group's checkpoints are Ray Train's, so its rows reach the results dir only with Tune's state saves, on
     # Tune's clock (10 s or more): saved every second here, the rows show the epoch to strike at while it runs.
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f", env={"TUNE_GLOBAL_CHECKPOINT_S": "1"})
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "f", env=WATCHED)
     try:
         trial_dir = _wait_for(
             lambda: next((p.parent for p in (out / "f").glob("*/params.json")), None), 120, "trial dir"
@@ -129,7 +129,7 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
     epochs = 10
     cfg = _two_variants(tmp_path, "resume", seeds="(0, 1)")
     out = tmp_path / "out"
-    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1")
+    proc = start_cli(str(cfg), "--storage", str(out), "--name", "r", "--max-concurrent", "1", env=WATCHED)
     try:
 
         def one_done_one_running():

@@ -222,10 +222,10 @@ def _rows(results: Path) -> dict[str, list[dict]]:
 
 def _start_mid_study(tmp_path: Path, storage_dir: Path):
     """The study started; returns (process, results dir) once one trial finished and the next one runs."""
-    from conftest import start_cli, write_study
+    from conftest import WATCHED, start_cli, write_study
 
     study = write_study(tmp_path / "s.py", ONE_AT_A_TIME)
-    proc = start_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1")
+    proc = start_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1", env=WATCHED)
     results = storage_dir / "slow"
     end = time.time() + 240
     while time.time() < end and proc.poll() is None:
@@ -372,12 +372,23 @@ def _ckpt(trial_dir: Path, index: int, epoch: int, whole: bool = True) -> Path:
     return d
 
 
-def _state(root: Path, trials: dict[str, tuple[str, int]]) -> Path:
-    """experiment_state-*.json as Tune writes it: per trial dir, its status and the last epoch it saw."""
-    data = [
-        [json.dumps({"relative_logdir": d, "status": s}), json.dumps({"metric_analysis": {"epoch": {"last": e}}})]
-        for d, (s, e) in trials.items()
-    ]
+def _state(root: Path, trials: dict[str, tuple[str, int]], named: dict[str, Path] | None = None) -> Path:
+    """experiment_state-*.json as Tune writes it: per trial dir, its status, the last epoch it saw and (``named``) the
+    checkpoint it carries the trial on from, in Tune's own checkpoint manager."""
+    from ray.train import Checkpoint, CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    def meta(d: str, e: int) -> str:
+        out: dict = {"metric_analysis": {"epoch": {"last": e}}}
+        if d in (named or {}):
+            manager = _CheckpointManager(CheckpointConfig(num_to_keep=None))
+            manager.register_checkpoint(_TrainingResult(Checkpoint(str(named[d])), {"epoch": e}))
+            out["checkpoint_manager"] = manager
+        return json.dumps(out, cls=TuneFunctionEncoder)
+
+    data = [[json.dumps({"relative_logdir": d, "status": s}), meta(d, e)] for d, (s, e) in trials.items()]
     (root / "tuner.pkl").write_bytes(b"\x80\x05N.")
     (root / "basic-variant-state-2026-01-01_00-00-00.json").write_bytes(b"\x80\x05N.")  # a pickle, named .json
     path = root / "experiment_state-2026-01-01_00-00-00.json"
@@ -411,6 +422,55 @@ def test_tunes_state_is_restored_only_when_whole_and_as_far_as_the_trial_dirs(tm
     assert recover.problem(tmp_path, phase).startswith(
         f"Tune's saved state ({state.name} or a file beside it) is unreadable"
     )
+
+
+def test_a_state_that_names_a_checkpoint_gone_from_its_trial_dir_is_not_restored(tmp_path):
+    """Tune carries an unfinished trial on from the checkpoint its state names; one gone (deleted after a storage fault
+    kept the state from reaching the results dir) would fail Tune's restore: the phase is rebuilt instead."""
+    from runner.driver import recover
+
+    phase = _phase(tmp_path)
+    done, going = trial_dir_name("a", 0, "abc12_00000"), trial_dir_name("a", 1, "abc12_00001")
+    kept = _ckpt(tmp_path / going, 1, 2)
+    trials = {done: ("TERMINATED", 3), going: ("RUNNING", 2)}
+    state = _state(tmp_path, trials, named={going: kept, done: tmp_path / done / "checkpoint_000009"})
+    assert recover.problem(tmp_path, phase) is None  # a finished trial is not carried on: its checkpoints don't matter
+    _state(tmp_path, trials, named={going: tmp_path / going / "checkpoint_000000"})
+    assert recover.problem(tmp_path, phase) == (
+        f"{state.name} names a seed 1's checkpoint_000000, which its dir no longer holds"
+    )
+
+
+def test_retention_deletes_only_what_the_state_in_the_results_dir_no_longer_names(tmp_path):
+    """Tune keeps every checkpoint; runner deletes those below the latest that Tune's uploaded state names (a state is
+    uploaded after Tune asks the callbacks for theirs, so one save later), except the best; those set aside stay."""
+    from types import SimpleNamespace
+
+    from runner.driver.callbacks import Retention
+
+    trial_dir = tmp_path / "a_seed0_abc"
+    trial_dir.mkdir()
+    for n, score in enumerate([0.1, 0.9, 0.3, 0.4, 0.5, 0.6]):
+        _ckpt(trial_dir, n, n + 1)
+        (trial_dir / f"checkpoint_{n:06d}" / "meta.json").write_text(
+            json.dumps({"epoch": n + 1, "val_accuracy": score})
+        )
+    _ckpt(trial_dir, 7, 1).rename(trial_dir / "checkpoint_000000.r1")  # set aside by a rebuilt phase
+    trial = SimpleNamespace(trial_id="t", relative_logdir=trial_dir.name,
+                            checkpoint=SimpleNamespace(path=str(trial_dir / "checkpoint_000003")))  # fmt: skip
+    retention = Retention(str(tmp_path))
+    left = lambda: sorted(p.name for p in trial_dir.glob("checkpoint_*"))  # noqa: E731
+    everything = left()
+    retention.on_checkpoint(0, [], trial, trial.checkpoint)
+    retention.get_state()  # the state being saved names checkpoint 3: nothing is deleted yet
+    assert left() == everything
+    trial.checkpoint.path = str(trial_dir / "checkpoint_000005")
+    retention.on_checkpoint(0, [], trial, trial.checkpoint)
+    retention.get_state()  # that state is in the results dir now: below 3, only the best (1) stays
+    assert left() == ["checkpoint_000000.r1", "checkpoint_000001", "checkpoint_000003", "checkpoint_000004",
+                      "checkpoint_000005"]  # fmt: skip
+    retention.on_experiment_end([])  # the last state names 5
+    assert left() == ["checkpoint_000000.r1", "checkpoint_000001", "checkpoint_000005"]
 
 
 def test_a_phase_rebuilt_from_its_trial_dirs(tmp_path):

@@ -9,10 +9,12 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ray.tune import Callback
 
+from runner import checkpoints
 from runner.driver.results_dir import identity, release_ballast, remove_remake, reserve_ballast
 from runner.driver.trial_progress import LinePrinter, LivePrinter, isatty
 from runner.errors import GONE, StorageFault, gone_line, storage_fault
@@ -54,6 +56,61 @@ class DropRedone(Callback):
         if epoch <= self.last[trial.trial_id]:
             files.drop_from(trial_dir, epoch)
         self.last[trial.trial_id] = epoch
+
+
+class Retention(Callback):
+    """A trial's checkpoints in a results dir on disk: Tune keeps them all (with Ray's own retention Tune saves its
+    whole state at every checkpoint, so that its state never names one it deleted: a study's cost grew with the square
+    of its trials) and this deletes those below the latest that Tune's state in the results dir names, except the
+    best (runner.checkpoints.prune). So ``--resume`` after a kill -9 finds every checkpoint the state names.
+
+    Tune calls ``get_state`` as it saves its state, before uploading it to the results dir: the checkpoints named
+    then are acted on at the next save, when that upload is over (``uploads_awaited``), and at the end."""
+
+    def __init__(self, results: str):
+        self.results = Path(results)
+        self.ran: dict[str, object] = {}  # trial id -> the trial, for those that checkpointed since the last save
+        self.named: dict[str, int] = {}  # trial dir -> the latest checkpoint's number in the state being uploaded
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self.ran[trial.trial_id] = trial
+
+    def get_state(self) -> None:
+        self._prune()
+        for trial in self.ran.values():
+            n = checkpoints.index(trial.checkpoint.path) if trial.checkpoint else None
+            if n is not None and Path(trial.checkpoint.path).parent.name == trial.relative_logdir:
+                self.named[trial.relative_logdir] = n
+        self.ran.clear()
+        return None  # nothing of its own to save
+
+    def on_experiment_end(self, trials, **info):
+        self._prune()  # the state Tune saved last
+
+    def _prune(self) -> None:
+        for trial_dir, below in self.named.items():
+            if (self.results / trial_dir).is_dir():
+                checkpoints.prune(self.results / trial_dir, below)
+        self.named.clear()
+
+
+@contextmanager
+def uploads_awaited():
+    """While a phase runs, each save of Tune's state waits for its upload to the results dir (Tune's own forced saves
+    do), so the state that ``Retention`` acts on at the next save is the one there. An upload that fails leaves an
+    older state there, which runner.driver.recover tells from the trial dirs."""
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
+
+    save = Manager.sync_up_experiment_state
+
+    def awaited(self, save_fn, force=False, wait=False):
+        return save(self, save_fn, force=force, wait=True)
+
+    Manager.sync_up_experiment_state = awaited
+    try:
+        yield
+    finally:
+        Manager.sync_up_experiment_state = save
 
 
 class StorageWatch(Callback):

@@ -93,8 +93,12 @@ def _check_pickle(path: Path) -> None:
 
 def _behind(results_dir: Path, trials: list, phase: list[dict], name: str, weights: bool) -> str | None:
     """The first unfinished trial of ``phase`` whose dir disagrees with the state: another epoch, finished in
-    one and not the other, missing from the state, or its newest checkpoint cut short."""
+    one and not the other, missing from the state, the checkpoint the state carries it on from gone, or its newest
+    checkpoint cut short."""
     in_state = {t["relative_logdir"]: (t["status"], _epoch(m)) for t, m in trials}
+    named = {
+        t["relative_logdir"]: _named(m, t["relative_logdir"]) for t, m in trials if t["status"] != TuneState.TERMINATED
+    }
     planned = {(p["variant"], p["seed"]) for p in phase}
     for r in read_records(results_dir):
         if (r.variant, r.seed) not in planned or not r.trial_dir:
@@ -110,10 +114,26 @@ def _behind(results_dir: Path, trials: list, phase: list[dict], name: str, weigh
             return (f"{name} is behind the trial dirs ({r.variant} seed {r.seed}: epoch {epoch} "
                     f"{'finished' if status == TuneState.TERMINATED else 'unfinished'} there, epoch {r.epochs_run} "
                     f"{'finished' if r.status.finished else 'unfinished'} in its dir)")  # fmt: skip
+        gone = named.get(r.trial_dir)
+        if weights and not r.status.finished and gone and not (results_dir / r.trial_dir / gone).is_dir():
+            return f"{name} names {r.variant} seed {r.seed}'s {gone}, which its dir no longer holds"
         newest = checkpoints.kept(results_dir / r.trial_dir)[-1:]
         if weights and not r.status.finished and newest and not checkpoints.loads(newest[0][1]):
             return f"{r.variant} seed {r.seed}'s last checkpoint ({newest[0][1].name}) is cut short"
     return None
+
+
+def _named(metadata: dict, trial_dir: str) -> str | None:
+    """The name of the checkpoint Tune would carry a trial on from (``checkpoint_NNNNNN``), when it is one of the
+    trial dir's own (a worker group's are Ray Train's); None when there is none or it cannot be read."""
+    from ray import cloudpickle
+
+    try:
+        latest = cloudpickle.loads(bytes.fromhex(metadata["checkpoint_manager"]["value"])).latest_checkpoint_result
+        path = Path(latest.checkpoint.path)
+    except Exception:  # noqa: BLE001 - no checkpoint yet, or a state of another Ray: not checked
+        return None
+    return path.name if path.parent.name == trial_dir and checkpoints.index(path.name) is not None else None
 
 
 def _epoch(metadata: dict) -> int:

@@ -51,14 +51,14 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     param_space = {"results_dir": results}
     watch = callbacks.StorageWatch(results)
     own = [callbacks.CarryOver(), callbacks.DropRedone(), CSVLoggerCallback(), JsonLoggerCallback(),
-           callbacks.printer(len(params), sys.stdout), watch,
-           callbacks.Preload()]  # fmt: skip
+           callbacks.printer(len(params), sys.stdout), watch, callbacks.Preload(),
+           *([] if storage.is_uri(results) else [callbacks.Retention(results)])]  # fmt: skip
     if resume:
         with moved.old_names():  # a phase Tune saved before runner's modules moved
             tuner = _restore(results, trainable, params, param_space)
             # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
             tuner._local_tuner.get_run_config().callbacks = own
-            return watch.fit(tuner)
+            return _fit(watch, tuner)
     tune_config = tune.TuneConfig(
         search_alg=Queue(params),
         num_samples=len(params),
@@ -76,9 +76,16 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         verbose=0,
         callbacks=own,
         failure_config=tune.FailureConfig(max_failures=MAX_TRIAL_RESTARTS),
-        checkpoint_config=checkpoints.ray_config(tune.CheckpointConfig),
+        # on disk runner deletes checkpoints (callbacks.Retention); Ray's retention made Tune save its state at each
+        checkpoint_config=checkpoints.ray_config(tune.CheckpointConfig, keep_all=not storage.is_uri(results)),
     )
-    return watch.fit(tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
+    return _fit(watch, tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
+
+
+def _fit(watch: callbacks.StorageWatch, tuner):
+    """Run the phase, each save of Tune's state awaited (callbacks.Retention acts on the one in the results dir)."""
+    with callbacks.uploads_awaited():
+        return watch.fit(tuner)
 
 
 class Queue(Searcher):
