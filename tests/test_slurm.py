@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from cluster_procs import free_port, marked, new_marker, stop_marked
+from conftest import WATCHED
 
 pytestmark = pytest.mark.e2e
 
@@ -197,7 +198,8 @@ PartitionName=all Nodes=n[1-3] Default=YES MaxTime=INFINITE State=UP
         temp dir and runner's temp files in this Slurm's tmp dir (removed with it)."""
         head_args = head_args or f"--include-dashboard=false --ray-client-server-port={free_port()}"
         return {"RUNNER_STORAGE": str(storage), "PYTHON": PYTHON, "RAY_TMPDIR": str(self.tmp / "ray"),
-                "TMPDIR": str(self.tmp), "RAY_PORT": str(free_port()), "RAY_HEAD_ARGS": head_args}  # fmt: skip
+                "TMPDIR": str(self.tmp), "RAY_PORT": str(free_port()), "RAY_HEAD_ARGS": head_args,
+                **WATCHED}  # fmt: skip
 
     def output(self, job: str) -> str:
         path = self.tmp / f"job-{job}.out"

@@ -202,11 +202,13 @@ def test_the_partial_summary_after_a_fault_adds_no_warning(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- faults mid-study, then --resume
 
-# Four trials of ten short epochs, one at a time: a fault lands while one trial is finished, one runs and two wait.
+# Four trials of 20 short epochs (~4 s each), one at a time: a fault lands while one trial is finished, one runs and two
+# wait. Tune's state saves (every second here: conftest.WATCHED) show that in the results dir for seconds.
+EPOCHS = 20
 ONE_AT_A_TIME = """
-study = Study(name="slow", base=TrialConfig(model=ModelConfig(hidden=(64,)), train=TrainConfig(epochs=10)),
+study = Study(name="slow", base=TrialConfig(model=ModelConfig(hidden=(64,)), train=TrainConfig(epochs=EPOCHS)),
               variants={"a": {}, "b": {"model.dropout": 0.1}}, seeds=(0, 1))
-"""
+""".replace("EPOCHS", str(EPOCHS))
 
 
 def _rows(results: Path) -> dict[str, list[dict]]:
@@ -263,7 +265,7 @@ def _resume_completes(study: Path, storage_dir: Path, results: Path, finished: d
     rows = _rows(results)
     assert len(rows) == 4, sorted(rows)
     for name, trial in rows.items():
-        assert [r["epoch"] for r in trial if "epoch" in r] == list(range(1, 11)), name
+        assert [r["epoch"] for r in trial if "epoch" in r] == list(range(1, EPOCHS + 1)), name
     assert _finished_files(results).keys() >= finished.keys()
     for f, (data, mtime) in finished.items():
         assert Path(f).read_bytes() == data and Path(f).stat().st_mtime_ns == mtime, f
