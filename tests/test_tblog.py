@@ -212,3 +212,25 @@ def test_a_pruned_trials_session_is_written_without_torch(tmp_path):
         acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
     ).session_start_info
     assert start.group_name == "xavier" and start.hparams["model.init"].string_value == "xavier_uniform"
+
+
+def test_a_trial_started_over_shows_each_epoch_once(tmp_path):
+    """A trial stopped before its first checkpoint starts over in its dir (purge_step 1), after epochs it had
+    logged; one resumed from epoch 3's checkpoint restarts at 4. TensorBoard shows every epoch once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = torch.nn.Linear(2, 2)
+
+    def log(first: int, last: int) -> None:
+        tb = board.TrialBoard(str(tmp_path), purge_step=first)
+        for epoch in range(first, last + 1):
+            tb.epoch({**dict.fromkeys(hparams.EPOCH_TAGS, 0.5), "epoch": epoch}, model)
+        tb.writer.close()
+        time.sleep(1.1)  # event files are named by the second they were opened in
+
+    log(1, 2)  # stopped after epoch 2, no checkpoint yet
+    log(1, 5)  # started over, checkpoint at epoch 3, then killed after epoch 5
+    log(4, 6)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val/accuracy")] == [1, 2, 3, 4, 5, 6]

@@ -24,8 +24,9 @@ class TrialBoard:
         from torch.utils.tensorboard import SummaryWriter
 
         # A resumed trial restarts at purge_step: TensorBoard hides any older event at or after it, so an
-        # epoch logged just before a crash and logged again after the restart shows once.
-        self.writer = SummaryWriter(log_dir=logdir, purge_step=purge_step if purge_step > 1 else None)
+        # epoch logged just before a crash and logged again after the restart shows once. Also at 1: a trial
+        # stopped before its first checkpoint starts over in the same dir, after epochs it had logged.
+        self.writer = SummaryWriter(log_dir=logdir, purge_step=purge_step)
         self._sample: dict = {}  # parameter name -> indices of the weights its histogram draws
 
     def epoch(self, metrics: dict, model) -> None:
