@@ -113,6 +113,42 @@ def uploads_awaited():
         Manager.sync_up_experiment_state = save
 
 
+@contextmanager
+def processes_kept(queue):
+    """Between two looks of sequential seeds no trial is pending, so Tune would stop the ended trials' processes (it
+    keeps one) and the look's trials would start new ones, seconds of imports each. While ``queue``
+    (runner.driver.tuner.Queue) is between looks, Tune keeps every ended trial's process for the trials to come;
+    any the look does not use are stopped as Tune always does (it never holds resources a pending trial needs).
+    The queue also gets ``save_state``: Tune's state, with the ended trials' rows, saved into the results dir now."""
+    from ray.tune.execution.tune_controller import TuneController as Controller
+    from ray.tune.utils.object_cache import _ObjectCache as Cache
+
+    cache, cleanup, update = Cache.cache_object, Controller._cleanup_cached_actors, Controller._maybe_update_trial_queue
+
+    def cache_object(self, key, obj):
+        if queue.more is None or queue.finished or queue.taken < len(queue.params):
+            return cache(self, key, obj)
+        self._cached_objects[key].append(obj)
+        self._num_cached_objects += 1
+        return True
+
+    def cleanup_cached_actors(self, force_all=False):
+        if force_all or not (queue.between_looks and not self._pending_trials):
+            cleanup(self, force_all=force_all)
+
+    def maybe_update_trial_queue(self):
+        queue.save_state = lambda: self.checkpoint(force=True, wait=True)
+        update(self)
+
+    Cache.cache_object, Controller._cleanup_cached_actors = cache_object, cleanup_cached_actors
+    Controller._maybe_update_trial_queue = maybe_update_trial_queue
+    try:
+        yield
+    finally:
+        Cache.cache_object, Controller._cleanup_cached_actors = cache, cleanup
+        Controller._maybe_update_trial_queue = update
+
+
 class StorageWatch(Callback):
     """Stops the study like Ctrl-C when a trial reports that its storage failed or the results dir vanishes
     (deleted or moved: Ray would quietly make a new one of its own files), and turns a storage failure of

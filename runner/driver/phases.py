@@ -6,7 +6,10 @@
   new phase with just those. Trials already there are never rerun or rewritten; a changed variant or
   changed data is refused (runner.study.plan.grow).
 - ``Study(max_seeds=N)``: after that, look again (runner.results.sequential) and run the next seed for the
-  undecided variants and the reference, one phase per look, until every variant is decided or has N seeds.
+  undecided variants and the reference, until every variant is decided or has N seeds. The looks run inside
+  one Tune run (``looks=True``): each look's trials are added to the run's phase in study.json and queued as
+  the last trials end, in their processes. A look that needs data the run lacks (a val split per seed), and
+  the looks after ``--resume``, start a Tune run of their own.
 
 study.json records every phase's trials, so the newest one can be restored and the summary covers all.
 """
@@ -37,16 +40,18 @@ class Phases:
     say: Callable[[str], None]  # a line for the console
     user_limit: int | None = None
     datasets: dict | None = None  # data key -> Ray Datasets, made as phases need them
+    run_datasets: frozenset[str] = frozenset()  # the keys the running Tune run's trials can be given
 
-    def phase(self, specs: Iterable[TrialSpec], record: bool = True) -> None:
-        """Run ``specs`` as a new phase in the results dir, recorded in study.json first."""
-        self.phase_params([s.to_param() for s in specs], record)
+    def phase(self, specs: Iterable[TrialSpec], record: bool = True, looks: bool = False) -> None:
+        """Run ``specs`` as a new phase in the results dir, recorded in study.json first; with ``looks``, the
+        looks of sequential seeds run in it too."""
+        self.phase_params([s.to_param() for s in specs], record, looks)
 
-    def phase_params(self, params: list[dict], record: bool = True) -> None:
+    def phase_params(self, params: list[dict], record: bool = True, looks: bool = False) -> None:
         """Run the trials ``params`` (TrialSpec params, maybe carrying on in a dir) as a new phase."""
         if record:
             self._record(params)
-        self._run(params, resume=False)
+        self._run(params, resume=False, more=self._look if looks and self.prepared.study.max_seeds else None)
 
     def restore(self, params: list[dict]) -> None:
         """Restore the newest phase (its trials ``params``): unfinished and errored trials carry on."""
@@ -56,17 +61,34 @@ class Phases:
         """Run the trials of a phase rebuilt from its trial dirs (runner.driver.recover) as a new Tune run."""
         self._run(params, resume=False)
 
-    def _run(self, params: list[dict], resume: bool) -> None:
+    def _run(self, params: list[dict], resume: bool, more: Callable[[], list[dict]] | None = None) -> None:
         from runner.data.ray_data import to_ray_datasets
 
-        data = self.prepared.data
         self.datasets = self.datasets or {}
         for p in params:  # data keys are named by content, so a phase recorded earlier names today's datasets
-            key = data.key(TrialConfig.from_dict(p["trial"]).data, p["seed"])
-            if key not in self.datasets:
-                self.datasets[key] = to_ray_datasets(data.images[key])
+            if (key := self._data_key(p)) not in self.datasets:
+                self.datasets[key] = to_ray_datasets(self.prepared.data.images[key])
+        self.run_datasets = frozenset(self.datasets)  # what the Tune run's trials can be given
         tuner.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri, resume=resume,
-                         asha=self.prepared.study.scheduler, samples=self._prunable())  # fmt: skip
+                         asha=self.prepared.study.scheduler, samples=self._prunable(), more=more)  # fmt: skip
+
+    def _data_key(self, param: dict) -> str:
+        return self.prepared.data.key(TrialConfig.from_dict(param["trial"]).data, param["seed"])
+
+    def _look(self) -> list[dict]:
+        """The next look's trials, added to the running phase (Tune's rows of the ended ones are in the results
+        dir); none when there is no next look, or when it needs data the run was not given (it then runs as a
+        phase of its own)."""
+        look = next_look(self)
+        params = [s.to_param() for s in look.specs] if look else []
+        if not look or any(self._data_key(p) not in self.run_datasets for p in params):
+            return []
+        self.say(look.line)
+        found = studyfile.read(self.results.local)
+        studyfile.update(self.results.local, trials=[*found.trials, *params],
+                         phases=[*map(list, found.phases[:-1]), [*found.phases[-1], *params]])  # fmt: skip
+        self.results.push()
+        return params
 
     def _prunable(self) -> frozenset[str]:
         """The variants ASHA may stop: the search's samples, less those confirmed (the reference and fixed variants
@@ -87,9 +109,11 @@ def resume(run: Phases, where: str) -> None:
     found = studyfile.read(run.results.local)
     _recorded_samples(run, found)
     growth = grow(run.plan, list(found.trials), where)
-    if growth.removed:
-        k = growth.removed[0]
-        run.say(f"note   {len(growth.removed)} trials no longer in the study (e.g. {k[0]} seed {k[1]}) are kept on "
+    looked = {k for k in growth.removed if _by_a_look(run.prepared.study, k)}
+    removed = [k for k in growth.removed if k not in looked]
+    if removed:
+        k = removed[0]
+        run.say(f"note   {len(removed)} trials no longer in the study (e.g. {k[0]} seed {k[1]}) are kept on "
                 "disk and left out of the tables")  # fmt: skip
     latest = list(found.phases[-1]) if found.phases else []
     if any("classes" not in p or "fit" not in p for p in latest):
@@ -100,13 +124,20 @@ def resume(run: Phases, where: str) -> None:
         _start(run, latest, records)  # Tune's newest state is the phase before's: restoring it would run nothing
     elif any(not _finished(records.get((p["variant"], p["seed"]))) for p in latest):
         _carry_on(run, latest)
-    if growth.new or growth.removed:
-        now = {(s.variant, s.seed) for s in run.plan.specs}
+    if growth.new or removed:
+        now = {(s.variant, s.seed) for s in run.plan.specs} | looked
         _update_study(run, [p for p in found.trials if (p["variant"], p["seed"]) in now])
     if growth.new:
         variants = ", ".join(dict.fromkeys(s.variant for s in growth.new))
         run.say(f"grow   {len(growth.new)} new trials ({variants}); the {len(records)} trials already there are kept")
         run.phase(growth.new)
+
+
+def _by_a_look(study, trial: tuple[str, int]) -> bool:
+    """Whether a trial study.json has and the study file does not plan was added by a look of sequential seeds:
+    a variant of the study, at a seed past its own."""
+    variant, seed = trial
+    return bool(study.max_seeds) and variant in study.variants and seed not in study.seeds
 
 
 def _start(run: Phases, latest: list[dict], records: dict) -> None:
@@ -218,30 +249,43 @@ def search_batches(run: Phases) -> None:
 
 
 def sequential_seeds(run: Phases) -> None:
-    """Look, and run the next seed for the undecided variants and the reference, until none is left."""
+    """Look, and run the next seed for the undecided variants and the reference, until none is left: the looks
+    after the first run in the same Tune run as it (``Phases._look``)."""
+    while (look := next_look(run)) is not None:
+        run.say(look.line)
+        run.phase(look.specs, looks=True)
+
+
+@dataclass(frozen=True)
+class Look:
+    specs: list[TrialSpec]  # the next seed's trials
+    line: str  # what the console says of them
+
+
+def next_look(run: Phases) -> Look | None:
+    """The trials of the next look of sequential seeds (runner.results.sequential) at the results dir: the next
+    seed for the undecided variants and the reference. None when every variant is decided or has max_seeds, and
+    when a trial did not finish (interrupted or failed: the summary says so, and --resume carries on)."""
     from runner.results.records import values_by_seed
 
     study = run.prepared.study
     if not study.max_seeds:
-        return
+        return None
+    run.results.pull()  # a URI's trials wrote there; the looks read a local copy
+    records = [r for r in read_records(run.results.local) if r.planned]
+    if any(not r.status.finished for r in records):
+        return None
+    compared = studyfile.read(run.results.local).compared()  # with Search(confirm=k): not the unconfirmed
+    looked = [r for r in records if compared is None or r.variant in compared]
     schedule = sequential.Schedule.of(study.seeds, study.max_seeds)
-    while True:
-        run.results.pull()  # a URI's trials wrote there; the looks read a local copy
-        records = [r for r in read_records(run.results.local) if r.planned]
-        if any(not r.status.finished for r in records):
-            return  # interrupted or failed: the summary says so, and --resume carries on
-        compared = studyfile.read(run.results.local).compared()  # with Search(confirm=k): not the unconfirmed
-        looked = [r for r in records if compared is None or r.variant in compared]
-        decisions = schedule.decide(values_by_seed(looked, study.metric), run.plan.reference)
-        seed = schedule.next_seed(decisions)
-        if seed is None:
-            return
-        undecided = [v for v, d in decisions.items() if d["verdict"] == Verdict.UNDECIDED]
-        have = {(r.variant, r.seed) for r in records}
-        trials = [
-            (v, seed, study.trial_config(v, seed)) for v in [run.plan.reference, *undecided] if (v, seed) not in have
-        ]
-        n = decisions[undecided[0]]["n"]
-        run.say(f"seeds  undecided after {n} seeds: {', '.join(undecided)}; adding seed {seed} to them and "
+    decisions = schedule.decide(values_by_seed(looked, study.metric), run.plan.reference)
+    seed = schedule.next_seed(decisions)
+    if seed is None:
+        return None
+    undecided = [v for v, d in decisions.items() if d["verdict"] == Verdict.UNDECIDED]
+    have = {(r.variant, r.seed) for r in records}
+    trials = [(v, seed, study.trial_config(v, seed)) for v in [run.plan.reference, *undecided] if (v, seed) not in have]
+    n = decisions[undecided[0]]["n"]
+    return Look(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs,
+                f"seeds  undecided after {n} seeds: {', '.join(undecided)}; adding seed {seed} to them and "
                 f"{run.plan.reference}")  # fmt: skip
-        run.phase(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs)

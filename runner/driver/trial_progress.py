@@ -172,6 +172,11 @@ class LinePrinter:
         self.done = 0
         self.last_print = clock()
 
+    def grow(self, n: int) -> None:
+        """``n`` more trials in this run (a look of sequential seeds)."""
+        self.total += n
+        self.tally.total += n
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self.tally.see(trials)
 

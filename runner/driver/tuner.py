@@ -11,6 +11,7 @@ import json
 import logging
 import pickle
 import sys
+from collections.abc import Callable
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -31,17 +32,16 @@ MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) r
 
 
 def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, resume: bool = False,
-               asha=None, samples: frozenset[str] = frozenset()):  # fmt: skip
+               asha=None, samples: frozenset[str] = frozenset(), more: Callable[[], list[dict]] | None = None):  # fmt: skip
     """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
     ``results`` (STORAGE/NAME, a directory or URI), ``concurrent`` at once; returns Tune's ResultGrid.
-    ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets. A study that grows runs each new
-    batch of trials as a phase of its own in the same dir.
+    ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets.
 
     With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
     ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
     last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops the trials of ``samples`` (the
     search's samples not confirmed) that fall behind the other samples on val accuracy; each gets a pruned.json in
-    its dir (runner.results reads it as status ``pruned``).
+    its dir (runner.results reads it as status ``pruned``). ``more``: the next look's trials, asked for (``Queue``).
     """
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -51,7 +51,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     param_space = {"results_dir": results}
     watch = callbacks.StorageWatch(results)
     own = [callbacks.CarryOver(), callbacks.DropRedone(), CSVLoggerCallback(), JsonLoggerCallback(),
-           callbacks.printer(len(params), sys.stdout), watch, callbacks.Preload(),
+           printer := callbacks.printer(len(params), sys.stdout), watch, callbacks.Preload(),
            *([] if storage.is_uri(results) else [callbacks.Retention(results)])]  # fmt: skip
     if resume:
         with moved.old_names():  # a phase Tune saved before runner's modules moved
@@ -60,8 +60,8 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
             tuner._local_tuner.get_run_config().callbacks = own
             return _fit(watch, tuner)
     tune_config = tune.TuneConfig(
-        search_alg=Queue(params),
-        num_samples=len(params),
+        search_alg=(queue := Queue(params, more, printer.grow)),
+        num_samples=-1,  # until the queue says it is finished
         scheduler=_scheduler(asha, params, samples, results),
         max_concurrent_trials=concurrent,
         # the next trial runs in a finished or stopped trial's process: a trial ASHA stops ends at its next batch
@@ -79,40 +79,79 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
         # on disk runner deletes checkpoints (callbacks.Retention); Ray's retention made Tune save its state at each
         checkpoint_config=checkpoints.ray_config(tune.CheckpointConfig, keep_all=not storage.is_uri(results)),
     )
-    return _fit(watch, tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config))
+    return _fit(watch, tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config),
+                queue)  # fmt: skip
 
 
-def _fit(watch: callbacks.StorageWatch, tuner):
-    """Run the phase, each save of Tune's state awaited (callbacks.Retention acts on the one in the results dir)."""
-    with callbacks.uploads_awaited():
+def _fit(watch: callbacks.StorageWatch, tuner, queue: Queue | None = None):
+    """Run the phase, each save of Tune's state awaited (callbacks.Retention acts on the one in the results dir);
+    with a ``queue`` that looks, the ended trials' processes kept for the look's trials."""
+    with callbacks.uploads_awaited(), callbacks.processes_kept(queue or Queue([])):
         return watch.fit(tuner)
 
 
 class Queue(Searcher):
     """A phase's trials for Tune, one per param, in order. (Tune's grid_search over the params copied the whole list
-    for every trial it made: a phase's start grew with the square of its trials, 36 s for 1,000.)"""
+    for every trial it made: a phase's start grew with the square of its trials, 36 s for 1,000.)
 
-    def __init__(self, params: list[dict]):
+    With ``more``, once every trial handed out has ended, the queue asks it for the next trials (a look of sequential
+    seeds), after Tune has saved its state and the trials' rows into the results dir (``save_state``, set by
+    callbacks.processes_kept); the run ends when it returns none. ``grow(n)``: the console's count of trials."""
+
+    more = grow = save_state = None  # a queue pickled before it could grow has none of these
+    ended, finished = 0, False
+
+    def __init__(self, params: list[dict], more: Callable[[], list[dict]] | None = None,
+                 grow: Callable[[int], None] | None = None):  # fmt: skip
         super().__init__()
-        self.params, self.taken = list(params), 0
+        self.params, self.taken, self.given = list(params), 0, len(params)  # given: in tuner.pkl
+        self.more, self.grow, self.ended, self.finished = more, grow, 0, False
+        self.save_state: Callable[[], None] | None = None
 
-    def suggest(self, trial_id: str) -> dict | str:
-        if self.taken >= len(self.params):
-            return Searcher.FINISHED
+    def __getstate__(self):  # Tune pickles the queue in tuner.pkl: its params, not the study behind ``more``
+        return {**self.__dict__, "more": None, "grow": None, "save_state": None}
+
+    @property
+    def between_looks(self) -> bool:
+        """Every trial handed out has ended, and ``more`` may add some."""
+        return self.more is not None and not self.finished and self.ended >= self.taken >= len(self.params)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.taken >= len(self.params) and not self._more():
+            return None if self.more is not None and not self.finished else Searcher.FINISHED
         self.taken += 1
         return {"spec": self.params[self.taken - 1]}
 
+    def _more(self) -> bool:
+        """Whether ``more`` added trials; it is asked only once every trial handed out has ended."""
+        if not self.between_looks:
+            self.finished = self.finished or self.more is None
+            return False
+        if self.save_state is not None:
+            self.save_state()  # the ended trials' rows in the results dir, which ``more`` reads
+        added = self.more() if self.more is not None else []
+        if not added:
+            self.finished = True
+            return False
+        self.params.extend(added)
+        if self.grow is not None:
+            self.grow(len(added))
+        return True
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        pass
+        self.ended += 1
 
     def save(self, checkpoint_path: str) -> None:
-        """How far the queue is: Tune saves this with its state, often; the params are in tuner.pkl once."""
+        """How far the queue is, and the trials ``more`` added: Tune saves this with its state, often; the params
+        it began with are in tuner.pkl once."""
         with open(checkpoint_path, "wb") as f:
-            pickle.dump({"taken": self.taken}, f)
+            pickle.dump({"taken": self.taken, "added": self.params[self.given :]}, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.taken = pickle.load(f)["taken"]
+            state = pickle.load(f)
+        given = self.__dict__.get("given", len(self.params))  # a queue pickled before it could grow
+        self.params, self.taken = [*self.params[:given], *state.get("added", [])], state["taken"]
 
 
 def _restore(results: str, trainable, params: list[dict], param_space: dict):
