@@ -195,3 +195,34 @@ def _look_running(results) -> bool:
         if len(rows) >= 2 and rows[-1]["status"] != "completed":
             return True
     return False
+
+
+TPE = """
+study = Study(
+    name="tpe",
+    base=TrialConfig(data=DataConfig(path="builtin:digits", image_size=8), train=TrainConfig(epochs=2)),
+    variants={"base": {}},
+    search=Search(space={"optim.lr": loguniform(1e-4, 1e-1)}, samples=10, algorithm="optuna", seed=0),
+    scheduler=ASHA(grace_epochs=1, reduction_factor=2),
+    seeds=(0, 1),
+)
+"""
+
+
+@pytest.mark.e2e
+def test_a_learning_searchs_batches_run_in_one_tune_run_and_asha_cuts_each(tmp_path):
+    """TPE asks 8 samples, then 2 more from their results: the second batch joins the first Tune run (one phase,
+    one Tune state), and ASHA may stop its samples as it does the first batch's."""
+    study = write_study(tmp_path / "s.py", TPE)
+    proc = run_cli(str(study), "--storage", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "search 2 more samples (s008, s009), suggested from the results of 8" in proc.stdout
+    results = tmp_path / "out" / "tpe"
+    doc = json.loads((results / "study.json").read_text())
+    assert doc["search"]["batches"] == [[f"s00{i}" for i in range(8)], ["s008", "s009"]]
+    assert [len(p) for p in doc["phases"]] == [22] and len(list(results.glob("experiment_state-*.json"))) == 1
+    import csv
+
+    rows = list(csv.DictReader(open(results / "summary.csv")))
+    assert len(rows) == 22 and all(r["status"] in ("completed", "pruned") for r in rows)
+    assert {r["status"] for r in rows if r["variant"] == "base"} == {"completed"}

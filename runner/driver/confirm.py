@@ -56,7 +56,7 @@ def confirm(run: Phases) -> None:
             + _n(carried, "pruned trial carries on from its checkpoint", "pruned trials carry on from their checkpoints")
             + (f" ({', '.join(carried)})" if carried else "")
             + f", {_n(new, 'new trial', 'new trials')}")  # fmt: skip
-    run.phase_params(params)
+    run.phase_params(params, looks=True)  # the looks of sequential seeds in its Tune run
 
 
 def _lacking(run: Phases, found: studyfile.StudyFile, chosen: list[str], records: dict[tuple[str, int], TrialRecord]):

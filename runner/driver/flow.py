@@ -48,7 +48,7 @@ def run_study(prepared: Prepared, args: argparse.Namespace, address: tuple[str |
             if resuming:
                 phases.resume(run, f"--resume {results}: {args.config} (with its --set values)")
             else:
-                run.phase(plan.specs, record=False, looks=study.search is None)  # study.json: the first phase
+                run.phase(plan.specs, record=False, looks=True)  # study.json holds them as its first phase
             phases.search_batches(run)
             confirm.confirm(run)
             phases.sequential_seeds(run)

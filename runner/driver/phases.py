@@ -8,24 +8,26 @@
 - ``Study(max_seeds=N)``: after that, look again (runner.results.sequential) and run the next seed for the
   undecided variants and the reference, until every variant is decided or has N seeds. The looks run inside
   one Tune run (``looks=True``): each look's trials are added to the run's phase in study.json and queued as
-  the last trials end, in their processes. A look that needs data the run lacks (a val split per seed), and
-  the looks after ``--resume``, start a Tune run of their own.
+  the last trials end, in their processes; a learning search's later batches too (runner.driver.next_trials).
+  A step that needs data the run lacks (a val split per seed), and the steps after ``--resume``, start a Tune
+  run of their own.
 
 study.json records every phase's trials, so the newest one can be restored and the summary covers all.
 """
 
 from __future__ import annotations
 
+import glob
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from runner.config import ConfigError, TrialConfig
-from runner.driver import recover, tuner
+from runner.driver import next_trials, recover, tuner
 from runner.driver.prepare import Prepared
-from runner.results import sequential, studyfile
+from runner.results import files, studyfile
 from runner.results.records import read_records
 from runner.results.status import Status
-from runner.results.verdict import Verdict
 from runner.storage import Results
 from runner.study.plan import CARRY_ON, Plan, TrialSpec, grow
 
@@ -40,7 +42,7 @@ class Phases:
     say: Callable[[str], None]  # a line for the console
     user_limit: int | None = None
     datasets: dict | None = None  # data key -> Ray Datasets, made as phases need them
-    run_datasets: frozenset[str] = frozenset()  # the keys the running Tune run's trials can be given
+    running: tuple[frozenset[str], int] = (frozenset(), 0)  # the running Tune run's data keys and most epochs
 
     def phase(self, specs: Iterable[TrialSpec], record: bool = True, looks: bool = False) -> None:
         """Run ``specs`` as a new phase in the results dir, recorded in study.json first; with ``looks``, the
@@ -48,10 +50,11 @@ class Phases:
         self.phase_params([s.to_param() for s in specs], record, looks)
 
     def phase_params(self, params: list[dict], record: bool = True, looks: bool = False) -> None:
-        """Run the trials ``params`` (TrialSpec params, maybe carrying on in a dir) as a new phase."""
+        """Run the trials ``params`` (TrialSpec params, maybe carrying on in a dir) as a new phase; with ``looks``,
+        the search's next batches and the looks of sequential seeds run in its Tune run (``_more``)."""
         if record:
             self._record(params)
-        self._run(params, resume=False, more=self._look if looks and self.prepared.study.max_seeds else None)
+        self._run(params, resume=False, more=self._more if looks else None)
 
     def restore(self, params: list[dict]) -> None:
         """Restore the newest phase (its trials ``params``): unfinished and errored trials carry on."""
@@ -68,27 +71,37 @@ class Phases:
         for p in params:  # data keys are named by content, so a phase recorded earlier names today's datasets
             if (key := self._data_key(p)) not in self.datasets:
                 self.datasets[key] = to_ray_datasets(self.prepared.data.images[key])
-        self.run_datasets = frozenset(self.datasets)  # what the Tune run's trials can be given
+        self.running = frozenset(self.datasets), max(_epochs(p) for p in params)
         tuner.run_trials(params, self.plan.concurrent, self.datasets, self.results.uri, resume=resume,
-                         asha=self.prepared.study.scheduler, samples=self._prunable(), more=more)  # fmt: skip
+                         asha=self.prepared.study.scheduler, samples=self._prunable, more=more)  # fmt: skip
 
     def _data_key(self, param: dict) -> str:
         return self.prepared.data.key(TrialConfig.from_dict(param["trial"]).data, param["seed"])
 
-    def _look(self) -> list[dict]:
-        """The next look's trials, added to the running phase (Tune's rows of the ended ones are in the results
-        dir); none when there is no next look, or when it needs data the run was not given (it then runs as a
-        phase of its own)."""
-        look = next_look(self)
-        params = [s.to_param() for s in look.specs] if look else []
-        if not look or any(self._data_key(p) not in self.run_datasets for p in params):
+    def _more(self) -> list[dict]:
+        """The trials to add to the running Tune run as its last trials end (Tune's rows of them are in the results
+        dir): the search's next batch, else (once a search's confirmation ran) the next look of sequential seeds;
+        none when there are none, or when they need data the run was not given, or more epochs than its ASHA
+        counts to (they then run as a phase of their own)."""
+        step = next_trials.batch(self)
+        if step is None and not self._confirmation_ahead():
+            step = next_trials.look(self)
+        params = [s.to_param() for s in step.specs] if step else []
+        datasets, epochs = self.running
+        if not step or any(self._data_key(p) not in datasets or _epochs(p) > epochs for p in params):
             return []
-        self.say(look.line)
+        step.record()
+        self.say(step.line)
         found = studyfile.read(self.results.local)
         studyfile.update(self.results.local, trials=[*found.trials, *params],
                          phases=[*map(list, found.phases[:-1]), [*found.phases[-1], *params]])  # fmt: skip
         self.results.push()
         return params
+
+    def _confirmation_ahead(self) -> bool:
+        """A search that confirms its best samples (``Search(confirm=k)``) that has not chosen them yet."""
+        search = self.prepared.study.search
+        return bool(search and search.confirm) and not studyfile.read(self.results.local).confirmed
 
     def _prunable(self) -> frozenset[str]:
         """The variants ASHA may stop: the search's samples, less those confirmed (the reference and fixed variants
@@ -177,6 +190,7 @@ def _carry_on(run: Phases, latest: list[dict]) -> None:
     problem = recover.problem(run.results.local, latest, weights=not run.results.remote)
     if problem is None:
         run.restore(latest)
+        _never_queued(run, latest)
         return
     if run.results.remote:
         raise recover.refuse_remote(run.results.uri, problem)
@@ -184,6 +198,25 @@ def _carry_on(run: Phases, latest: list[dict]) -> None:
     for line in rebuilt.lines(problem):
         run.say(line)
     run.rebuild(rebuilt.params)
+
+
+def _never_queued(run: Phases, latest: list[dict]) -> None:
+    """Run the trials of the restored phase that Tune's saved state never had (a batch or look added to the running
+    phase by ``Phases._more`` just before the study was killed), once the rest has finished. What such a trial wrote
+    before the kill, with no row Tune saved, is removed: it runs again from its first epoch, to the same results."""
+    run.results.pull()
+    records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
+    left = [p for p in latest if not getattr(records.get((p["variant"], p["seed"])), "trial_dir", "")]
+    if not left or any(not r.status.finished for r in records.values() if r.planned and r.trial_dir):
+        return
+    run.say(f"phase  {len(left)} trials added to the phase as the study stopped never reached Tune's saved state; "
+            "running them now")  # fmt: skip
+    if not run.results.remote:
+        for p in left:
+            for d in run.results.local.glob(f"{glob.escape(p['variant'])}_seed{p['seed']}_*"):
+                if d.is_dir() and not (d / files.RESULT).exists() and not (d / files.PARAMS).exists():
+                    shutil.rmtree(d)
+    run.rebuild(left)
 
 
 def _drop_empty_dirs(run: Phases) -> None:
@@ -218,74 +251,21 @@ def _update_study(run: Phases, kept: list[dict]) -> None:
 
 def search_batches(run: Phases) -> None:
     """A search that learns (algorithm="optuna"): tell the searcher each sample's mean over its seeds, and run its
-    next batch of samples over the study's seeds, until it has asked for every sample."""
-    from runner.driver import search
-    from runner.results.search_summary import scores
-
-    study = run.prepared.study
-    if study.search is None or len(search.batches(study.search)) == 1:
-        return
-    run.results.pull()
-    found = studyfile.read(run.results.local)
-    recorded = found.search["batches"]
-    records = [r for r in read_records(run.results.local) if r.planned]
-    sampler = search.replay(study.search, [{v: found.doc["variants"][v] for v in b} for b in recorded],
-                            scores(records, study.metric))  # fmt: skip
-    for size in search.batches(study.search)[len(recorded) :]:
-        if any(not r.status.finished for r in records):
-            return  # interrupted or failed: the summary says so, and --resume carries on
-        samples = sampler.ask(size)
-        study = run.prepared.study = replace(study, variants={**study.variants, **samples})
-        recorded = [*recorded, list(samples)]
-        studyfile.update(run.results.local, variants={v: dict(c) for v, c in study.variants.items()},
-                         search={**found.search, "batches": recorded})  # fmt: skip
-        run.say(f"search {len(samples)} more samples ({', '.join(samples)}), suggested from the results of "
-                f"{sampler.asked - size}")  # fmt: skip
-        trials = [(v, seed, study.trial_config(v, seed)) for v in samples for seed in study.seeds]
-        run.phase(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs)
-        run.results.pull()
-        records = [r for r in read_records(run.results.local) if r.planned]
-        sampler.tell(scores(records, study.metric))
+    next batch of samples over the study's seeds, until it has asked for every sample. The batches after it run in
+    the same Tune run (``Phases._more``)."""
+    while (batch := next_trials.batch(run)) is not None:
+        batch.record()
+        run.say(batch.line)
+        run.phase(batch.specs, looks=True)
 
 
 def sequential_seeds(run: Phases) -> None:
     """Look, and run the next seed for the undecided variants and the reference, until none is left: the looks
-    after the first run in the same Tune run as it (``Phases._look``)."""
-    while (look := next_look(run)) is not None:
+    after it in the same Tune run (``Phases._more``)."""
+    while (look := next_trials.look(run)) is not None:
         run.say(look.line)
         run.phase(look.specs, looks=True)
 
 
-@dataclass(frozen=True)
-class Look:
-    specs: list[TrialSpec]  # the next seed's trials
-    line: str  # what the console says of them
-
-
-def next_look(run: Phases) -> Look | None:
-    """The trials of the next look of sequential seeds (runner.results.sequential) at the results dir: the next
-    seed for the undecided variants and the reference. None when every variant is decided or has max_seeds, and
-    when a trial did not finish (interrupted or failed: the summary says so, and --resume carries on)."""
-    from runner.results.records import values_by_seed
-
-    study = run.prepared.study
-    if not study.max_seeds:
-        return None
-    run.results.pull()  # a URI's trials wrote there; the looks read a local copy
-    records = [r for r in read_records(run.results.local) if r.planned]
-    if any(not r.status.finished for r in records):
-        return None
-    compared = studyfile.read(run.results.local).compared()  # with Search(confirm=k): not the unconfirmed
-    looked = [r for r in records if compared is None or r.variant in compared]
-    schedule = sequential.Schedule.of(study.seeds, study.max_seeds)
-    decisions = schedule.decide(values_by_seed(looked, study.metric), run.plan.reference)
-    seed = schedule.next_seed(decisions)
-    if seed is None:
-        return None
-    undecided = [v for v, d in decisions.items() if d["verdict"] == Verdict.UNDECIDED]
-    have = {(r.variant, r.seed) for r in records}
-    trials = [(v, seed, study.trial_config(v, seed)) for v in [run.plan.reference, *undecided] if (v, seed) not in have]
-    n = decisions[undecided[0]]["n"]
-    return Look(run.prepared.plan(run.plan.cluster, run.user_limit, trials).specs,
-                f"seeds  undecided after {n} seeds: {', '.join(undecided)}; adding seed {seed} to them and "
-                f"{run.plan.reference}")  # fmt: skip
+def _epochs(param: dict) -> int:
+    return param["trial"]["train"]["epochs"]

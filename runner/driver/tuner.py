@@ -32,15 +32,16 @@ MAX_TRIAL_RESTARTS = 2  # a trial whose process dies (OOM, node lost, kill -9) r
 
 
 def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str, resume: bool = False,
-               asha=None, samples: frozenset[str] = frozenset(), more: Callable[[], list[dict]] | None = None):  # fmt: skip
+               asha=None, samples: Callable[[], frozenset[str]] = frozenset,
+               more: Callable[[], list[dict]] | None = None):  # fmt: skip
     """Run one phase of a study: the trials ``params`` (``TrialSpec.to_param()`` each) with Ray Tune into
     ``results`` (STORAGE/NAME, a directory or URI), ``concurrent`` at once; returns Tune's ResultGrid.
     ``datasets[data_key]`` -> {"train", "val"(, "test")} Ray Datasets.
 
     With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
     ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
-    last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops the trials of ``samples`` (the
-    search's samples not confirmed) that fall behind the other samples on val accuracy; each gets a pruned.json in
+    last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops the trials of ``samples()`` (the
+    search's samples not confirmed, asked again as trials are added) that fall behind the other samples on val accuracy; each gets a pruned.json in
     its dir (runner.results reads it as status ``pruned``). ``more``: the next look's trials, asked for (``Queue``).
     """
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -48,8 +49,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     from runner.trial.trainable import run_trial
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), _resources)
-    param_space = {"results_dir": results}
-    watch = callbacks.StorageWatch(results)
+    param_space, watch = {"results_dir": results}, callbacks.StorageWatch(results)
     own = [callbacks.CarryOver(), callbacks.DropRedone(), CSVLoggerCallback(), JsonLoggerCallback(),
            printer := callbacks.printer(len(params), sys.stdout), watch, callbacks.Preload(),
            *([] if storage.is_uri(results) else [callbacks.Retention(results)])]  # fmt: skip
@@ -59,14 +59,13 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
             # Tune restores the callbacks pickled with the experiment; this run's console needs its own printer.
             tuner._local_tuner.get_run_config().callbacks = own
             return _fit(watch, tuner)
+    scheduler = _scheduler(asha, params, samples(), results)
     tune_config = tune.TuneConfig(
-        search_alg=(queue := Queue(params, more, printer.grow)),
+        search_alg=(queue := Queue(params, more, _grown(printer, scheduler, samples))),
         num_samples=-1,  # until the queue says it is finished
-        scheduler=_scheduler(asha, params, samples, results),
+        scheduler=scheduler,
         max_concurrent_trials=concurrent,
-        # the next trial runs in a finished or stopped trial's process: a trial ASHA stops ends at its next batch
-        # (runner.trial.loop), well inside the time Tune gives it (TUNE_FUNCTION_THREAD_TIMEOUT_S, runner.driver.cluster)
-        reuse_actors=True,
+        reuse_actors=True,  # a trial ASHA stops ends at its next batch (runner.trial.loop): its process is reused
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_name,
     )
@@ -88,6 +87,17 @@ def _fit(watch: callbacks.StorageWatch, tuner, queue: Queue | None = None):
     with a ``queue`` that looks, the ended trials' processes kept for the look's trials."""
     with callbacks.uploads_awaited(), callbacks.processes_kept(queue or Queue([])):
         return watch.fit(tuner)
+
+
+def _grown(printer, scheduler: Pruning | None, samples: Callable[[], frozenset[str]]) -> Callable[[int], None]:
+    """What follows ``n`` trials added to a run: the console counts them, ASHA may stop the new samples."""
+
+    def grown(n: int) -> None:
+        printer.grow(n)
+        if scheduler is not None:
+            scheduler.samples = samples()
+
+    return grown
 
 
 class Queue(Searcher):
