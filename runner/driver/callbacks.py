@@ -115,10 +115,11 @@ def uploads_awaited():
 
 @contextmanager
 def processes_kept(queue):
-    """Between two looks of sequential seeds no trial is pending, so Tune would stop the ended trials' processes (it
-    keeps one) and the look's trials would start new ones, seconds of imports each. While ``queue``
-    (runner.driver.tuner.Queue) is between looks, Tune keeps every ended trial's process for the trials to come;
-    any the look does not use are stopped as Tune always does (it never holds resources a pending trial needs).
+    """Between two steps (a search batch, a look of sequential seeds) no trial is pending, so Tune would stop the
+    ended trials' processes (it keeps one) and the next step's trials would start new ones, seconds of imports each.
+    While ``queue`` (runner.driver.tuner.Queue) waits for its next step, Tune keeps every ended trial's process for
+    the trials to come; any the step does not use are stopped as Tune always does (it never holds resources a
+    pending trial needs).
     The queue also gets ``save_state``: Tune's state, with the ended trials' rows, saved into the results dir now."""
     from ray.tune.execution.tune_controller import TuneController as Controller
     from ray.tune.utils.object_cache import _ObjectCache as Cache
@@ -126,7 +127,7 @@ def processes_kept(queue):
     cache, cleanup, update = Cache.cache_object, Controller._cleanup_cached_actors, Controller._maybe_update_trial_queue
 
     def cache_object(self, key, obj):
-        if queue.more is None or queue.finished or queue.taken < len(queue.params):
+        if not queue.waiting:
             return cache(self, key, obj)
         self._cached_objects[key].append(obj)
         self._num_cached_objects += 1
@@ -137,7 +138,8 @@ def processes_kept(queue):
             cleanup(self, force_all=force_all)
 
     def maybe_update_trial_queue(self):
-        queue.save_state = lambda: self.checkpoint(force=True, wait=True)
+        if queue.save_state is None:  # the run's controller, once
+            queue.save_state = lambda: self.checkpoint(force=True, wait=True)
         update(self)
 
     Cache.cache_object, Controller._cleanup_cached_actors = cache_object, cleanup_cached_actors

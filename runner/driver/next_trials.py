@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from runner.results import sequential, studyfile
-from runner.results.records import read_records
+from runner.results.records import read_records, values_by_seed
 from runner.results.verdict import Verdict
 from runner.study.plan import TrialSpec
 
@@ -33,8 +33,7 @@ def batch(run) -> Step | None:
     run.results.pull()
     found = studyfile.read(run.results.local)
     recorded = found.search["batches"]
-    records = _finished(run)
-    if len(recorded) >= len(sizes) or records is None:
+    if len(recorded) >= len(sizes) or (records := _finished(run)) is None:
         return None
     sampler = search.replay(study.search, [{v: found.doc["variants"][v] for v in b} for b in recorded],
                             scores(records, study.metric))  # fmt: skip
@@ -54,8 +53,6 @@ def batch(run) -> Step | None:
 def look(run) -> Step | None:
     """The next look of sequential seeds (runner.results.sequential): the next seed for the undecided variants and
     the reference. None when every variant is decided or has max_seeds, and when a trial did not finish."""
-    from runner.results.records import values_by_seed
-
     study = run.prepared.study
     if not study.max_seeds:
         return None

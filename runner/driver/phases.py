@@ -17,7 +17,6 @@ study.json records every phase's trials, so the newest one can be restored and t
 
 from __future__ import annotations
 
-import glob
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -162,7 +161,7 @@ def _start(run: Phases, latest: list[dict], records: dict) -> None:
         return
     run.say(f"phase  the newest phase ({len(latest)} trials) never started (the study stopped as it began); "
             f"running its {len(left)} trials now")  # fmt: skip
-    _drop_empty_dirs(run)
+    _drop_unsaved_dirs(run)
     if run.results.remote:
         run.rebuild(left)
         return
@@ -202,8 +201,7 @@ def _carry_on(run: Phases, latest: list[dict]) -> None:
 
 def _never_queued(run: Phases, latest: list[dict]) -> None:
     """Run the trials of the restored phase that Tune's saved state never had (a batch or look added to the running
-    phase by ``Phases._more`` just before the study was killed), once the rest has finished. What such a trial wrote
-    before the kill, with no row Tune saved, is removed: it runs again from its first epoch, to the same results."""
+    phase by ``Phases._more`` just before the study was killed), once the rest has finished."""
     run.results.pull()
     records = {(r.variant, r.seed): r for r in read_records(run.results.local)}
     left = [p for p in latest if not getattr(records.get((p["variant"], p["seed"])), "trial_dir", "")]
@@ -211,21 +209,19 @@ def _never_queued(run: Phases, latest: list[dict]) -> None:
         return
     run.say(f"phase  {len(left)} trials added to the phase as the study stopped never reached Tune's saved state; "
             "running them now")  # fmt: skip
-    if not run.results.remote:
-        for p in left:
-            for d in run.results.local.glob(f"{glob.escape(p['variant'])}_seed{p['seed']}_*"):
-                if d.is_dir() and not (d / files.RESULT).exists() and not (d / files.PARAMS).exists():
-                    shutil.rmtree(d)
+    _drop_unsaved_dirs(run)
     run.rebuild(left)
 
 
-def _drop_empty_dirs(run: Phases) -> None:
-    """Trial dirs Tune made for a phase it never got going (nothing inside): gone, so each trial has one dir."""
+def _drop_unsaved_dirs(run: Phases) -> None:
+    """Trial dirs without a file of Tune's (params.json, result.json): made for a phase Tune never got going, or by
+    a trial that ran before Tune saved anything of it. Such a trial runs again from its first epoch, to the same
+    results; its dir goes, so each trial has one dir."""
     if run.results.remote:
         return
     for d in run.results.local.glob("*_seed*_*"):
-        if d.is_dir() and not any(d.iterdir()):
-            d.rmdir()
+        if d.is_dir() and not (d / files.RESULT).exists() and not (d / files.PARAMS).exists():
+            shutil.rmtree(d)
 
 
 def _finished(record) -> bool:

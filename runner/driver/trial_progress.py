@@ -173,7 +173,7 @@ class LinePrinter:
         self.last_print = clock()
 
     def grow(self, n: int) -> None:
-        """``n`` more trials in this run (a look of sequential seeds)."""
+        """``n`` more trials in this run (a search batch or a look of sequential seeds)."""
         self.total += n
         self.tally.total += n
 

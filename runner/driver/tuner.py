@@ -12,6 +12,7 @@ import logging
 import pickle
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -41,8 +42,9 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
     With ``resume``, restore the newest Tune experiment in ``results`` (the last phase, whose trials
     ``params`` must be): finished trials stay as they are, unfinished and errored ones carry on from their
     last checkpoint. ``asha`` (a runner.config.ASHA): Tune's ASHAScheduler stops the trials of ``samples()`` (the
-    search's samples not confirmed, asked again as trials are added) that fall behind the other samples on val accuracy; each gets a pruned.json in
-    its dir (runner.results reads it as status ``pruned``). ``more``: the next look's trials, asked for (``Queue``).
+    search's samples not confirmed, asked again as trials are added) that fall behind the other samples on val
+    accuracy; each gets a pruned.json in its dir (runner.results reads it as status ``pruned``). ``more``: the
+    next batch's or look's trials, asked for by the ``Queue``.
     """
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -84,8 +86,9 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
 
 def _fit(watch: callbacks.StorageWatch, tuner, queue: Queue | None = None):
     """Run the phase, each save of Tune's state awaited (callbacks.Retention acts on the one in the results dir);
-    with a ``queue`` that looks, the ended trials' processes kept for the look's trials."""
-    with callbacks.uploads_awaited(), callbacks.processes_kept(queue or Queue([])):
+    with a ``queue`` that adds trials, the ended trials' processes kept for them."""
+    kept = callbacks.processes_kept(queue) if queue is not None and queue.more is not None else nullcontext()
+    with callbacks.uploads_awaited(), kept:
         return watch.fit(tuner)
 
 
@@ -122,24 +125,29 @@ class Queue(Searcher):
         return {**self.__dict__, "more": None, "grow": None, "save_state": None}
 
     @property
+    def waiting(self) -> bool:
+        """Every trial is handed out, and ``more`` may add some."""
+        return self.more is not None and not self.finished and self.taken >= len(self.params)
+
+    @property
     def between_looks(self) -> bool:
-        """Every trial handed out has ended, and ``more`` may add some."""
-        return self.more is not None and not self.finished and self.ended >= self.taken >= len(self.params)
+        """Waiting, and every trial handed out has ended: ``more`` is asked now."""
+        return self.waiting and self.ended >= self.taken
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.taken >= len(self.params) and not self._more():
-            return None if self.more is not None and not self.finished else Searcher.FINISHED
+            return Searcher.FINISHED if self.finished else None  # None: trials still run, then ``more`` is asked
         self.taken += 1
         return {"spec": self.params[self.taken - 1]}
 
     def _more(self) -> bool:
         """Whether ``more`` added trials; it is asked only once every trial handed out has ended."""
+        self.finished = self.finished or self.more is None
         if not self.between_looks:
-            self.finished = self.finished or self.more is None
             return False
         if self.save_state is not None:
             self.save_state()  # the ended trials' rows in the results dir, which ``more`` reads
-        added = self.more() if self.more is not None else []
+        added = self.more()
         if not added:
             self.finished = True
             return False
