@@ -164,6 +164,25 @@ def test_auto_checkpoints_are_as_frequent_as_their_cost_allows(tmp_path, data, m
     assert [int(Path(c).name.split("_")[1]) for c in s.checkpoints] == expected
 
 
+@pytest.mark.parametrize(("share", "expected"), [(1e-9, [2, 6, 8]), (1e9, [2, 3, 4, 5, 6, 7, 8])])
+def test_a_trial_under_asha_checkpoints_at_its_rungs(tmp_path, data, monkeypatch, share, expected):
+    """``checkpoint_at`` (ASHA's rungs, runner.driver.tuner.rungs): those epochs always checkpoint, the first rung is
+    the first checkpoint (not epoch 1), so a trial ASHA stops there carries on from exactly where it stopped."""
+    from runner.trial import loop
+
+    (d, classes) = data
+    monkeypatch.setattr(loop, "CHECKPOINT_SHARE", share)
+    s = MemorySession(d, tmp_path / "rungs")
+    train(_spec(classes, epochs=8, checkpoint_every=0), s, str(tmp_path / "tb"), checkpoint_at=(2, 6))
+    assert [int(Path(c).name.split("_")[1]) for c in s.checkpoints] == expected
+    rung6 = next(c for c in s.checkpoints if c.endswith("_6"))
+    resumed = MemorySession(
+        d, tmp_path / "from6", resume_from=rung6
+    )  # carried on from rung 6: its next epoch checkpoints
+    train(_spec(classes, epochs=8, checkpoint_every=0), resumed, str(tmp_path / "tb2"), checkpoint_at=(2, 6))
+    assert [int(Path(c).name.split("_")[1]) for c in resumed.checkpoints] == [7, 8]
+
+
 def test_the_best_epochs_model_is_evaluated_on_test_at_the_end(tmp_path, with_test):
     """test_accuracy: the model of the best val epoch on the test split, reported once, at the end; a resumed
     trial reports the same."""

@@ -28,14 +28,15 @@ WATCH_EVERY_S = 1.0  # how often the driver checks that the results dir is still
 
 class CarryOver(Callback):
     """A trial of a phase rebuilt from its trial dirs (runner.driver.recover), or a pruned sample confirmed
-    (runner.driver.confirm), goes on in its old dir: before Tune's loggers open its result.json and progress.csv,
-    they get the rows up to the epoch it carries on from."""
+    (runner.driver.next_trials.confirmation), goes on in its old dir: before Tune's loggers open its result.json and
+    progress.csv, they get the rows up to the epoch it carries on from (a confirmation in the same Tune run finds
+    them there, and DropRedone cuts those after that epoch)."""
 
     def on_trial_start(self, iteration, trials, trial, **info):
         carry = trial.config["spec"].get(CARRY_ON)
         if carry and trial.local_path and not is_uri(trial.config["results_dir"]):
             old = Path(trial.config["results_dir"]) / carry["dir"]
-            files.unmark_pruned(old)  # a pruned sample confirmed (runner.driver.confirm) runs on to its last epoch
+            files.unmark_pruned(old)  # a confirmed sample's pruned trial runs on to its last epoch
             files.stage_rows(old, carry["epoch"], Path(trial.local_path))
 
 
@@ -74,6 +75,10 @@ class Retention(Callback):
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self.ran[trial.trial_id] = trial
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if CARRY_ON in trial.config["spec"]:  # the dir's checkpoints named so far are an earlier trial's, set aside
+            self.named.pop(trial.relative_logdir, None)
 
     def get_state(self) -> None:
         self._prune()
@@ -120,11 +125,20 @@ def processes_kept(queue):
     While ``queue`` (runner.driver.tuner.Queue) waits for its next step, Tune keeps every ended trial's process for
     the trials to come; any the step does not use are stopped as Tune always does (it never holds resources a
     pending trial needs).
-    The queue also gets ``save_state``: Tune's state, with the ended trials' rows, saved into the results dir now."""
+    The queue also gets ``save_state``: Tune's state, with the ended trials' rows, saved into the results dir now.
+    A trial a step carries on in a pruned trial's dir (a confirmed sample) gets that dir: Tune would give it a new
+    one, named with a random suffix, as the run already has a trial there."""
     from ray.tune.execution.tune_controller import TuneController as Controller
+    from ray.tune.experiment import trial as tune_trial
     from ray.tune.utils.object_cache import _ObjectCache as Cache
 
     cache, cleanup, update = Cache.cache_object, Controller._cleanup_cached_actors, Controller._maybe_update_trial_queue
+    unique = tune_trial._create_unique_logdir_name
+
+    def unique_logdir_name(root: str, relative_logdir: str) -> str:
+        if any(p[CARRY_ON]["dir"] == relative_logdir for p in queue.params if CARRY_ON in p):
+            return relative_logdir
+        return unique(root, relative_logdir)
 
     def cache_object(self, key, obj):
         if not queue.waiting:
@@ -144,11 +158,13 @@ def processes_kept(queue):
 
     Cache.cache_object, Controller._cleanup_cached_actors = cache_object, cleanup_cached_actors
     Controller._maybe_update_trial_queue = maybe_update_trial_queue
+    tune_trial._create_unique_logdir_name = unique_logdir_name
     try:
         yield
     finally:
         Cache.cache_object, Controller._cleanup_cached_actors = cache, cleanup
         Controller._maybe_update_trial_queue = update
+        tune_trial._create_unique_logdir_name = unique
 
 
 class StorageWatch(Callback):

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner.driver import confirm, console, phases, record, results_dir
+from runner.driver import console, phases, record, results_dir
 from runner.driver.cluster import RayCluster, check_shared_storage
 from runner.driver.prepare import Prepared
 from runner.errors import GONE, ConfigError, StorageFault, first_line, storage_fix
@@ -50,7 +50,7 @@ def run_study(prepared: Prepared, args: argparse.Namespace, address: tuple[str |
             else:
                 run.phase(plan.specs, record=False, looks=True)  # study.json holds them as its first phase
             phases.search_batches(run)
-            confirm.confirm(run)
+            phases.confirm(run)
             phases.sequential_seeds(run)
             record.write_hparams(results, run.prepared)  # the variants a search or sequential seeds added
             fit_seconds = time.time() - t_fit

@@ -79,20 +79,27 @@ class Phases:
 
     def _more(self) -> list[dict]:
         """The trials to add to the running Tune run as its last trials end (Tune's rows of them are in the results
-        dir): the search's next batch, else (once a search's confirmation ran) the next look of sequential seeds;
-        none when there are none, or when they need data the run was not given, or more epochs than its ASHA
-        counts to (they then run as a phase of their own)."""
+        dir): the search's next batch, else its confirmation, else (once a search's confirmation ran) the next look of
+        sequential seeds; none when there are none, or when they need data the run was not given, or more epochs than
+        its ASHA counts to (they then run as a phase of their own)."""
         step = next_trials.batch(self)
+        if step is None and self._confirmation_ahead():
+            step = next_trials.confirmation(self)
+            if step is not None and not step.params:  # the best samples lack nothing: named confirmed, then the looks
+                step.record()
+                step = None
         if step is None and not self._confirmation_ahead():
             step = next_trials.look(self)
-        params = [s.to_param() for s in step.specs] if step else []
+        params = step.params if step else []
         datasets, epochs = self.running
         if not step or any(self._data_key(p) not in datasets or _epochs(p) > epochs for p in params):
             return []
         step.record()
         self.say(step.line)
         found = studyfile.read(self.results.local)
-        studyfile.update(self.results.local, trials=[*found.trials, *params],
+        known = {(p["variant"], p["seed"]) for p in found.trials}  # a carried-on trial is in study.json already
+        trials = [*found.trials, *(p for p in params if (p["variant"], p["seed"]) not in known)]
+        studyfile.update(self.results.local, trials=trials,
                          phases=[*map(list, found.phases[:-1]), [*found.phases[-1], *params]])  # fmt: skip
         self.results.push()
         return params
@@ -127,7 +134,8 @@ def resume(run: Phases, where: str) -> None:
         k = removed[0]
         run.say(f"note   {len(removed)} trials no longer in the study (e.g. {k[0]} seed {k[1]}) are kept on "
                 "disk and left out of the tables")  # fmt: skip
-    latest = list(found.phases[-1]) if found.phases else []
+    # a phase that confirmed samples in its Tune run lists a pruned trial, then its carrying on: the last one counts
+    latest = list({(p["variant"], p["seed"]): p for p in found.phases[-1]}.values()) if found.phases else []
     if any("classes" not in p or "fit" not in p for p in latest):
         raise ConfigError(f"{where}: written by an older runner, whose trials this one cannot carry on; finish it with "
                           "that version, or start a new study (runner summary still reads it)")  # fmt: skip
@@ -253,6 +261,21 @@ def search_batches(run: Phases) -> None:
         batch.record()
         run.say(batch.line)
         run.phase(batch.specs, looks=True)
+
+
+def confirm(run: Phases) -> None:
+    """Confirm the search's best samples (runner.driver.next_trials.confirmation), when the study's first Tune run did
+    not (a study resumed or grown, ``--confirm`` raised): a phase with what they lack, the looks after it in its run."""
+    search = run.prepared.study.search
+    if search is not None and search.confirm and run.results.remote:
+        run.say(f"note   confirm={search.confirm}: pruned trials carry on from their checkpoints only in a results "
+                "directory; copy the results dir to a disk and --resume it there with --confirm")  # fmt: skip
+    if (step := next_trials.confirmation(run)) is None:
+        return
+    step.record()
+    if step.params:
+        run.say(step.line)
+        run.phase_params(step.params, looks=True)
 
 
 def sequential_seeds(run: Phases) -> None:

@@ -148,7 +148,7 @@ def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
     found = studyfile.read(results_dir)
     confirmed = set(found.confirmed) if found else set()
     out = Rebuilt()
-    for p in phase:
+    for p in {(p["variant"], p["seed"]): p for p in phase}.values():  # a pruned trial, then its carrying on: the last
         r, name = records.get((p["variant"], p["seed"])), f"{p['variant']} seed {p['seed']}"
         if r is not None and r.status.finished and not (r.status == Status.PRUNED and r.variant in confirmed):
             out.kept += 1
@@ -161,11 +161,12 @@ def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
     return out
 
 
-def carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
-    """Where trial ``r`` goes on: its last good checkpoint (set aside from the new run's), else epoch 1."""
+def carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt, move: bool = True) -> dict:
+    """Where trial ``r`` goes on: its last good checkpoint (set aside from the new run's), else epoch 1. Without
+    ``move`` the checkpoints are left where they are and the path is where ``set_aside`` will put it."""
     reached = max((row["epoch"] for row in read_results(results_dir / r.trial_dir / files.RESULT)), default=0)
     good = [(e, d) for e, d in checkpoints.kept(results_dir / r.trial_dir) if e <= reached and checkpoints.loads(d)]
-    kept = _set_aside(results_dir / r.trial_dir)
+    kept = set_aside(results_dir / r.trial_dir) if move else set_aside_names(results_dir / r.trial_dir)
     if good:
         epoch, d = good[-1]
         out.carried.append(f"{name} from epoch {epoch}")
@@ -177,19 +178,25 @@ def carry(results_dir: Path, r: TrialRecord, name: str, out: Rebuilt) -> dict:
     return {"dir": r.trial_dir, "checkpoint": "", "epoch": 0}
 
 
-def _set_aside(trial_dir: Path) -> dict[Path, Path]:
+def set_aside(trial_dir: Path) -> dict[Path, Path]:
     """Rename the trial's checkpoint dirs out of the way of the new run's (which numbers from 0 again);
     returns old -> new. They stay checkpoints (checkpoints.best still finds them)."""
-    moved = {}
-    for d in sorted(p.parent for p in trial_dir.glob(f"**/checkpoint_*/{checkpoints.META}")):
-        if SET_ASIDE in d.name:
-            moved[d] = d
-            continue
-        n = 1
-        while d.with_name(f"{d.name}{SET_ASIDE}{n}").exists():
-            n += 1
-        moved[d] = d.rename(d.with_name(f"{d.name}{SET_ASIDE}{n}"))
+    moved = set_aside_names(trial_dir)
+    for old, new in moved.items():
+        if old != new:
+            old.rename(new)
     return moved
+
+
+def set_aside_names(trial_dir: Path) -> dict[Path, Path]:
+    """old -> new name of each checkpoint dir ``set_aside`` renames (one set aside before keeps its name)."""
+    names = {}
+    for d in sorted(p.parent for p in trial_dir.glob(f"**/checkpoint_*/{checkpoints.META}")):
+        n = 1
+        while SET_ASIDE not in d.name and d.with_name(f"{d.name}{SET_ASIDE}{n}").exists():
+            n += 1
+        names[d] = d if SET_ASIDE in d.name else d.with_name(f"{d.name}{SET_ASIDE}{n}")
+    return names
 
 
 def refuse_remote(uri: str, why: str) -> ConfigError:

@@ -24,7 +24,7 @@ from runner.errors import first_line
 from runner.results import files
 from runner.results.hparams import pruned_session
 from runner.results.status import Status
-from runner.study.plan import CARRY_ON, TrialSpec
+from runner.study.plan import CARRY_ON, CHECKPOINT_AT, TrialSpec
 from runner.study.resources import TRIAL_DRIVER_CPU
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def run_trials(params: list[dict], concurrent: int, datasets: dict, results: str
             return _fit(watch, tuner)
     scheduler = _scheduler(asha, params, samples(), results)
     tune_config = tune.TuneConfig(
-        search_alg=(queue := Queue(params, more, _grown(printer, scheduler, samples))),
+        search_alg=(queue := Queue(params, more, _grown(printer, scheduler, samples), rungs(asha, params))),
         num_samples=-1,  # until the queue says it is finished
         scheduler=scheduler,
         max_concurrent_trials=concurrent,
@@ -112,14 +112,15 @@ class Queue(Searcher):
     callbacks.processes_kept); the run ends when it returns none. ``grow(n)``: the console's count of trials."""
 
     more = grow = save_state = None  # a queue pickled before it could grow has none of these
-    ended, finished = 0, False
+    ended, finished, checkpoint_at = 0, False, ()
 
     def __init__(self, params: list[dict], more: Callable[[], list[dict]] | None = None,
-                 grow: Callable[[int], None] | None = None):  # fmt: skip
+                 grow: Callable[[int], None] | None = None, checkpoint_at: tuple[int, ...] = ()):  # fmt: skip
         super().__init__()
         self.params, self.taken, self.given = list(params), 0, len(params)  # given: in tuner.pkl
         self.more, self.grow, self.ended, self.finished = more, grow, 0, False
         self.save_state: Callable[[], None] | None = None
+        self.checkpoint_at = tuple(checkpoint_at)  # ASHA's rungs: every trial checkpoints there (CHECKPOINT_AT)
 
     def __getstate__(self):  # Tune pickles the queue in tuner.pkl: its params, not the study behind ``more``
         return {**self.__dict__, "more": None, "grow": None, "save_state": None}
@@ -138,7 +139,8 @@ class Queue(Searcher):
         if self.taken >= len(self.params) and not self._more():
             return Searcher.FINISHED if self.finished else None  # None: trials still run, then ``more`` is asked
         self.taken += 1
-        return {"spec": self.params[self.taken - 1]}
+        spec = self.params[self.taken - 1]
+        return {"spec": {**spec, CHECKPOINT_AT: list(self.checkpoint_at)} if self.checkpoint_at else spec}
 
     def _more(self) -> bool:
         """Whether ``more`` added trials; it is asked only once every trial handed out has ended."""
@@ -192,6 +194,16 @@ def _scheduler(asha, params: list[dict], samples: frozenset[str], results: str) 
     max_t = max(p["trial"]["train"]["epochs"] for p in params)
     return Pruning(results, samples, time_attr="epoch", metric="val_accuracy", mode="max", max_t=max_t,
                    grace_period=min(asha.grace_epochs, max_t), reduction_factor=asha.reduction_factor)  # fmt: skip
+
+
+def rungs(asha, params: list[dict]) -> tuple[int, ...]:
+    """The epochs ASHA may stop a trial at, as ``_scheduler`` sets it up (none without ``asha``): the grace epochs,
+    times the reduction factor again and again, below the phase's longest trial."""
+    if asha is None:
+        return ()
+    max_t = max(p["trial"]["train"]["epochs"] for p in params)
+    grace = min(asha.grace_epochs, max_t)
+    return tuple(grace * asha.reduction_factor**k for k in range(max_t) if grace * asha.reduction_factor**k < max_t)
 
 
 class Pruning(ASHAScheduler):

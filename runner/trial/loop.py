@@ -101,16 +101,20 @@ class _Trial:
     test: tuple[np.ndarray, np.ndarray]  # empty without a test split
     seed: int  # this worker's seed (study seed, variant, rank)
     progress: TrainingState
+    checkpoint_at: tuple[int, ...] = ()  # epochs that checkpoint whatever the policy (ASHA's rungs)
 
 
-def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None) -> None:
+def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None,
+          checkpoint_at: tuple[int, ...] = ()) -> None:  # fmt: skip
     """Run ``spec``'s epochs (from its last checkpoint when resumed), reporting each through ``session``.
 
     ``trial_dir``: the trial's dir in the results dir (a path or URI); ``entered``: when the trial
-    started, so the result says what it cost before its first step.
+    started, so the result says what it cost before its first step; ``checkpoint_at``: the epochs the study's
+    scheduler may stop the trial at (ASHA's rungs), each checkpointed, so a stopped trial can carry on from there.
     """
     t_start = time.time()
     run = _setup(spec, session)
+    run.checkpoint_at = tuple(checkpoint_at)
     files = storage.TrialFiles(trial_dir) if session.rank == 0 else None  # staged and uploaded for a URI
     times = {"trial_start": t_start, "first_step_time": time.time(), "entered": entered or t_start}
     board = _board(files, run.progress.first_epoch)
@@ -262,17 +266,18 @@ def _report(run: _Trial, reporter: Reporter, metrics: dict) -> None:
 
 
 def _checkpoint_due(run: _Trial, reporter: Reporter, metrics: dict) -> bool:
-    """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), the first epoch and then once
-    the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (a kill redoes at most
-    1/CHECKPOINT_SHARE times that)."""
+    """The last epoch and the epochs ``checkpoint_at`` always; every ``train.checkpoint_every`` epochs; with 0
+    (auto), the first epoch (with ``checkpoint_at``: its first, ASHA's grace epochs) and then once the time since the
+    last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (a kill redoes at most 1/CHECKPOINT_SHARE times
+    that)."""
     every, progress = run.spec.config.train.checkpoint_every, run.progress
-    if metrics["status"] != Status.RUNNING:
+    if metrics["status"] != Status.RUNNING or metrics["epoch"] in run.checkpoint_at:
         return True
     if every:
         return metrics["epoch"] % every == 0
     cost = reporter.checkpoint_seconds
-    if progress.checkpointed_at is None:
-        return True
+    if progress.checkpointed_at is None:  # none yet in this run: what one costs is not known
+        return not run.checkpoint_at or metrics["epoch"] > run.checkpoint_at[0]
     return cost is not None and time.monotonic() - progress.checkpointed_at >= cost / CHECKPOINT_SHARE
 
 

@@ -21,7 +21,7 @@ def worker(config: dict, datasets: dict | None = None) -> None:
     """Each Train worker: the loop with Ray's session."""
     spec = config["spec"]
     session = RaySession(spec.in_process, datasets, config["splits"], config.get("carry_from", ""))
-    loop.train(spec, session, config["trial_dir"], config["entered"])
+    loop.train(spec, session, config["trial_dir"], config["entered"], config.get("checkpoint_at", ()))
 
 
 class RaySession:

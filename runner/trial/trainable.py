@@ -17,7 +17,7 @@ from runner import checkpoints, storage
 from runner.errors import first_line, storage_fault
 from runner.results import files
 from runner.results.status import Status
-from runner.study.plan import CARRY_ON, TrialSpec
+from runner.study.plan import CARRY_ON, CHECKPOINT_AT, TrialSpec
 from runner.trial.async_report import trim_heap
 
 MAX_WORKER_RESTARTS = 2  # a worker group that loses a process restarts from its last checkpoint this often
@@ -40,7 +40,8 @@ def run_trial(config: dict, datasets: dict) -> None:
     trial_dir = storage.join(config["results_dir"], ray.tune.get_context().get_trial_name())
     try:
         carry_from = config["spec"].get(CARRY_ON, {}).get("checkpoint", "")
-        _trainer(spec, datasets[spec.data_key], trial_dir, entered, carry_from).fit()
+        at = tuple(config["spec"].get(CHECKPOINT_AT, ()))
+        _trainer(spec, datasets[spec.data_key], trial_dir, entered, carry_from, at).fit()
         if not spec.in_process:
             _drain_reports_to_tune()
     except Exception as e:  # noqa: BLE001 - the study goes on; this trial records why it stopped
@@ -65,9 +66,11 @@ def _wait_to_be_stopped(timeout_s: float = 60.0) -> None:
     time.sleep(timeout_s)
 
 
-def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, carry_from: str = ""):
+def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, carry_from: str = "",
+             checkpoint_at: tuple[int, ...] = ()):  # fmt: skip
     """The TorchTrainer: the loop in this process (local mode), or in a worker group that reports to Tune.
-    ``carry_from``: the checkpoint a trial of a rebuilt phase carries on from (runner.driver.recover), when Ray has none."""
+    ``carry_from``: the checkpoint a trial of a rebuilt phase carries on from (runner.driver.recover), when Ray has none;
+    ``checkpoint_at``: epochs that checkpoint (ASHA's rungs)."""
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -82,7 +85,7 @@ def _trainer(spec: TrialSpec, datasets: dict, trial_dir: str, entered: float, ca
         resources_per_worker={"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})},
     )
     loop_config = {"spec": spec, "trial_dir": trial_dir, "entered": entered, "splits": tuple(datasets),
-                   "carry_from": carry_from}  # fmt: skip
+                   "carry_from": carry_from, "checkpoint_at": checkpoint_at}  # fmt: skip
     if spec.in_process:  # the loop reads the datasets directly and reports to Tune itself
         return TorchTrainer(
             functools.partial(worker, datasets=datasets), train_loop_config=loop_config, scaling_config=scaling
