@@ -158,3 +158,21 @@ def test_the_answer_pastes_back_to_its_exact_values(values):
     as_tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     assert parsed == as_tuples
     assert eval(a.variant()) == as_tuples  # noqa: S307 - the dict a user pastes into a study file
+
+
+def test_trials_under_asha_checkpoint_at_its_later_rungs():
+    """ASHA's rungs as Tune's scheduler has them; the queue hands them to every trial, which checkpoints at those after
+    the first (runner.trial.loop), so a sample pruned there carries on from that epoch when it is confirmed."""
+    from runner.config import ASHA
+    from runner.driver.tuner import Queue, _scheduler, rungs
+    from runner.study.plan import CHECKPOINT_AT
+
+    for asha, epochs in ((ASHA(grace_epochs=2, reduction_factor=3), 10), (ASHA(grace_epochs=1, reduction_factor=2), 20),
+                         (ASHA(grace_epochs=4, reduction_factor=2), 3)):  # fmt: skip
+        params = [{"trial": {"train": {"epochs": epochs}}, "variant": "s000", "seed": 0}]
+        tune = _scheduler(asha, params, frozenset({"s000"}), "/nowhere")
+        assert rungs(asha, params) == tuple(sorted(m for b in tune._brackets for m, _ in b._rungs if m < epochs))
+    assert rungs(None, params) == ()
+    queue = Queue(params, checkpoint_at=(6,))
+    assert queue.suggest("t1")["spec"] == {**params[0], CHECKPOINT_AT: [6]}
+    assert Queue(params).suggest("t1")["spec"] == params[0]  # without ASHA: the param as study.json has it

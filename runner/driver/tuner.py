@@ -120,7 +120,7 @@ class Queue(Searcher):
         self.params, self.taken, self.given = list(params), 0, len(params)  # given: in tuner.pkl
         self.more, self.grow, self.ended, self.finished = more, grow, 0, False
         self.save_state: Callable[[], None] | None = None
-        self.checkpoint_at = tuple(checkpoint_at)  # ASHA's rungs: every trial checkpoints there (CHECKPOINT_AT)
+        self.checkpoint_at = tuple(checkpoint_at)  # ASHA's rungs, for every trial's checkpoints (CHECKPOINT_AT)
 
     def __getstate__(self):  # Tune pickles the queue in tuner.pkl: its params, not the study behind ``more``
         return {**self.__dict__, "more": None, "grow": None, "save_state": None}

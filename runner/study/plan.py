@@ -17,8 +17,8 @@ from runner.study.resources import Cluster, Fit, fit_trial, max_concurrent
 # in the param of a trial of a phase rebuilt from its trial dirs (runner.driver.recover), beside the spec's own keys:
 # {"dir": its trial dir, "checkpoint": the checkpoint it carries on from or "", "epoch": that checkpoint's epoch}
 CARRY_ON = "carry_on"
-# in the param Tune gives a trial of a study with ASHA: the epochs ASHA may stop it at (its rungs), each a checkpoint,
-# so a pruned trial that is confirmed carries on from the epoch it stopped at (runner.trial.loop._checkpoint_due)
+# in the param Tune gives a trial of a study with ASHA: ASHA's rungs, the epochs it may stop the trial at; the trial
+# checkpoints at each rung after the first, and not before the first (runner.trial.loop._checkpoint_due)
 CHECKPOINT_AT = "checkpoint_at"
 
 

@@ -110,7 +110,7 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
 
     ``trial_dir``: the trial's dir in the results dir (a path or URI); ``entered``: when the trial
     started, so the result says what it cost before its first step; ``checkpoint_at``: the epochs the study's
-    scheduler may stop the trial at (ASHA's rungs), each checkpointed, so a stopped trial can carry on from there.
+    scheduler may stop the trial at (ASHA's rungs), which set when it checkpoints (``_checkpoint_due``).
     """
     t_start = time.time()
     run = _setup(spec, session)
@@ -266,18 +266,19 @@ def _report(run: _Trial, reporter: Reporter, metrics: dict) -> None:
 
 
 def _checkpoint_due(run: _Trial, reporter: Reporter, metrics: dict) -> bool:
-    """The last epoch and the epochs ``checkpoint_at`` always; every ``train.checkpoint_every`` epochs; with 0
-    (auto), the first epoch (with ``checkpoint_at``: its first, ASHA's grace epochs) and then once the time since the
-    last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (a kill redoes at most 1/CHECKPOINT_SHARE times
-    that)."""
-    every, progress = run.spec.config.train.checkpoint_every, run.progress
-    if metrics["status"] != Status.RUNNING or metrics["epoch"] in run.checkpoint_at:
+    """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), the first epoch and then once
+    the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (a kill redoes at most
+    1/CHECKPOINT_SHARE times that). Under ASHA (``checkpoint_at``: its rungs) also every rung after the first, so a
+    trial pruned there carries on from where it stopped when confirmed; and the first auto checkpoint comes after the
+    first rung, not at epoch 1: most samples stop at that rung, and one there would delay their stop by its write."""
+    every, progress, rungs = run.spec.config.train.checkpoint_every, run.progress, run.checkpoint_at
+    if metrics["status"] != Status.RUNNING or metrics["epoch"] in rungs[1:]:
         return True
     if every:
         return metrics["epoch"] % every == 0
     cost = reporter.checkpoint_seconds
-    if progress.checkpointed_at is None:  # none yet in this run: what one costs is not known
-        return not run.checkpoint_at or metrics["epoch"] > run.checkpoint_at[0]
+    if progress.checkpointed_at is None:
+        return not rungs or metrics["epoch"] > rungs[0]
     return cost is not None and time.monotonic() - progress.checkpointed_at >= cost / CHECKPOINT_SHARE
 
 
