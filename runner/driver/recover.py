@@ -148,7 +148,7 @@ def plan(results_dir: Path, phase: list[dict]) -> Rebuilt:
     found = studyfile.read(results_dir)
     confirmed = set(found.confirmed) if found else set()
     out = Rebuilt()
-    for p in {(p["variant"], p["seed"]): p for p in phase}.values():  # a pruned trial, then its carrying on: the last
+    for p in phase:
         r, name = records.get((p["variant"], p["seed"])), f"{p['variant']} seed {p['seed']}"
         if r is not None and r.status.finished and not (r.status == Status.PRUNED and r.variant in confirmed):
             out.kept += 1

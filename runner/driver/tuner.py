@@ -202,8 +202,11 @@ def rungs(asha, params: list[dict]) -> tuple[int, ...]:
     if asha is None:
         return ()
     max_t = max(p["trial"]["train"]["epochs"] for p in params)
-    grace = min(asha.grace_epochs, max_t)
-    return tuple(grace * asha.reduction_factor**k for k in range(max_t) if grace * asha.reduction_factor**k < max_t)
+    out, epoch = [], min(asha.grace_epochs, max_t)
+    while epoch < max_t:
+        out.append(epoch)
+        epoch *= asha.reduction_factor
+    return tuple(out)
 
 
 class Pruning(ASHAScheduler):

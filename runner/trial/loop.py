@@ -101,7 +101,7 @@ class _Trial:
     test: tuple[np.ndarray, np.ndarray]  # empty without a test split
     seed: int  # this worker's seed (study seed, variant, rank)
     progress: TrainingState
-    checkpoint_at: tuple[int, ...] = ()  # epochs that checkpoint whatever the policy (ASHA's rungs)
+    checkpoint_at: tuple[int, ...] = ()  # ASHA's rungs, which set when the trial checkpoints (_checkpoint_due)
 
 
 def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None,
