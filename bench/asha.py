@@ -1,13 +1,15 @@
 """Benchmark: does ASHA pay for itself? A search study with its scheduler against the same study without one,
 run one after the other on this machine.
 
-    python bench/asha.py                              # configs/lr_search.py (34 trials, ~5 min on 2 cores)
-    python bench/asha.py --study configs/lr_search.py --seeds 0
+    python bench/asha.py                              # configs/lr_search.py (34 trials), 3 pairs: ~10 min on 2 cores
+    python bench/asha.py --study configs/lr_search.py --seeds 0 --pairs 1
 
 Prints, for each run: its wall time (command start to exit), the epochs its trials ran, how many were pruned,
 the setup time summed over its trials (trial entered -> first training step: a fresh process's start-up shows
 here), and the median images/s; then wall with ASHA / wall without, against the target (issue #24: <= 0.6).
-Both runs go to a temporary dir; each is a real `python -m runner.tune` in a subprocess.
+The two runs of a pair follow one another, and the pairs are repeated: this machine's speed drifts by ~10 % within
+minutes (one pair gave 0.61, another 0.69, at one commit in one evening); the median pair's ratio is the result.
+Every run goes to a temporary dir; each is a real `python -m runner.tune` in a subprocess.
 """
 
 from __future__ import annotations
@@ -57,24 +59,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", default="configs/lr_search.py", help="a study file with a scheduler")
     ap.add_argument("--seeds", help="the study's seeds instead of the file's, e.g. 0")
+    ap.add_argument("--pairs", type=int, default=3, help="pairs of runs, with and without ASHA one after the other "
+                    "(the machine's speed drifts by 10%% within minutes: the median pair's ratio is the result)")  # fmt: skip
     args = ap.parse_args()
     study = (ROOT / args.study).resolve()
+    ratios = []
     with tempfile.TemporaryDirectory(prefix="bench-asha-") as tmp:
         without = Path(tmp) / "without_asha.py"
         without.write_text(WITHOUT.format(path=str(study)))
-        (Path(tmp) / "a").mkdir()
-        (Path(tmp) / "b").mkdir()
-        with_asha = run(study, Path(tmp) / "a", args.seeds)
-        no_asha = run(without, Path(tmp) / "b", args.seeds)
-    print(f"{'':24} {'wall s':>7} {'trials':>6} {'epochs':>6} {'pruned':>6} {'setup s':>8} {'images/s':>8}")
-    for name, r in (("without a scheduler", no_asha), ("with ASHA", with_asha)):
+        for i in range(args.pairs):
+            runs = {}
+            for name, path in (("with ASHA", study), ("without a scheduler", without)):
+                out = Path(tmp) / f"{i}-{len(runs)}"
+                out.mkdir()
+                runs[name] = run(path, out, args.seeds)
+            ratios.append(runs["with ASHA"]["wall"] / runs["without a scheduler"]["wall"])
+            _print_pair(i + 1, runs, ratios[-1])
+    ratio = statistics.median(ratios)
+    print(f"\nwall with ASHA / without, per pair: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"median: {ratio:.2f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
+
+
+def _print_pair(n: int, runs: dict, ratio: float) -> None:
+    print(f"\npair {n}: {'':15} {'wall s':>7} {'trials':>6} {'epochs':>6} {'pruned':>6} {'setup s':>8} {'images/s':>8}")
+    for name, r in runs.items():
         print(f"{name:24} {r['wall']:7.1f} {r['trials']:6d} {r['epochs']:6d} {r['pruned']:6d} {r['setup']:8.1f} "
-              f"{r['ips']:8.0f}")  # fmt: skip
-    ratio = with_asha["wall"] / no_asha["wall"]
-    print(f"epochs with ASHA / without: {with_asha['epochs'] / no_asha['epochs']:.2f}")
-    print(f"wall with ASHA / without: {ratio:.2f}  (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
-    print(f"with ASHA:    {with_asha['answer']}")
-    print(f"without:      {no_asha['answer']}")
+              f"{r['ips']:8.0f}  {r['answer']}")  # fmt: skip
+    a, b = runs["with ASHA"], runs["without a scheduler"]
+    print(f"epochs with ASHA / without: {a['epochs'] / b['epochs']:.2f}; wall: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The trial loop without Ray (runner.trial.loop with the in-memory session of tests/fakes.py): same seed -> identical metrics; a
 resumed trial ends exactly where an unbroken one does."""
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -151,31 +152,49 @@ def test_checkpoint_every_holds_the_best_weights_and_resumes_exactly(tmp_path, d
     assert all(torch.equal(a, b) for a, b in zip(_weights(last), _weights(by_epoch[every.reports[-1]["best_epoch"]])))
 
 
-@pytest.mark.parametrize(("share", "expected"), [(1e-9, [1, 8]), (1e9, list(range(1, 9)))])
-def test_auto_checkpoints_are_as_frequent_as_their_cost_allows(tmp_path, data, monkeypatch, share, expected):
-    """train.checkpoint_every = 0 (the default): the first epoch and the last always; between them, once the time
-    since the last one is 1 / CHECKPOINT_SHARE times what writing it took."""
-    from runner.trial import loop
+def _epochs(session: MemorySession) -> list[int]:
+    return [int(Path(c).name.split("_")[1]) for c in session.checkpoints]
 
+
+@pytest.mark.parametrize(
+    ("share", "expected", "next_trial"), [(1e-9, [1, 8], [8]), (1e9, list(range(1, 9)), list(range(1, 9)))]
+)
+def test_auto_checkpoints_are_as_frequent_as_their_cost_allows(
+    tmp_path, data, monkeypatch, share, expected, next_trial
+):
+    """train.checkpoint_every = 0 (the default): the last epoch always; before it, once the time since the last one
+    (or the trial's start) is 1 / CHECKPOINT_SHARE times what writing one takes. The process's first trial writes one
+    at its first epoch to measure that; its next trials (a reused trial process) know it and space even their first."""
     (d, classes) = data
     monkeypatch.setattr(loop, "CHECKPOINT_SHARE", share)
+    monkeypatch.setattr(loop, "_CHECKPOINT_COST", {})  # a fresh process
     s = MemorySession(d, tmp_path / "auto")
     _run(tmp_path / "a", s, _spec(classes, epochs=8, checkpoint_every=0))
-    assert [int(Path(c).name.split("_")[1]) for c in s.checkpoints] == expected
+    assert _epochs(s) == expected
+    again = MemorySession(d, tmp_path / "again")
+    _run(tmp_path / "b", again, _spec(classes, epochs=8, seed=1, checkpoint_every=0))
+    assert _epochs(again) == next_trial
+    other = MemorySession(d, tmp_path / "other")  # another model size: its cost is not known yet
+    spec = _spec(classes, epochs=8, checkpoint_every=0)
+    model = dataclasses.replace(spec.config.model, hidden=(48,))
+    wider = dataclasses.replace(spec, config=dataclasses.replace(spec.config, model=model))
+    _run(tmp_path / "c", other, wider)
+    assert _epochs(other) == expected
 
 
-@pytest.mark.parametrize(("share", "expected"), [(1e-9, [3, 6, 8]), (1e9, list(range(3, 9)))])
-def test_a_trial_under_asha_checkpoints_at_its_rungs(tmp_path, data, monkeypatch, share, expected):
+@pytest.mark.parametrize(
+    ("share", "expected", "resumed_at"), [(1e-9, [3, 6, 8], [8]), (1e9, list(range(3, 9)), [7, 8])]
+)
+def test_a_trial_under_asha_checkpoints_at_its_rungs(tmp_path, data, monkeypatch, share, expected, resumed_at):
     """``checkpoint_at`` (ASHA's rungs, runner.driver.tuner): the rungs after the first always checkpoint, so a trial
-    ASHA stops there carries on from exactly where it stopped; no checkpoint before the first rung's decision (most
-    samples stop there), the first just after it."""
-    from runner.trial import loop
-
+    ASHA stops there carries on from exactly where it stopped; no checkpoint up to the first rung's decision (most
+    samples stop there), the first just after it when the process has not measured one yet."""
     (d, classes) = data
     monkeypatch.setattr(loop, "CHECKPOINT_SHARE", share)
+    monkeypatch.setattr(loop, "_CHECKPOINT_COST", {})
     s = MemorySession(d, tmp_path / "rungs")
     train(_spec(classes, epochs=8, checkpoint_every=0), s, str(tmp_path / "tb"), checkpoint_at=(2, 6))
-    assert [int(Path(c).name.split("_")[1]) for c in s.checkpoints] == expected
+    assert _epochs(s) == expected
     (first,) = s.reports[:1]
     assert "checkpoint_val_accuracy" not in first
     rung6 = next(c for c in s.checkpoints if c.endswith("_6"))
@@ -183,7 +202,7 @@ def test_a_trial_under_asha_checkpoints_at_its_rungs(tmp_path, data, monkeypatch
         d, tmp_path / "from6", resume_from=rung6
     )  # carried on from rung 6: its next epoch checkpoints
     train(_spec(classes, epochs=8, checkpoint_every=0), resumed, str(tmp_path / "tb2"), checkpoint_at=(2, 6))
-    assert [int(Path(c).name.split("_")[1]) for c in resumed.checkpoints] == [7, 8]
+    assert _epochs(resumed) == resumed_at  # the cost is known now: spaced from where it carried on
 
 
 def test_the_best_epochs_model_is_evaluated_on_test_at_the_end(tmp_path, with_test):

@@ -102,6 +102,12 @@ class _Trial:
     seed: int  # this worker's seed (study seed, variant, rank)
     progress: TrainingState
     checkpoint_at: tuple[int, ...] = ()  # ASHA's rungs, which set when the trial checkpoints (_checkpoint_due)
+    started: float = dataclasses.field(default_factory=time.monotonic)  # when its first epoch began
+
+    @property
+    def checkpoint_kind(self) -> tuple[int, str]:
+        """What a checkpoint's writing time depends on: the model's size and the optimizer's state."""
+        return sum(p.numel() for p in self.model.parameters()), type(self.opt).__name__
 
 
 def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | None = None,
@@ -114,7 +120,7 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
     """
     t_start = time.time()
     run = _setup(spec, session)
-    run.checkpoint_at = tuple(checkpoint_at)
+    run.checkpoint_at, run.started = tuple(checkpoint_at), time.monotonic()
     files = storage.TrialFiles(trial_dir) if session.rank == 0 else None  # staged and uploaded for a URI
     times = {"trial_start": t_start, "first_step_time": time.time(), "entered": entered or t_start}
     board = _board(files, run.progress.first_epoch)
@@ -235,6 +241,9 @@ def _bookkeeping(times: dict, workers: str, first_epoch: int) -> dict:
 
 
 CHECKPOINT_SHARE = 0.05  # train.checkpoint_every = 0 (auto): checkpoints take at most this share of a trial's time
+# What the last checkpoint of each kind (_Trial.checkpoint_kind) took to write and report in this process: a reused
+# trial process's next trials space their first checkpoint by it instead of writing one early to measure it.
+_CHECKPOINT_COST: dict[tuple[int, str], float] = {}
 
 
 def _report(run: _Trial, reporter: Reporter, metrics: dict) -> None:
@@ -266,20 +275,27 @@ def _report(run: _Trial, reporter: Reporter, metrics: dict) -> None:
 
 
 def _checkpoint_due(run: _Trial, reporter: Reporter, metrics: dict) -> bool:
-    """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), the first epoch and then once
-    the time since the last checkpoint is CHECKPOINT_SHARE^-1 times what writing it took (a kill redoes at most
-    1/CHECKPOINT_SHARE times that). Under ASHA (``checkpoint_at``: its rungs) also every rung after the first, so a
-    trial pruned there carries on from where it stopped when confirmed; and the first auto checkpoint comes after the
-    first rung, not at epoch 1: most samples stop at that rung, and one there would delay their stop by its write."""
+    """The last epoch always; every ``train.checkpoint_every`` epochs; with 0 (auto), once the time since the last
+    checkpoint (or the trial's start) is CHECKPOINT_SHARE^-1 times what writing one takes (a kill redoes at most
+    1/CHECKPOINT_SHARE times that), and at the first epoch when this process has not written one of its kind yet (to
+    measure it). Under ASHA (``checkpoint_at``: its rungs) also every rung after the first, so a trial pruned there
+    carries on from where it stopped when confirmed; and none up to the first rung: most samples stop there, and a
+    checkpoint there would delay their stop by its write."""
     every, progress, rungs = run.spec.config.train.checkpoint_every, run.progress, run.checkpoint_at
     if metrics["status"] != Status.RUNNING or metrics["epoch"] in rungs[1:]:
         return True
     if every:
         return metrics["epoch"] % every == 0
-    cost = reporter.checkpoint_seconds
-    if progress.checkpointed_at is None:
-        return not rungs or metrics["epoch"] > rungs[0]
-    return cost is not None and time.monotonic() - progress.checkpointed_at >= cost / CHECKPOINT_SHARE
+    if rungs and metrics["epoch"] <= rungs[0]:
+        return False
+    kind = run.checkpoint_kind
+    if reporter.checkpoint_seconds is not None:
+        _CHECKPOINT_COST[kind] = reporter.checkpoint_seconds
+    cost = _CHECKPOINT_COST.get(kind)
+    if cost is None:  # the first of its kind in this process: writing it measures what one costs
+        return True
+    since = run.started if progress.checkpointed_at is None else progress.checkpointed_at
+    return time.monotonic() - since >= cost / CHECKPOINT_SHARE
 
 
 def checkpoint_state(spec: TrialSpec, model, opt, progress: TrainingState, epoch: int, score: float) -> dict:
