@@ -156,7 +156,9 @@ def test_driver_killed_then_resume_runs_only_unfinished_trials(tmp_path):
         assert sorted(p.name for p in d.iterdir()) == files
     for d in (out / "r").glob("*/params.json"):
         _assert_whole(d.parent, epochs)
-    assert any(_results(d)[-1]["resumed_from_epoch"] >= 2 for d in running)
+    # carried on, not started over: from the checkpoint Tune's last saved state names (saved on its clock, so a kill
+    # just after epoch 2's row may leave it naming epoch 1's; the epochs after it run again, as they ran before)
+    assert any(_results(d)[-1]["resumed_from_epoch"] >= 1 for d in running)
     assert "partial" not in (out / "r" / "summary.md").read_text().lower()
 
 

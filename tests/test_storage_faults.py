@@ -209,6 +209,9 @@ ONE_AT_A_TIME = """
 study = Study(name="slow", base=TrialConfig(model=ModelConfig(hidden=(64,)), train=TrainConfig(epochs=EPOCHS)),
               variants={"a": {}, "b": {"model.dropout": 0.1}}, seeds=(0, 1))
 """.replace("EPOCHS", str(EPOCHS))
+# A checkpoint every epoch: the default spaces them by what they cost, and a trial in a reused process writes none
+# before ~20x that, so a stop this early would leave the running trial nothing to carry on from.
+EVERY_EPOCH = ONE_AT_A_TIME.replace("epochs=", "checkpoint_every=1, epochs=")
 
 
 def _rows(results: Path) -> dict[str, list[dict]]:
@@ -222,11 +225,11 @@ def _rows(results: Path) -> dict[str, list[dict]]:
     return out
 
 
-def _start_mid_study(tmp_path: Path, storage_dir: Path):
+def _start_mid_study(tmp_path: Path, storage_dir: Path, body: str = ONE_AT_A_TIME):
     """The study started; returns (process, results dir) once one trial finished and the next one runs."""
     from conftest import WATCHED, start_cli, write_study
 
-    study = write_study(tmp_path / "s.py", ONE_AT_A_TIME)
+    study = write_study(tmp_path / "s.py", body)
     proc = start_cli(str(study), "--storage", str(storage_dir), "--max-concurrent", "1", env=WATCHED)
     results = storage_dir / "slow"
     end = time.time() + 240
@@ -276,7 +279,7 @@ def _resume_completes(study: Path, storage_dir: Path, results: Path, finished: d
 def test_a_cut_short_experiment_state_is_rebuilt_from_the_trial_dirs(tmp_path):
     """Tune's newest state cut short (a disk full to the last byte as Tune saved it): --resume rebuilds the phase from
     the trial dirs, says so, carries the running trial on from its checkpoint, and reruns no finished trial."""
-    proc, results = _start_mid_study(tmp_path, tmp_path / "runs")
+    proc, results = _start_mid_study(tmp_path, tmp_path / "runs", EVERY_EPOCH)
     proc.send_signal(signal.SIGINT)
     _stopped_in_one_line(proc, 130)
     from runner.driver import recover
