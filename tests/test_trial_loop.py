@@ -200,7 +200,7 @@ def test_a_trial_under_asha_checkpoints_at_its_rungs(tmp_path, data, monkeypatch
     rung6 = next(c for c in s.checkpoints if c.endswith("_6"))
     resumed = MemorySession(
         d, tmp_path / "from6", resume_from=rung6
-    )  # carried on from rung 6: its next epoch checkpoints
+    )  # carried on from rung 6: its checkpoints are spaced from there
     train(_spec(classes, epochs=8, checkpoint_every=0), resumed, str(tmp_path / "tb2"), checkpoint_at=(2, 6))
     assert _epochs(resumed) == resumed_at  # the cost is known now: spaced from where it carried on
 

@@ -102,7 +102,7 @@ class _Trial:
     seed: int  # this worker's seed (study seed, variant, rank)
     progress: TrainingState
     checkpoint_at: tuple[int, ...] = ()  # ASHA's rungs, which set when the trial checkpoints (_checkpoint_due)
-    started: float = dataclasses.field(default_factory=time.monotonic)  # when its first epoch began
+    started: float = dataclasses.field(default_factory=time.monotonic)  # built just before its first epoch
 
     @property
     def checkpoint_kind(self) -> tuple[int, str]:
@@ -120,7 +120,7 @@ def train(spec: TrialSpec, session: Session, trial_dir: str, entered: float | No
     """
     t_start = time.time()
     run = _setup(spec, session)
-    run.checkpoint_at, run.started = tuple(checkpoint_at), time.monotonic()
+    run.checkpoint_at = tuple(checkpoint_at)
     files = storage.TrialFiles(trial_dir) if session.rank == 0 else None  # staged and uploaded for a URI
     times = {"trial_start": t_start, "first_step_time": time.time(), "entered": entered or t_start}
     board = _board(files, run.progress.first_epoch)
