@@ -154,6 +154,67 @@ def test_amp_note_only_where_amp_is_asked_for_and_cpu_trials_cannot_have_it(monk
     assert resources.amp_note(True, gpus=False) is None
 
 
+def test_trial_processes_are_asked_for_huge_pages_unless_the_user_says_otherwise(monkeypatch):
+    """A local Ray's processes (the trials among them) inherit the driver's environment, set before Ray starts; a
+    user's own value wins."""
+    import os
+
+    import ray
+
+    from runner.driver import cluster
+
+    seen = []
+
+    def init(**kwargs):
+        seen.append(os.environ.get("THP_MEM_ALLOC_ENABLE"))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(cluster, "reap_orphans", lambda: 0)
+    for k in (*cluster.TRAIN_ENV, cluster.DRIVER_ENV, "RAY_ADDRESS"):
+        monkeypatch.delenv(k, raising=False)
+    for user in (None, "0"):
+        if user is not None:
+            monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", user)
+        with pytest.raises(RuntimeError, match="stop here"):
+            cluster.init_ray(None, "test", verbose=False)
+    assert seen == ["1", "0"]
+
+
+HUGE_PAGE_ADVICE = """
+import torch
+t = torch.ones(2**25, dtype=torch.uint8)  # 32 MiB
+p = t.data_ptr()
+flags = []
+for line in open("/proc/self/smaps"):
+    head = line.split()[0]
+    if "-" in head and ":" not in head:
+        lo, hi = (int(a, 16) for a in head.split("-"))
+        inside = lo <= p < hi
+    elif inside and head == "VmFlags:":
+        flags = line.split()[1:]
+print("hg" in flags)
+"""
+
+
+@pytest.mark.e2e
+def test_this_torch_advises_huge_pages_for_large_tensors_when_asked():
+    """The setting trial processes get is one this torch honours: the memory of a tensor of 2 MiB or more is
+    advised for transparent huge pages (MADV_HUGEPAGE: VmFlags "hg" in /proc/self/smaps); with 0, it is not."""
+    import os
+    import subprocess
+    import sys
+
+    from runner.driver import cluster
+
+    advised = [
+        subprocess.run([sys.executable, "-c", HUGE_PAGE_ADVICE], env={**os.environ, "THP_MEM_ALLOC_ENABLE": v},
+                       capture_output=True, text=True, check=True).stdout.strip()
+        for v in (cluster.TRAIN_ENV["THP_MEM_ALLOC_ENABLE"], "0")
+    ]  # fmt: skip
+    assert advised == ["True", "False"]
+
+
 @pytest.mark.e2e
 def test_the_driver_loads_no_torch(tmp_path):
     """A whole study's driver (the study checked, augmentations included; run_trial handed to Tune; the trials run;
