@@ -202,6 +202,29 @@ def test_importance_finds_the_hyper_parameter_that_matters(tmp_path):
     assert search_summary.importance(records[:4], study) == {}  # too few trials to say
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_permutation_importance_is_sklearns_in_one_predict_call(seed):
+    """The same shuffles and the same numbers as sklearn's permutation_importance (which predicts once per shuffled
+    copy), on a forest where one column matters, one a little, one not at all."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.inspection import permutation_importance
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(40, 3))
+    y = 3 * x[:, 0] + x[:, 1] + rng.normal(0, 0.1, 40)
+    forest = RandomForestRegressor(n_estimators=30, random_state=seed, min_samples_leaf=2).fit(x, y)
+    calls = []
+    predict = forest.predict
+    forest.predict = lambda a: calls.append(len(a)) or predict(a)
+    ours = search_summary.permutation_importance(forest, x, y, repeats=5, seed=seed)
+    assert calls == [3 * 5 * 40, 40]  # every shuffled copy at once, then the baseline
+    forest.predict = predict
+    theirs = permutation_importance(forest, x, y, n_repeats=5, random_state=seed).importances_mean
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    assert ours[0] > ours[1] > abs(ours[2])
+
+
 @pytest.mark.parametrize("algorithm", ["random", "sobol"])
 def test_more_samples_only_add_samples(algorithm):
     """Raising Search.samples and resuming runs only the new samples: the first ones stay as they were."""
