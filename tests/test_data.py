@@ -381,6 +381,29 @@ def test_load_images_all_val_images_unreadable(tmp_path, cache):
         load_images(DataConfig(path=str(root), image_size=S))
 
 
+def test_the_lesions_generator_is_drawn_once_per_setting_and_cached(cache, monkeypatch):
+    """A second study on builtin:lesions reads what the first drew (the same arrays, the same audit); another split
+    seed, image size or channel count draws anew; a change to the generator's code or to numpy misses the cache; the
+    digits, read from scikit-learn's file, are not cached."""
+    from runner.data import source
+
+    cfg = DataConfig(path="builtin:lesions", image_size=16)
+    first, second = load_images(cfg), load_images(cfg)
+    assert not first.cached and second.cached and second.seconds == 0.0
+    for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert second.audit == first.audit and second.classes == first.classes and second.source == first.source
+    for other in ({"split_seed": 1}, {"image_size": 8}, {"channels": 1}):
+        assert not load_images(DataConfig(**{"path": "builtin:lesions", "image_size": 16, **other})).cached, other
+    for module, name, value in ((np, "__version__", "0.0.1"), (source.builtin, "__file__", source.__file__)):
+        with monkeypatch.context() as m:  # another numpy; other generator code
+            m.setattr(module, name, value)
+            assert not load_images(cfg).cached, name
+    before = set(cache.glob("*.npz"))
+    assert not load_images(DataConfig(path="builtin:digits", image_size=8)).cached
+    assert set(cache.glob("*.npz")) == before
+
+
 def test_load_images_cache_hit_and_invalidation(tmp_path, cache):
     root = _flat(tmp_path / "imgs", n=5)
     cfg = DataConfig(path=str(root), image_size=S)

@@ -4,7 +4,8 @@ Two steps. ``load_pool`` decodes a source once per study on the driver: every im
 its split code when the source fixes one (val/ and test/ folders, the lesions generator) and its
 pixel digest. For folders the pool is cached on disk, keyed by what the scan found (image paths,
 sizes, modification times; the other files it saw), the image size and the channels, so a second
-study on an unchanged folder decodes and hashes nothing. ``split`` then holds out the splits the
+study on an unchanged folder decodes and hashes nothing; the lesions generator's pool too, keyed by
+what it is drawn from. ``split`` then holds out the splits the
 source lacks (test by data.test_fraction, then val by data.val_fraction, per trial seed with
 data.split_per_seed), audits the result (runner.data.audit) and applies ``data.leakage``: cheap, so
 warn / fail / drop and every split share one cache entry.
@@ -114,7 +115,12 @@ def load_pool(cfg: DataConfig) -> Pool:
     """Every image of the source, decoded once (from the cache for an unchanged folder)."""
     t0 = time.perf_counter()
     if cfg.path.startswith("builtin:"):
-        pool = _builtin_pool(cfg)
+        key = _builtin_key(cfg)
+        pool = _read_cache(key) if key else None
+        if pool is None:
+            pool = _builtin_pool(cfg)
+            if key:
+                _write_cache(key, pool)
     else:
         root = Path(cfg.path).expanduser().resolve()
         found = folder.scan(root)
@@ -243,6 +249,20 @@ def _cache_key(found: folder.Scan, cfg: DataConfig) -> str:
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{code}\n".encode())
     return h.hexdigest()[:24]
+
+
+CACHED_BUILTINS = ("lesions",)  # drawn with numpy alone (1.5-2 s); digits come from a file in scikit-learn
+
+
+def _builtin_key(cfg: DataConfig) -> str | None:
+    """For a built-in drawn with numpy: changes with the settings it is drawn from (image size, channels, split seed),
+    with its generator's code and with numpy's version (its random streams). None for one that is not cached."""
+    name = cfg.path.split(":", 1)[1].strip().lower()
+    if name not in CACHED_BUILTINS:
+        return None
+    code = hashlib.sha256(Path(builtin.__file__).read_bytes()).hexdigest()
+    head = [CACHE_VERSION, name, cfg.image_size, cfg.channels, cfg.split_seed, code, np.__version__]
+    return "builtin-" + hashlib.sha256(json.dumps(head).encode()).hexdigest()[:24]
 
 
 def _read_cache(key: str) -> Pool | None:
