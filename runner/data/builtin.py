@@ -123,8 +123,13 @@ def _channels(rgb: np.ndarray, channels: int) -> np.ndarray:
 BUILTINS = {"lesions": lesions, "digits": digits}
 
 
+def dataset_name(cfg: DataConfig) -> str:
+    """The built-in dataset ``data.path`` names ("builtin: Digits " -> "digits")."""
+    return cfg.path.split(":", 1)[1].strip().lower()
+
+
 def load_builtin(cfg: DataConfig):
-    name = cfg.path.split(":", 1)[1].strip().lower()
+    name = dataset_name(cfg)
     if name not in BUILTINS:
         raise ConfigError(
             f"data.path={cfg.path!r}: unknown built-in dataset; choose one of "

@@ -112,25 +112,26 @@ def load_images(cfg: DataConfig, seed: int | None = None) -> ImageSet:
 
 
 def load_pool(cfg: DataConfig) -> Pool:
-    """Every image of the source, decoded once (from the cache for an unchanged folder)."""
+    """Every image of the source, decoded once (from the cache for an unchanged folder or built-in setting)."""
     t0 = time.perf_counter()
     if cfg.path.startswith("builtin:"):
-        key = _builtin_key(cfg)
-        pool = _read_cache(key) if key else None
-        if pool is None:
-            pool = _builtin_pool(cfg)
-            if key:
-                _write_cache(key, pool)
+        pool = _cached(_builtin_key(cfg), lambda: _builtin_pool(cfg))
     else:
         root = Path(cfg.path).expanduser().resolve()
         found = folder.scan(root)
-        key = _cache_key(found, cfg)
-        pool = _read_cache(key)
-        if pool is None:
-            pool = _folder_pool(found, root, cfg)
-            _write_cache(key, pool)
+        pool = _cached(_cache_key(found, cfg), lambda: _folder_pool(found, root, cfg))
     if not pool.cached:
         pool.seconds = time.perf_counter() - t0
+    return pool
+
+
+def _cached(key: str | None, build) -> Pool:
+    """The pool cached under ``key``, else ``build()``'s, cached for the next study (None: not cached)."""
+    pool = _read_cache(key) if key else None
+    if pool is None:
+        pool = build()
+        if key:
+            _write_cache(key, pool)
     return pool
 
 
@@ -257,7 +258,7 @@ CACHED_BUILTINS = ("lesions",)  # drawn with numpy alone (1.5-2 s); digits come 
 def _builtin_key(cfg: DataConfig) -> str | None:
     """For a built-in drawn with numpy: changes with the settings it is drawn from (image size, channels, split seed),
     with its generator's code and with numpy's version (its random streams). None for one that is not cached."""
-    name = cfg.path.split(":", 1)[1].strip().lower()
+    name = builtin.dataset_name(cfg)
     if name not in CACHED_BUILTINS:
         return None
     code = hashlib.sha256(Path(builtin.__file__).read_bytes()).hexdigest()
